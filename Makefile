@@ -1,0 +1,93 @@
+# ai-ml-pipeline: thin, named targets; each calls one script or one tool.
+# With pixi on PATH they run in the pixi environment ($(PIXI_ENV)); without it, in a pip venv
+# built from requirements/lock.txt and cached outside the clone (scripts/bootstrap_venv.py).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+PIXI_ENV ?= default
+ARGS ?=
+
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := 0
+export YOLO_CONFIG_DIR := $(CURDIR)/.cache/ultralytics
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export MPLBACKEND := Agg
+export PYTHONUNBUFFERED := 1
+
+ifneq ($(shell command -v pixi 2>/dev/null),)
+  ENSURE_ENV := pixi install --environment $(PIXI_ENV)
+  RUN := pixi run --environment $(PIXI_ENV)
+else
+  VENV = $(shell $(PYTHON) scripts/bootstrap_venv.py path)
+  ENSURE_ENV := $(PYTHON) scripts/bootstrap_venv.py ensure
+  RUN = env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
+endif
+
+# System packages the test suite uses (browser, Prometheus, video tools); installed when missing.
+TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg
+
+.PHONY: help install lock validate validate-cuda download-models test lint format run-pose run-vram \
+	run-all stop-all dev-session bench bench-pose-engine bench-checkpoint bench-swap clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: ## create or update the environment (pixi, else a cached pip venv from requirements/lock.txt)
+	@$(ENSURE_ENV)
+
+lock: ## regenerate requirements/lock.txt from pixi.toml (and pixi.lock where pixi is installed)
+	$(PYTHON) scripts/lock.py
+	@if command -v pixi >/dev/null; then pixi lock; fi
+
+validate: install ## check that this machine can run the product (ARGS=--json for JSON)
+	@$(RUN) python scripts/validate_env.py $(ARGS)
+
+validate-cuda: install ## like validate, and fail without a usable CUDA GPU
+	@$(RUN) python scripts/validate_env.py --require-gpu $(ARGS)
+
+download-models: install ## fetch yolo11n-pose.pt into models/ (needs internet)
+	@$(RUN) python scripts/download_models.py
+
+test: install ## run the whole test suite (installs the system packages its tests use when missing)
+	@bash scripts/system_deps.sh $(TEST_SYSTEM_PACKAGES)
+	@$(RUN) python -m pytest $(ARGS)
+
+lint: install ## ruff (lint + format check) and mypy on the packages
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy
+
+format: install ## format and autofix with ruff
+	@$(RUN) ruff format .
+	@$(RUN) ruff check --fix .
+
+run-pose: install ## serve pose_analyzer on port 8001 (foreground)
+	@$(RUN) python -m pose_analyzer
+
+run-vram: install ## serve gpu_optimizer on port 8002 (foreground)
+	@$(RUN) python -m gpu_optimizer
+
+run-all: install ## start both services in the background (PIDs and logs under logs/), wait until healthy
+	@$(RUN) python scripts/services.py start
+
+stop-all: ## stop exactly the services run-all started
+	@$(PYTHON) scripts/services.py stop
+
+dev-session: install ## tmux session with windows pose, vram, monitor
+	@bash scripts/dev_session.sh
+
+bench: bench-pose-engine bench-checkpoint bench-swap ## every benchmark; each prints one JSON line last
+
+bench-pose-engine: install ## engine overhead vs inference on real frames
+	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
+
+bench-checkpoint: install ## checkpoint save/load vs torch.save and raw disk
+	@$(RUN) python benchmarks/checkpoint.py $(ARGS)
+
+bench-swap: install ## tensor swapper throughput vs plain copies
+	@$(RUN) python benchmarks/swap.py $(ARGS)
+
+clean: ## remove caches, logs and build leftovers in the clone (the venv cache stays)
+	rm -rf .cache logs .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,50 @@
+"""The gpu_optimizer application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from gpu_optimizer.settings import GpuOptSettings
+from service_kit.buildinfo import build_info
+from service_kit.errors import install_error_handlers
+from service_kit.hardware import host_hardware
+from service_kit.jsonlog import configure_logging
+from service_kit.ops import ServiceOps, new_registry, ops_router
+from service_kit.settings import config_digest
+
+SERVICE = "gpu_optimizer"
+log = logging.getLogger(SERVICE)
+
+
+def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
+    """Build the app; resources are opened in the lifespan, not at import or here."""
+    settings = settings or GpuOptSettings()
+    digest = config_digest(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        configure_logging(SERVICE, settings.log_level, settings.log_dir, digest)
+        build = build_info("gpu-optimizer", __file__)
+        ops = ServiceOps(
+            service=SERVICE,
+            build=build,
+            config_digest=digest,
+            registry=new_registry(SERVICE, build),
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        )
+        hardware = host_hardware()
+        ops.details["mode"] = "gpu" if hardware.gpus else "cpu"
+        ops.mark_ready()
+        log.info("service started", extra={"version": build.version, "mode": ops.details["mode"]})
+        yield {"ops": ops}
+        log.info("service stopping")
+
+    app = FastAPI(title="gpu_optimizer", version=build_info("gpu-optimizer", __file__).version, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(ops_router())
+    return app

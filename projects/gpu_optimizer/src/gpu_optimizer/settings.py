@@ -1,0 +1,20 @@
+"""gpu_optimizer's settings: environment variables with the ``GPUOPT_`` prefix, validated at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from service_kit.settings import ServiceSettings
+
+
+class GpuOptSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GPUOPT_", extra="forbid", validate_default=True)
+
+    port: int = Field(default=8002, ge=1, le=65535)
+    sample_interval_s: float = Field(default=1.0, gt=0)
+    checkpoint_root: Path = Path("checkpoints")
+    database_url: str = "sqlite:///data/gpu_optimizer.db"
+    expected_cuda: str | None = None

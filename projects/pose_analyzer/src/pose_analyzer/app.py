@@ -1,0 +1,59 @@
+"""The pose_analyzer application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from pose_analyzer.settings import PoseSettings
+from service_kit.buildinfo import build_info
+from service_kit.errors import install_error_handlers
+from service_kit.jsonlog import configure_logging
+from service_kit.ops import ServiceOps, new_registry, ops_router
+from service_kit.settings import config_digest
+
+SERVICE = "pose_analyzer"
+log = logging.getLogger(SERVICE)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def create_app(settings: PoseSettings | None = None) -> FastAPI:
+    """Build the app; resources are opened in the lifespan, not at import or here."""
+    settings = settings or PoseSettings()
+    digest = config_digest(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        configure_logging(SERVICE, settings.log_level, settings.log_dir, digest)
+        build = build_info("pose-analyzer", __file__)
+        ops = ServiceOps(
+            service=SERVICE,
+            build=build,
+            config_digest=digest,
+            registry=new_registry(SERVICE, build),
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        )
+        from pose_analyzer.detection.registry import resolve_backend
+
+        cuda = settings.device == "cuda" or (settings.device == "auto" and _cuda_available())
+        backend, reason = resolve_backend(settings.backend, cuda_available=cuda)
+        ops.details["pose_backend"] = {"requested": settings.backend, "chosen": backend, "reason": reason}
+        log.info("pose backend chosen", extra={"backend": backend, "reason": reason})
+        ops.mark_ready()
+        log.info("service started", extra={"version": build.version, "git_commit": build.git_commit})
+        yield {"ops": ops}
+        log.info("service stopping")
+
+    app = FastAPI(title="pose_analyzer", version=build_info("pose-analyzer", __file__).version, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(ops_router())
+    return app

@@ -1,0 +1,93 @@
+"""Plain data passed between the pose engine's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Person:
+    """One person in one frame.
+
+    ``keypoints`` is (NUM_KEYPOINTS, 3) float32 in the layout of ``keypoints.py``
+    (pixels, confidence).  ``box`` is (x1, y1, x2, y2) in pixels.  ``track_id`` is set
+    by the tracker (``None`` before tracking).  ``native`` keeps the backend's own
+    output (MediaPipe: 33x4 normalized x, y, z, visibility; YOLO: 17x3 pixels) for
+    tests and for users who want it.
+    """
+
+    keypoints: np.ndarray
+    box: tuple[float, float, float, float]
+    score: float
+    track_id: int | None = None
+    native: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class Frame:
+    """A decoded frame (BGR uint8, as OpenCV reads it) and when it was captured, in seconds."""
+
+    image: np.ndarray
+    timestamp: float
+    index: int = 0
+
+
+@dataclass(slots=True)
+class Detections:
+    """What a detector saw in one frame."""
+
+    people: list[Person] = field(default_factory=list)
+    inference_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class Fault:
+    """A form fault found in one repetition, with feedback a person can act on."""
+
+    code: str
+    message: str
+    weight: float
+
+
+@dataclass(slots=True)
+class RepRecord:
+    """One completed repetition of one person."""
+
+    exercise: str
+    index: int
+    start_time: float
+    end_time: float
+    range_of_motion_deg: float
+    tempo_s: float
+    score: float
+    faults: list[Fault] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PersonAnalysis:
+    """One tracked person in one frame: smoothed keypoints, joint angles in degrees, reps so far."""
+
+    person: Person
+    angles: dict[str, float]
+    rep_count: int = 0
+    phase: str = ""
+    last_rep: RepRecord | None = None
+    # Added by the biomechanics stage: degrees per second per angle; centre of mass
+    # (x, y) in pixels; dimensionless measures and left/right symmetry indices (%).
+    angular_velocity: dict[str, float] = field(default_factory=dict)
+    center_of_mass: tuple[float, float] | None = None
+    measures: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FrameAnalysis:
+    """Everything the engine says about one frame; ``timings_ms`` holds per-stage costs."""
+
+    index: int
+    timestamp: float
+    width: int
+    height: int
+    people: list[PersonAnalysis] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,127 @@
+"""Operational endpoints both services expose: /healthz, /readyz, /metrics, /api/status/version.
+
+The app's lifespan puts a ``ServiceOps`` into its state under the key ``"ops"``; these
+routes read it from there, so they hold no globals and any number of apps can live in
+one process (tests do).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import PlatformCollector, ProcessCollector
+
+from service_kit.buildinfo import BuildInfo
+from service_kit.errors import UnauthorizedError, error_body
+from service_kit.hardware import host_hardware
+
+
+@dataclass(slots=True)
+class ServiceOps:
+    """Identity, readiness and metrics registry of one running service."""
+
+    service: str
+    build: BuildInfo
+    config_digest: str
+    registry: CollectorRegistry
+    api_key: str | None = None
+    started_at: float = field(default_factory=time.time)
+    ready: bool = False
+    not_ready_reason: str = "starting"
+    details: dict[str, Any] = field(default_factory=dict)
+    details_provider: Callable[[], dict[str, Any]] | None = None
+
+    def mark_ready(self) -> None:
+        self.ready, self.not_ready_reason = True, ""
+
+    def mark_not_ready(self, reason: str) -> None:
+        self.ready, self.not_ready_reason = False, reason
+
+
+def new_registry(service: str, build: BuildInfo) -> CollectorRegistry:
+    """A registry of the service's own (not the process-global one) with process and build metrics."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    info = Gauge(
+        "aiml_build_info",
+        "Build of the running service (value is always 1)",
+        ["service", "version", "git_commit"],
+        registry=registry,
+    )
+    info.labels(service, build.version, build.git_commit).set(1)
+    return registry
+
+
+def get_ops(request: Request) -> ServiceOps:
+    ops: ServiceOps = request.state.ops
+    return ops
+
+
+OpsDep = Annotated[ServiceOps, Depends(get_ops)]
+
+
+def _key_matches(expected: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def presented_key(headers: Any, query: Any) -> str | None:
+    """The API key a client sent: ``X-API-Key``, ``Authorization: Bearer``, or ``?api_key=`` (browsers' WebSockets)."""
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return str(auth[7:])
+    key = headers.get("x-api-key") or query.get("api_key")
+    return None if key is None else str(key)
+
+
+def require_api_key(request: Request) -> None:
+    """Dependency for REST routes: 401 when the service has an API key and the request lacks it."""
+    ops = get_ops(request)
+    if ops.api_key and not _key_matches(ops.api_key, presented_key(request.headers, request.query_params)):
+        raise UnauthorizedError("missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+
+
+def websocket_authorised(websocket: WebSocket) -> bool:
+    ops: ServiceOps = websocket.state.ops
+    return not ops.api_key or _key_matches(ops.api_key, presented_key(websocket.headers, websocket.query_params))
+
+
+def ops_router() -> APIRouter:
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz", summary="The process is alive")
+    def healthz(ops: OpsDep) -> dict[str, Any]:
+        return {"status": "ok", "service": ops.service, "uptime_s": round(time.time() - ops.started_at, 3)}
+
+    @router.get("/readyz", summary="Models and database are ready", responses={503: {"description": "not ready"}})
+    def readyz(ops: OpsDep) -> Response:
+        if ops.ready:
+            return JSONResponse({"status": "ready", "service": ops.service})
+        return JSONResponse(error_body("not_ready", ops.not_ready_reason), status_code=503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics(ops: OpsDep) -> Response:
+        return Response(generate_latest(ops.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/api/status/version", summary="Version, commit, config digest and host hardware")
+    def version(ops: OpsDep) -> dict[str, Any]:
+        details = dict(ops.details)
+        if ops.details_provider is not None:
+            details.update(ops.details_provider())
+        return {
+            "service": ops.service,
+            **ops.build.to_dict(),
+            "config_digest": ops.config_digest,
+            "started_at": ops.started_at,
+            "hardware": host_hardware().to_dict(),
+            **details,
+        }
+
+    return router

@@ -1,0 +1,47 @@
+"""Test tiers are chosen by folder: unit/ and api/ are fast, e2e/ starts real servers, gpu/ needs CUDA."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+CACHE = REPO_ROOT / ".cache"
+
+# Keep ultralytics offline and its settings inside the project (see ../shared/ENVIRONMENT.md).
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(CACHE / "ultralytics"))
+os.environ.setdefault("MPLCONFIGDIR", str(CACHE / "matplotlib"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    has_cuda = cuda_available()
+    for item in items:
+        path = Path(str(item.fspath))
+        if "gpu" in path.parts or item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.gpu)
+            if not has_cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+        if "e2e" in path.parts:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, the real images and videos with ground truth."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"test data missing: {SHARED_DATA} (see DEVELOPERS.md)")
+    return SHARED_DATA
