@@ -35,7 +35,9 @@ def venv_path() -> Path:
 
 
 def _pip(env: Path, *args: str) -> None:
-    subprocess.run([str(env / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args], check=True)
+    subprocess.run(
+        [str(env / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args], check=True
+    )
 
 
 def _project_stamp() -> str:
@@ -49,7 +51,10 @@ def ensure() -> Path:
     if not complete.exists():
         if env.exists():
             shutil.rmtree(env)
-        print(f"creating {env} from {LOCK.relative_to(ROOT)} (first run on this machine: a few minutes)", flush=True)
+        print(
+            f"creating {env} from {LOCK.relative_to(ROOT)} (first run on this machine: a few minutes)",
+            flush=True,
+        )
         venv.create(env, with_pip=True)
         _pip(env, "install", "--quiet", "--no-deps", "-r", str(LOCK))
         _pip(env, "check")

@@ -32,9 +32,10 @@ def main() -> int:
         return 0
     MODELS.mkdir(exist_ok=True)
     try:
-        with urllib.request.urlopen(args.url, timeout=30) as resp, tempfile.NamedTemporaryFile(
-            dir=MODELS, delete=False, suffix=".part"
-        ) as tmp:
+        with (
+            urllib.request.urlopen(args.url, timeout=30) as resp,
+            tempfile.NamedTemporaryFile(dir=MODELS, delete=False, suffix=".part") as tmp,
+        ):
             digest = hashlib.sha256()
             while chunk := resp.read(1 << 20):
                 tmp.write(chunk)

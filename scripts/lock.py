@@ -77,8 +77,19 @@ def resolve(reqs: dict[str, str]) -> list[tuple[str, str]]:
         req_file = Path(tmp) / "in.txt"
         req_file.write_text("\n".join(reqs.values()) + "\n")
         subprocess.run(
-            [f"{tmp}/bin/python", "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--report", str(report), "-r", str(req_file)],
+            [
+                f"{tmp}/bin/python",
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                "-r",
+                str(req_file),
+            ],
             check=True,
         )
         installed = json.loads(report.read_text())["install"]

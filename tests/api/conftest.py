@@ -13,14 +13,19 @@ from pose_analyzer.settings import PoseSettings
 
 @pytest.fixture
 def pose_client(tmp_path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    settings = PoseSettings(log_dir=tmp_path / "logs", backend="mediapipe", database_url=f"sqlite:///{tmp_path}/pose.db")
+    settings = PoseSettings(
+        log_dir=tmp_path / "logs", backend="mediapipe", database_url=f"sqlite:///{tmp_path}/pose.db"
+    )
     with TestClient(create_pose_app(settings)) as client:
         yield client
 
 
 @pytest.fixture
 def gpu_client(tmp_path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    settings = GpuOptSettings(log_dir=tmp_path / "logs", checkpoint_root=tmp_path / "ckpt",
-                              database_url=f"sqlite:///{tmp_path}/gpu.db")
+    settings = GpuOptSettings(
+        log_dir=tmp_path / "logs",
+        checkpoint_root=tmp_path / "ckpt",
+        database_url=f"sqlite:///{tmp_path}/gpu.db",
+    )
     with TestClient(create_gpu_app(settings)) as client:
         yield client

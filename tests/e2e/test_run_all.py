@@ -40,8 +40,18 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def services(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), command], env=env, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "zombie" not in status.lower()
 
 
 def get(url: str) -> dict:  # type: ignore[type-arg]
@@ -54,12 +64,13 @@ def test_run_all_starts_both_and_stop_all_stops_exactly_them(env: dict[str, str]
     assert started.returncode == 0, started.stdout + started.stderr
     pose_url = f"http://127.0.0.1:{env['POSE_PORT']}"
     gpu_url = f"http://127.0.0.1:{env['GPUOPT_PORT']}"
-    assert pose_url in started.stdout and gpu_url in started.stdout
+    assert pose_url in started.stdout
+    assert gpu_url in started.stdout
     assert get(f"{pose_url}/healthz")["service"] == "pose_analyzer"
     assert get(f"{gpu_url}/healthz")["service"] == "gpu_optimizer"
 
     run_dir = tmp_path / "logs" / "run"
-    pids = {p.stem: int(p.read_text()) for p in run_dir.glob("*.pid")}
+    pids = {p.stem: int(p.read_text().split()[0]) for p in run_dir.glob("*.pid")}
     assert set(pids) == {"pose_analyzer", "gpu_optimizer"}
 
     # JSON log lines with the config digest reach logs/<service>.log
@@ -76,7 +87,10 @@ def test_run_all_starts_both_and_stop_all_stops_exactly_them(env: dict[str, str]
         stopped = services("stop", env)
         assert stopped.returncode == 0
         for pid in pids.values():
-            assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+            )
         assert bystander.poll() is None, "stop-all must stop only the PIDs it started"
         assert not list(run_dir.glob("*.pid"))
     finally:
@@ -89,7 +103,7 @@ def test_stop_all_ignores_a_pid_file_naming_another_program(env: dict[str, str],
     run_dir.mkdir(parents=True)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (run_dir / "pose_analyzer.pid").write_text(f"{other.pid}\n")
+        (run_dir / "pose_analyzer.pid").write_text(f"{other.pid} 12345\n")  # same PID, another start time
         done = services("stop", env)
         assert done.returncode == 0
         assert other.poll() is None, "a reused PID must not be killed"

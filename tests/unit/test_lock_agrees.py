@@ -13,7 +13,8 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("aiml_lock", ROOT / "scripts" / "lock.py")
-assert spec and spec.loader
+assert spec
+assert spec.loader
 lock = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(lock)
 
@@ -23,7 +24,9 @@ def test_every_pixi_pin_is_in_the_lock_at_the_same_version() -> None:
     for name, requirement in lock.pixi_requirements().items():
         wanted = Requirement(requirement)
         assert name in pins, f"{name} is in pixi.toml but not in requirements/lock.txt"
-        assert wanted.specifier.contains(pins[name]), f"{name}: pixi.toml {wanted.specifier}, lock {pins[name]}"
+        assert wanted.specifier.contains(pins[name]), (
+            f"{name}: pixi.toml {wanted.specifier}, lock {pins[name]}"
+        )
 
 
 def test_lock_was_generated_from_the_current_pixi_toml() -> None:

@@ -9,8 +9,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGETS = ["install", "validate", "validate-cuda", "download-models", "test", "lint", "format", "run-pose",
-           "run-vram", "run-all", "stop-all", "dev-session", "bench", "clean", "help", "lock"]
+TARGETS = [
+    "install",
+    "validate",
+    "validate-cuda",
+    "download-models",
+    "test",
+    "lint",
+    "format",
+    "run-pose",
+    "run-vram",
+    "run-all",
+    "stop-all",
+    "dev-session",
+    "bench",
+    "clean",
+    "help",
+    "lock",
+]
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,7 +48,9 @@ def test_target_exists(target: str) -> None:
 def test_bench_runs_every_bench_target() -> None:
     rules = make("-pn", "bench").stdout
     bench_line = next(line for line in rules.splitlines() if line.startswith("bench:"))
-    declared = {line.split(":")[0] for line in rules.splitlines() if line.startswith("bench-") and ":" in line}
+    declared = {
+        line.split(":")[0] for line in rules.splitlines() if line.startswith("bench-") and ":" in line
+    }
     assert declared, "no bench-* targets"
     assert declared <= set(bench_line.split(":", 1)[1].split())
 
@@ -41,5 +59,14 @@ def test_pixi_tasks_mirror_the_makefile() -> None:
     import tomllib
 
     tasks = tomllib.loads((ROOT / "pixi.toml").read_text())["tasks"]
-    for target in ["validate", "validate-cuda", "download-models", "test", "lint", "format", "run-pose", "run-vram"]:
+    for target in [
+        "validate",
+        "validate-cuda",
+        "download-models",
+        "test",
+        "lint",
+        "format",
+        "run-pose",
+        "run-vram",
+    ]:
         assert target in tasks, f"pixi.toml has no task {target}"

@@ -20,8 +20,13 @@ SCRIPT = ROOT / "scripts" / "validate_env.py"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def free_port() -> int:
@@ -41,8 +46,18 @@ def report() -> dict:  # type: ignore[type-arg]
 
 def test_json_has_every_check(report: dict) -> None:  # type: ignore[type-arg]
     names = {c["name"] for c in report["checks"]}
-    for required in ("python", "torch", "cuda runtime", "ram", "free disk", "import torch", "import mediapipe",
-                     "import pose_analyzer", "mediapipe pose model", "yolo11n-pose weights"):
+    for required in (
+        "python",
+        "torch",
+        "cuda runtime",
+        "ram",
+        "free disk",
+        "import torch",
+        "import mediapipe",
+        "import pose_analyzer",
+        "mediapipe pose model",
+        "yolo11n-pose weights",
+    ):
         assert required in names, f"missing check {required}"
     assert sum(n.startswith("port ") for n in names) == 2
     for check in report["checks"]:
@@ -68,14 +83,17 @@ def test_cpu_mode_line_or_gpu_rows_match_nvml(report: dict) -> None:  # type: ig
 
 
 def test_require_gpu_fails_exactly_when_there_is_no_gpu() -> None:
-    done = run("--json", "--require-gpu", env={"POSE_PORT": str(free_port()), "GPUOPT_PORT": str(free_port())})
+    done = run(
+        "--json", "--require-gpu", env={"POSE_PORT": str(free_port()), "GPUOPT_PORT": str(free_port())}
+    )
     data = json.loads(done.stdout)
     has_gpu = bool(read_inventory().gpus)
     assert data["ok"] is has_gpu
     assert done.returncode == (0 if has_gpu else 1)
     if not has_gpu:
         gpu = next(c for c in data["checks"] if c["name"] == "gpu")
-        assert gpu["status"] == "fail" and gpu["fix"]
+        assert gpu["status"] == "fail"
+        assert gpu["fix"]
 
 
 class _Foreign(BaseHTTPRequestHandler):

@@ -39,7 +39,9 @@ def test_config_digest_follows_effective_settings_and_hides_secrets() -> None:
     assert with_key_a == with_key_b != base, "digest must not depend on the secret's value"
 
 
-def test_json_logs_go_to_stdout_and_file_with_digest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_logs_go_to_stdout_and_file_with_digest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure_logging("svc", "INFO", tmp_path, "d1g3st")
     try:
         logging.getLogger("svc.test").info("hello %s", "world", extra={"stream": "cam1"})

@@ -9,6 +9,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from gpu_optimizer.api import gpus
+from gpu_optimizer.devices.health import HealthThresholds
+from gpu_optimizer.devices.metrics import GpuCollector
+from gpu_optimizer.devices.sampler import GpuSampler
+from gpu_optimizer.resources import GpuOptResources
 from gpu_optimizer.settings import GpuOptSettings
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
@@ -37,14 +42,33 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
             registry=new_registry(SERVICE, build),
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         )
-        hardware = host_hardware()
-        ops.details["mode"] = "gpu" if hardware.gpus else "cpu"
+        thresholds = HealthThresholds(
+            temperature_warning_celsius=settings.temperature_warning_celsius,
+            temperature_critical_celsius=settings.temperature_critical_celsius,
+            memory_warning_ratio=settings.memory_warning_ratio,
+            memory_critical_ratio=settings.memory_critical_ratio,
+        )
+        sampler = GpuSampler(settings.sample_interval_s)
+        sampler.sample_once()
+        sampler.start()
+        ops.registry.register(GpuCollector(sampler, thresholds))
+        resources = GpuOptResources(settings=settings, sampler=sampler, thresholds=thresholds)
+        ops.details_provider = lambda: {"mode": sampler.latest.mode}
         ops.mark_ready()
-        log.info("service started", extra={"version": build.version, "mode": ops.details["mode"]})
-        yield {"ops": ops}
-        log.info("service stopping")
+        log.info(
+            "service started",
+            extra={"version": build.version, "mode": sampler.latest.mode, "gpus": len(host_hardware().gpus)},
+        )
+        try:
+            yield {"ops": ops, "resources": resources}
+        finally:
+            sampler.stop()
+            log.info("service stopping")
 
-    app = FastAPI(title="gpu_optimizer", version=build_info("gpu-optimizer", __file__).version, lifespan=lifespan)
+    app = FastAPI(
+        title="gpu_optimizer", version=build_info("gpu-optimizer", __file__).version, lifespan=lifespan
+    )
     install_error_handlers(app)
     app.include_router(ops_router())
+    app.include_router(gpus.router)
     return app

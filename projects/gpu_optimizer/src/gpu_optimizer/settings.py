@@ -18,3 +18,7 @@ class GpuOptSettings(ServiceSettings):
     checkpoint_root: Path = Path("checkpoints")
     database_url: str = "sqlite:///data/gpu_optimizer.db"
     expected_cuda: str | None = None
+    temperature_warning_celsius: float = 80.0
+    temperature_critical_celsius: float = 90.0
+    memory_warning_ratio: float = Field(default=0.90, gt=0, le=1)
+    memory_critical_ratio: float = Field(default=0.97, gt=0, le=1)

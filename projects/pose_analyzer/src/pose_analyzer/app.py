@@ -53,7 +53,9 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
         yield {"ops": ops}
         log.info("service stopping")
 
-    app = FastAPI(title="pose_analyzer", version=build_info("pose-analyzer", __file__).version, lifespan=lifespan)
+    app = FastAPI(
+        title="pose_analyzer", version=build_info("pose-analyzer", __file__).version, lifespan=lifespan
+    )
     install_error_handlers(app)
     app.include_router(ops_router())
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
+import numpy.typing as npt
 
 
 class Keypoint(IntEnum):
@@ -44,7 +45,7 @@ NUM_COCO_KEYPOINTS = 17
 
 # MediaPipe Pose's 33 landmarks -> our layout: index i of this array is the MediaPipe
 # landmark that fills our keypoint i.
-MEDIAPIPE_TO_OURS: np.ndarray = np.array(
+MEDIAPIPE_TO_OURS: npt.NDArray[np.intp] = np.array(
     [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32], dtype=np.intp
 )
 
@@ -75,7 +76,7 @@ SKELETON: tuple[tuple[int, int], ...] = (
 )
 
 
-def empty_keypoints() -> np.ndarray:
+def empty_keypoints() -> npt.NDArray[np.float32]:
     """A (NUM_KEYPOINTS, 3) array meaning 'nothing seen': NaN coordinates, zero confidence."""
     kps = np.full((NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
     kps[:, 2] = 0.0

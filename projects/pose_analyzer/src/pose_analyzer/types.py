@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(slots=True)
@@ -18,18 +19,18 @@ class Person:
     tests and for users who want it.
     """
 
-    keypoints: np.ndarray
+    keypoints: npt.NDArray[np.float32]
     box: tuple[float, float, float, float]
     score: float
     track_id: int | None = None
-    native: np.ndarray | None = None
+    native: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(slots=True)
 class Frame:
     """A decoded frame (BGR uint8, as OpenCV reads it) and when it was captured, in seconds."""
 
-    image: np.ndarray
+    image: npt.NDArray[np.uint8]
     timestamp: float
     index: int = 0
 

@@ -41,7 +41,10 @@ def build_info(distribution: str, source_file: str) -> BuildInfo:
     commit = os.environ.get("AIML_GIT_COMMIT") or _git(["rev-parse", "HEAD"], Path(source_file).parent)
     built = os.environ.get("AIML_BUILD_TIME")
     if not built:
-        meta_path = Path(str(dist.locate_file(""))) / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info"
+        meta_path = (
+            Path(str(dist.locate_file("")))
+            / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info"
+        )
         stamp = meta_path.stat().st_mtime if meta_path.exists() else Path(source_file).stat().st_mtime
         built = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
     return BuildInfo(version=dist.version, git_commit=commit or "unknown", build_time=built)

@@ -15,8 +15,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from service_kit.buildinfo import BuildInfo
 from service_kit.errors import UnauthorizedError, error_body
@@ -73,7 +79,10 @@ def _key_matches(expected: str, given: str | None) -> bool:
 
 
 def presented_key(headers: Any, query: Any) -> str | None:
-    """The API key a client sent: ``X-API-Key``, ``Authorization: Bearer``, or ``?api_key=`` (browsers' WebSockets)."""
+    """The API key a client sent: ``X-API-Key``, ``Authorization: Bearer``, or ``?api_key=``.
+
+    The query parameter exists for browsers, whose WebSocket API cannot set headers.
+    """
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return str(auth[7:])
@@ -90,7 +99,9 @@ def require_api_key(request: Request) -> None:
 
 def websocket_authorised(websocket: WebSocket) -> bool:
     ops: ServiceOps = websocket.state.ops
-    return not ops.api_key or _key_matches(ops.api_key, presented_key(websocket.headers, websocket.query_params))
+    return not ops.api_key or _key_matches(
+        ops.api_key, presented_key(websocket.headers, websocket.query_params)
+    )
 
 
 def ops_router() -> APIRouter:
@@ -100,7 +111,9 @@ def ops_router() -> APIRouter:
     def healthz(ops: OpsDep) -> dict[str, Any]:
         return {"status": "ok", "service": ops.service, "uptime_s": round(time.time() - ops.started_at, 3)}
 
-    @router.get("/readyz", summary="Models and database are ready", responses={503: {"description": "not ready"}})
+    @router.get(
+        "/readyz", summary="Models and database are ready", responses={503: {"description": "not ready"}}
+    )
     def readyz(ops: OpsDep) -> Response:
         if ops.ready:
             return JSONResponse({"status": "ready", "service": ops.service})

@@ -1,0 +1,1 @@
+"""HTTP routers of gpu_optimizer, one per resource."""

@@ -1,0 +1,27 @@
+"""What the gpu_optimizer lifespan opens, kept in one typed object in the app state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gpu_optimizer.devices.health import HealthThresholds
+from gpu_optimizer.devices.sampler import GpuSampler
+from gpu_optimizer.settings import GpuOptSettings
+
+
+@dataclass(slots=True)
+class GpuOptResources:
+    settings: GpuOptSettings
+    sampler: GpuSampler
+    thresholds: HealthThresholds
+
+
+def get_resources(request: Request) -> GpuOptResources:
+    resources: GpuOptResources = request.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[GpuOptResources, Depends(get_resources)]
