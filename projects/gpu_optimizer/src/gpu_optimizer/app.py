@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 
-from gpu_optimizer.api import gpus
+from gpu_optimizer.api import gpus, jobs
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.metrics import GpuCollector
 from gpu_optimizer.devices.sampler import GpuSampler
+from gpu_optimizer.jobs import JobRunner, JobStore
 from gpu_optimizer.resources import GpuOptResources
 from gpu_optimizer.settings import GpuOptSettings
 from service_kit.buildinfo import build_info
@@ -52,16 +54,29 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         sampler.sample_once()
         sampler.start()
         ops.registry.register(GpuCollector(sampler, thresholds))
-        resources = GpuOptResources(settings=settings, sampler=sampler, thresholds=thresholds)
+        job_events = Counter(
+            "gpuopt_jobs", "Background job state changes", ["kind", "state"], registry=ops.registry
+        )
+        store = JobStore(settings.database_url)
+        stale = store.fail_unfinished("the service stopped before the job finished")
+        runner = JobRunner(store, on_state=lambda kind, state: job_events.labels(kind, state).inc())
+        resources = GpuOptResources(settings=settings, sampler=sampler, thresholds=thresholds, jobs=runner)
         ops.details_provider = lambda: {"mode": sampler.latest.mode}
         ops.mark_ready()
         log.info(
             "service started",
-            extra={"version": build.version, "mode": sampler.latest.mode, "gpus": len(host_hardware().gpus)},
+            extra={
+                "version": build.version,
+                "mode": sampler.latest.mode,
+                "gpus": len(host_hardware().gpus),
+                "stale_jobs_failed": stale,
+            },
         )
         try:
             yield {"ops": ops, "resources": resources}
         finally:
+            runner.shutdown()
+            store.close()
             sampler.stop()
             log.info("service stopping")
 
@@ -71,4 +86,5 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ops_router())
     app.include_router(gpus.router)
+    app.include_router(jobs.router)
     return app

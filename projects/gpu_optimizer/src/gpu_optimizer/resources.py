@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.sampler import GpuSampler
+from gpu_optimizer.jobs.runner import JobRunner
 from gpu_optimizer.settings import GpuOptSettings
 
 
@@ -17,6 +18,7 @@ class GpuOptResources:
     settings: GpuOptSettings
     sampler: GpuSampler
     thresholds: HealthThresholds
+    jobs: JobRunner
 
 
 def get_resources(request: Request) -> GpuOptResources:
