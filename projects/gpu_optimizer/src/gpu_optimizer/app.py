@@ -10,13 +10,14 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from gpu_optimizer.api import gpus, jobs
+from gpu_optimizer.api import gpus, jobs, swap_pools
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.metrics import GpuCollector
 from gpu_optimizer.devices.sampler import GpuSampler
 from gpu_optimizer.jobs import JobRunner, JobStore
 from gpu_optimizer.resources import GpuOptResources
 from gpu_optimizer.settings import GpuOptSettings
+from gpu_optimizer.swap_pools import SwapPoolCollector, SwapPoolRegistry
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.hardware import host_hardware
@@ -60,7 +61,11 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         store = JobStore(settings.database_url)
         stale = store.fail_unfinished("the service stopped before the job finished")
         runner = JobRunner(store, on_state=lambda kind, state: job_events.labels(kind, state).inc())
-        resources = GpuOptResources(settings=settings, sampler=sampler, thresholds=thresholds, jobs=runner)
+        pools = SwapPoolRegistry(stale_after_s=settings.swap_pool_stale_after_s)
+        ops.registry.register(SwapPoolCollector(pools))
+        resources = GpuOptResources(
+            settings=settings, sampler=sampler, thresholds=thresholds, jobs=runner, swap_pools=pools
+        )
         ops.details_provider = lambda: {"mode": sampler.latest.mode}
         ops.mark_ready()
         log.info(
@@ -87,4 +92,5 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
     app.include_router(ops_router())
     app.include_router(gpus.router)
     app.include_router(jobs.router)
+    app.include_router(swap_pools.router)
     return app

@@ -11,6 +11,7 @@ from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.sampler import GpuSampler
 from gpu_optimizer.jobs.runner import JobRunner
 from gpu_optimizer.settings import GpuOptSettings
+from gpu_optimizer.swap_pools import SwapPoolRegistry
 
 
 @dataclass(slots=True)
@@ -19,6 +20,7 @@ class GpuOptResources:
     sampler: GpuSampler
     thresholds: HealthThresholds
     jobs: JobRunner
+    swap_pools: SwapPoolRegistry
 
 
 def get_resources(request: Request) -> GpuOptResources:

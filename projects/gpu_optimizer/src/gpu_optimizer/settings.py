@@ -22,3 +22,4 @@ class GpuOptSettings(ServiceSettings):
     temperature_critical_celsius: float = 90.0
     memory_warning_ratio: float = Field(default=0.90, gt=0, le=1)
     memory_critical_ratio: float = Field(default=0.97, gt=0, le=1)
+    swap_pool_stale_after_s: float = Field(default=60.0, gt=0)
