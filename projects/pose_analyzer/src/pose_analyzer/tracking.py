@@ -1,0 +1,255 @@
+"""Stable person ids within one stream.
+
+Each tracker keeps the people it has seen and matches the next frame's people to them
+by a similarity in [0, 1], with an optimal (Hungarian) assignment.  A track not matched
+for more than ``max_age_s`` seconds is forgotten: whoever appears afterwards gets a new id.
+
+- ``IoUTracker``: box overlap with the track's last box.  Enough for one person.
+- ``PoseTracker``: the better of box overlap (box moved by the track's velocity) and
+  keypoint similarity (COCO OKS), then a second pass by box-centre distance for tracks
+  the first pass could not place.  For multi-person YOLO output.
+
+Ultralytics' BYTETracker was the first choice for YOLO, but importing it needs the
+``lap`` package, which this environment does not have (and ultralytics would try to
+pip-install it at import time); see docs/detection.md for how PoseTracker compares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from pose_analyzer.detection.metrics import object_keypoint_similarity
+from pose_analyzer.detection.registry import resolve_backend
+from pose_analyzer.keypoints import NUM_COCO_KEYPOINTS
+from pose_analyzer.types import Person
+
+_MIN_KEYPOINT_CONFIDENCE = 0.3
+_MIN_SHARED_KEYPOINTS = 4
+# A velocity is extrapolated at most this long: beyond it a guess is worse than the last box.
+_MAX_EXTRAPOLATION_S = 0.3
+# Weight of the newest box difference in the velocity estimate (exponential smoothing).
+_VELOCITY_SMOOTHING = 0.5
+
+
+class Tracker(Protocol):
+    """Gives the people of consecutive frames of ONE stream stable ``track_id``s."""
+
+    def update(self, people: list[Person], timestamp: float) -> list[Person]:
+        """Set ``track_id`` on each person of the frame at ``timestamp`` (seconds) and return them."""
+
+
+@dataclass(slots=True)
+class _Track:
+    track_id: int
+    box: npt.NDArray[np.float64]
+    velocity: npt.NDArray[np.float64]
+    keypoints: npt.NDArray[np.float32]
+    last_seen: float
+
+
+Similarity = Callable[[_Track, Person, float], float]
+
+
+def box_iou(a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]) -> float:
+    """Intersection over union of two xyxy boxes; 0.0 when either is empty."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class _TrackSet:
+    """Track bookkeeping shared by the trackers: assignment, new ids, ageing."""
+
+    def __init__(
+        self,
+        similarity: Similarity,
+        min_similarity: float,
+        max_age_s: float,
+        recovery_distance: float | None = None,
+    ) -> None:
+        if not 0.0 < min_similarity <= 1.0:
+            raise ValueError(f"min_similarity must be in (0, 1], got {min_similarity}")
+        if max_age_s <= 0:
+            raise ValueError(f"max_age_s must be positive, got {max_age_s}")
+        if recovery_distance is not None and recovery_distance <= 0:
+            raise ValueError(f"recovery_distance must be positive, got {recovery_distance}")
+        self._similarity = similarity
+        self._recovery_distance = recovery_distance
+        self._min_similarity = min_similarity
+        self._max_age_s = max_age_s
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._last_timestamp: float | None = None
+
+    def update(self, people: list[Person], timestamp: float) -> list[Person]:
+        if self._last_timestamp is not None and timestamp < self._last_timestamp:
+            raise ValueError(f"timestamps must not go back: {timestamp} after {self._last_timestamp}")
+        self._last_timestamp = timestamp
+        self._tracks = [t for t in self._tracks if timestamp - t.last_seen <= self._max_age_s]
+
+        matched = self._associate(people, timestamp)
+        if self._recovery_distance is not None:
+            matched |= self._recover(people, matched)
+
+        for index, person in enumerate(people):
+            box = np.asarray(person.box, dtype=np.float64)
+            track = matched.get(index)
+            if track is None:
+                track = _Track(self._next_id, box, np.zeros(4), person.keypoints.copy(), timestamp)
+                self._next_id += 1
+                self._tracks.append(track)
+            else:
+                elapsed = timestamp - track.last_seen
+                if elapsed > 0:
+                    step = (box - track.box) / elapsed
+                    track.velocity = _VELOCITY_SMOOTHING * step + (1 - _VELOCITY_SMOOTHING) * track.velocity
+                track.box, track.keypoints, track.last_seen = box, person.keypoints.copy(), timestamp
+            person.track_id = track.track_id
+        return people
+
+    def _associate(self, people: list[Person], timestamp: float) -> dict[int, _Track]:
+        """Person index -> track, by the best total similarity above the minimum."""
+        if not self._tracks or not people:
+            return {}
+        score = np.array([[self._similarity(t, p, timestamp) for p in people] for t in self._tracks])
+        rows, cols = linear_sum_assignment(score, maximize=True)
+        return {
+            int(col): self._tracks[int(row)]
+            for row, col in zip(rows, cols, strict=True)
+            if score[row, col] >= self._min_similarity
+        }
+
+    def _recover(self, people: list[Person], matched: dict[int, _Track]) -> dict[int, _Track]:
+        """Second chance for what the first pass left: nearest box centres, scaled by track size.
+
+        Catches a person whose box and pose both changed a lot while unseen (a flip, a
+        fall, a crouch): overlap and OKS say "someone else", position says "same one".
+        """
+        taken = {id(track) for track in matched.values()}
+        tracks = [t for t in self._tracks if id(t) not in taken]
+        free = [i for i in range(len(people)) if i not in matched]
+        if not tracks or not free or self._recovery_distance is None:
+            return {}
+        distance = np.array(
+            [
+                [_centre_distance(t.box, np.asarray(people[i].box, dtype=np.float64)) for i in free]
+                for t in tracks
+            ]
+        )
+        rows, cols = linear_sum_assignment(distance)
+        return {
+            free[int(col)]: tracks[int(row)]
+            for row, col in zip(rows, cols, strict=True)
+            if distance[row, col] <= self._recovery_distance
+        }
+
+
+def _centre_distance(track_box: npt.NDArray[np.float64], box: npt.NDArray[np.float64]) -> float:
+    """Distance between box centres in units of the track box's size (square root of its area)."""
+    size = float(np.sqrt(max((track_box[2] - track_box[0]) * (track_box[3] - track_box[1]), 1.0)))
+    dx = (track_box[0] + track_box[2] - box[0] - box[2]) / 2
+    dy = (track_box[1] + track_box[3] - box[1] - box[3]) / 2
+    return float(np.hypot(dx, dy)) / size
+
+
+def _iou_similarity(track: _Track, person: Person, timestamp: float) -> float:
+    return box_iou(track.box, np.asarray(person.box))
+
+
+def _pose_similarity(track: _Track, person: Person, timestamp: float) -> float:
+    elapsed = min(timestamp - track.last_seen, _MAX_EXTRAPOLATION_S)
+    predicted = track.box + track.velocity * elapsed
+    iou = box_iou(predicted, np.asarray(person.box))
+    return max(iou, keypoint_similarity(track.keypoints, person.keypoints, track.box))
+
+
+def keypoint_similarity(
+    previous: npt.NDArray[np.float32], current: npt.NDArray[np.float32], previous_box: npt.NDArray[np.float64]
+) -> float:
+    """OKS between two poses of our layout over the COCO points both see confidently.
+
+    The previous box's area sets the scale.  Returns 0.0 when fewer than four points are
+    seen in both (too few to tell people apart).
+    """
+    a, b = previous[:NUM_COCO_KEYPOINTS], current[:NUM_COCO_KEYPOINTS]
+    shared = (a[:, 2] >= _MIN_KEYPOINT_CONFIDENCE) & (b[:, 2] >= _MIN_KEYPOINT_CONFIDENCE)
+    shared &= np.isfinite(a[:, :2]).all(axis=1) & np.isfinite(b[:, :2]).all(axis=1)
+    area = float((previous_box[2] - previous_box[0]) * (previous_box[3] - previous_box[1]))
+    if int(shared.sum()) < _MIN_SHARED_KEYPOINTS or area <= 0:
+        return 0.0
+    return object_keypoint_similarity(np.nan_to_num(b), np.nan_to_num(a), shared, area)
+
+
+class IoUTracker:
+    """Matches people to tracks by box IoU (at least ``iou_threshold``).
+
+    With ``recovery_distance`` set, people left over are then matched to tracks left over
+    whose box centre lies within that many box sizes (square root of the box area).
+
+    Raises:
+        ValueError: a threshold outside (0, 1] or a non-positive ``max_age_s``.
+    """
+
+    def __init__(
+        self, iou_threshold: float = 0.3, max_age_s: float = 1.0, recovery_distance: float | None = None
+    ) -> None:
+        self._tracks = _TrackSet(_iou_similarity, iou_threshold, max_age_s, recovery_distance)
+
+    def update(self, people: list[Person], timestamp: float) -> list[Person]:
+        """Set ``track_id`` on each person and return them.
+
+        Raises:
+            ValueError: ``timestamp`` earlier than the previous call's.
+        """
+        return self._tracks.update(people, timestamp)
+
+
+class PoseTracker:
+    """Matches people to tracks by the better of motion-predicted box IoU and keypoint OKS.
+
+    People left over are then matched to tracks left over by box centre distance (at
+    most ``recovery_distance`` box sizes): measured on a real clip, this keeps the id
+    of a man through a back flip, where neither his box nor his pose resembles the last.
+
+    Raises:
+        ValueError: a threshold outside (0, 1] or a non-positive ``max_age_s``.
+    """
+
+    def __init__(
+        self, min_similarity: float = 0.3, max_age_s: float = 1.0, recovery_distance: float = 1.0
+    ) -> None:
+        self._tracks = _TrackSet(_pose_similarity, min_similarity, max_age_s, recovery_distance)
+
+    def update(self, people: list[Person], timestamp: float) -> list[Person]:
+        """Set ``track_id`` on each person and return them.
+
+        Raises:
+            ValueError: ``timestamp`` earlier than the previous call's.
+        """
+        return self._tracks.update(people, timestamp)
+
+
+def create_tracker(backend: str) -> Tracker:
+    """The tracker suited to a detection backend: PoseTracker for YOLO, IoUTracker for MediaPipe.
+
+    ``"auto"`` resolves as :func:`~pose_analyzer.detection.registry.resolve_backend` does,
+    so the tracker always suits the detector built from the same name.
+
+    Raises:
+        ValueError: an unknown backend name.
+    """
+    name, _ = resolve_backend(backend)
+    if name == "yolo":
+        return PoseTracker()
+    # One person at most: a distant box is still that person after a fast move.
+    return IoUTracker(recovery_distance=1.0)
