@@ -24,11 +24,11 @@ else
   RUN = env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 endif
 
-# System packages the test suite uses (browser, Prometheus, video tools); installed when missing.
-TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg
+# System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server); installed when missing.
+TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql
 
 .PHONY: help install lock validate validate-cuda download-models test lint format run-pose run-vram \
-	run-all stop-all dev-session bench bench-pose-engine bench-checkpoint bench-swap clean
+	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-checkpoint bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -77,10 +77,13 @@ stop-all: ## stop exactly the services run-all started
 dev-session: install ## tmux session with windows pose, vram, monitor
 	@bash scripts/dev_session.sh
 
-bench: bench-pose-engine bench-checkpoint bench-swap ## every benchmark; each prints one JSON line last
+bench: bench-pose-engine bench-pose-backends bench-checkpoint bench-swap ## every benchmark; each prints one JSON line last
 
 bench-pose-engine: install ## engine overhead vs inference on real frames
 	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
+
+bench-pose-backends: install ## per-frame cost of MediaPipe and YOLO (ONNX single vs batched)
+	@$(RUN) python benchmarks/pose_backends.py $(ARGS)
 
 bench-checkpoint: install ## checkpoint save/load vs torch.save and raw disk
 	@$(RUN) python benchmarks/checkpoint.py $(ARGS)

@@ -52,7 +52,7 @@ def ensure() -> Path:
         if env.exists():
             shutil.rmtree(env)
         print(
-            f"creating {env} from {LOCK.relative_to(ROOT)} (first run on this machine: a few minutes)",
+            f"creating {env} from {LOCK.name} (first run on this machine: a few minutes)",
             flush=True,
         )
         venv.create(env, with_pip=True)

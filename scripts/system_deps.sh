@@ -6,6 +6,11 @@ set -euo pipefail
 declare -A COMMAND_OF=([chromium]=chromium [prometheus]=prometheus [ffmpeg]=ffmpeg [tmux]=tmux)
 missing=()
 for pkg in "$@"; do
+  if [ "$pkg" = postgresql ]; then
+    # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=("$pkg")
+    continue
+  fi
   cmd=${COMMAND_OF[$pkg]:-$pkg}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from gpu_optimizer.api import gpus, jobs, swap_pools
+from gpu_optimizer.api import checkpoints, gpus, jobs, swap_pools
+from gpu_optimizer.checkpoints.catalog import CheckpointCatalog
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.metrics import GpuCollector
 from gpu_optimizer.devices.sampler import GpuSampler
@@ -64,7 +65,12 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         pools = SwapPoolRegistry(stale_after_s=settings.swap_pool_stale_after_s)
         ops.registry.register(SwapPoolCollector(pools))
         resources = GpuOptResources(
-            settings=settings, sampler=sampler, thresholds=thresholds, jobs=runner, swap_pools=pools
+            settings=settings,
+            sampler=sampler,
+            thresholds=thresholds,
+            jobs=runner,
+            swap_pools=pools,
+            checkpoints=CheckpointCatalog(settings.checkpoint_root),
         )
         ops.details_provider = lambda: {"mode": sampler.latest.mode}
         ops.mark_ready()
@@ -93,4 +99,5 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
     app.include_router(gpus.router)
     app.include_router(jobs.router)
     app.include_router(swap_pools.router)
+    app.include_router(checkpoints.router)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gpu_optimizer.checkpoints.catalog import CheckpointCatalog
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.sampler import GpuSampler
 from gpu_optimizer.jobs.runner import JobRunner
@@ -21,6 +22,7 @@ class GpuOptResources:
     thresholds: HealthThresholds
     jobs: JobRunner
     swap_pools: SwapPoolRegistry
+    checkpoints: CheckpointCatalog
 
 
 def get_resources(request: Request) -> GpuOptResources:

@@ -1,0 +1,145 @@
+"""Engine, sessions and migrations for one database URL (a SQLite file by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from pose_analyzer.storage.errors import StorageError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def _is_memory_sqlite(database: str | None) -> bool:
+    return database in (None, "", ":memory:") or (database or "").startswith("file::memory:")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # SQLite leaves foreign keys (and so ON DELETE CASCADE) off unless each connection asks.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # Wait for a writer instead of failing at once with "database is locked".
+        cursor.execute("PRAGMA busy_timeout=5000")
+        if wal:
+            # WAL lets readers (the REST API) run while a stream commits.  With synchronous=NORMAL a
+            # committed transaction survives a process crash; only a power loss may drop the last ones.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; for SQLite, with foreign keys on, WAL for files and the parent folder made.
+
+    Raises:
+        StorageError: the URL cannot be parsed or names an unknown dialect or missing driver.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"invalid database URL {url!r}: {exc}") from exc
+    kwargs: dict[str, Any] = {"echo": echo}
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    memory = is_sqlite and _is_memory_sqlite(parsed.database)
+    if memory:
+        # One shared connection, otherwise every pooled connection would see its own empty database.
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    elif is_sqlite and parsed.database:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"cannot open database URL {parsed.render_as_string()!r}: {exc}") from exc
+    if is_sqlite:
+        wal = not memory
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, record, wal=wal)
+
+    return engine
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration, built in code: the scripts ship inside the package, no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+class Database:
+    """One database: its engine, a session factory and its migrations.
+
+    Use ``with db.session() as s:`` for a unit of work (commit on success, rollback on error).
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+        # expire_on_commit=False: objects stay readable after the unit of work commits.
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits when the block ends and rolls back if it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the schema to ``revision`` (default: the newest); a no-op when already there."""
+        config = alembic_config()
+        with self.engine.begin() as connection:
+            # env.py runs on this connection, so it sees the same pragmas (and in-memory database).
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at, ``None`` before the first migration."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """The newest revision the package ships."""
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+    def dispose(self) -> None:
+        """Close every pooled connection (call at shutdown)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.dispose()
+
+
+def create_database(url: str, *, upgrade: bool = True, echo: bool = False) -> Database:
+    """Open the database at ``url`` and (by default) migrate it to the newest schema."""
+    database = Database(url, echo=echo)
+    if upgrade:
+        try:
+            database.upgrade()
+        except BaseException:
+            database.dispose()
+            raise
+    return database
