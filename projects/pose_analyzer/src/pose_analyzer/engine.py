@@ -1,0 +1,203 @@
+"""The per-stream pipeline shared by the CLI and the service.
+
+detect -> track -> smooth (per person) -> biomechanics -> reps.  One ``PoseEngine``
+belongs to one stream: its smoothers and rep counters are per track id and carry state
+from frame to frame.  The caller owns the detector's lifecycle (``setup``/``close``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES, joint_angles_array
+from pose_analyzer.biomechanics.com import center_of_mass
+from pose_analyzer.biomechanics.measures import body_measures
+from pose_analyzer.biomechanics.symmetry import symmetry_indices
+from pose_analyzer.detection.base import Detector
+from pose_analyzer.exercises.counter import RepCounter
+from pose_analyzer.exercises.definition import ExerciseDefinition, load_exercise
+from pose_analyzer.smoothing import KeypointSmoother, SmoothingConfig
+from pose_analyzer.tracking import Tracker
+from pose_analyzer.types import Detections, Frame, FrameAnalysis, Person, PersonAnalysis, RepRecord
+
+FloatArray = npt.NDArray[np.floating[Any]]
+
+# A track unseen for this long loses its smoother (its next position is a fresh start);
+# its rep counter and reps are kept for ``reps()``.
+_SMOOTHER_EXPIRY_S = 2.0
+
+
+@dataclass(slots=True)
+class _TrackState:
+    smoother: KeypointSmoother
+    counter: RepCounter | None
+    last_seen: float
+    previous_angles: FloatArray | None = None
+    previous_t: float | None = None
+
+
+class PoseEngine:
+    """Per-stream pose analysis: keypoints in, angles, kinematics, reps and form scores out.
+
+    ``exercise`` is a definition or the name of a shipped one (``load_exercise`` raises
+    ValueError for an unknown name).  Without a ``tracker`` each person gets its index
+    in the detector's output as track id, which is stable only for single-person
+    backends.  ``person_of_interest`` is the track id ``rep_count()``/``reps()`` report
+    by default.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        tracker: Tracker | None = None,
+        exercise: ExerciseDefinition | str | None = None,
+        smoothing: SmoothingConfig | None = None,
+        person_of_interest: int | None = None,
+    ) -> None:
+        self.detector = detector
+        self.tracker = tracker
+        self.exercise = load_exercise(exercise) if isinstance(exercise, str) else exercise
+        self.smoothing = smoothing or SmoothingConfig()
+        self.person_of_interest = person_of_interest
+        self._tracks: dict[int, _TrackState] = {}
+        self._driver_keypoints = self._driver_triples()
+
+    def _driver_triples(self) -> dict[str, npt.NDArray[np.intp]]:
+        """The driver angle's keypoints per side, whose confidence picks the 'best' side."""
+        if self.exercise is None:
+            return {}
+        name = self.exercise.driver.angle
+        return {
+            side: np.array(JOINT_ANGLES[f"{side}_{name}"], dtype=np.intp)
+            for side in ("left", "right")
+            if f"{side}_{name}" in JOINT_ANGLES
+        }
+
+    def process(self, frame: Frame) -> FrameAnalysis:
+        """Detect the people of one frame, then analyse them."""
+        start = time.perf_counter()
+        detections = self.detector.detect([frame])[0]
+        detect_ms = (time.perf_counter() - start) * 1000.0
+        analysis = self.analyse(frame, detections)
+        analysis.timings_ms = {"detect": detect_ms, **analysis.timings_ms}
+        return analysis
+
+    def analyse(self, frame: Frame, detections: Detections) -> FrameAnalysis:
+        """Track, smooth and analyse people already detected in ``frame``."""
+        height, width = frame.image.shape[:2]
+        t = frame.timestamp
+        timings = {"track": 0.0, "smooth": 0.0, "biomechanics": 0.0, "reps": 0.0}
+
+        start = time.perf_counter()
+        people = list(detections.people)
+        if self.tracker is not None:
+            people = self.tracker.update(people, t)
+        else:
+            for i, p in enumerate(people):
+                if p.track_id is None:
+                    p.track_id = i
+        timings["track"] = (time.perf_counter() - start) * 1000.0
+
+        results = []
+        for person in people:
+            results.append(self._analyse_person(person, t, timings))
+        self._expire(t)
+        return FrameAnalysis(
+            index=frame.index,
+            timestamp=t,
+            width=int(width),
+            height=int(height),
+            people=results,
+            timings_ms=timings,
+        )
+
+    def _state(self, track_id: int, t: float) -> _TrackState:
+        state = self._tracks.get(track_id)
+        if state is None:
+            counter = RepCounter(self.exercise) if self.exercise is not None else None
+            state = _TrackState(KeypointSmoother(self.smoothing), counter, t)
+            self._tracks[track_id] = state
+        elif t - state.last_seen > _SMOOTHER_EXPIRY_S:
+            state.smoother = KeypointSmoother(self.smoothing)
+            state.previous_angles = None
+        state.last_seen = t
+        return state
+
+    def _analyse_person(self, person: Person, t: float, timings: dict[str, float]) -> PersonAnalysis:
+        track_id = person.track_id if person.track_id is not None else 0
+        state = self._state(track_id, t)
+
+        start = time.perf_counter()
+        keypoints = state.smoother.update(person.keypoints, t)
+        smoothed = Person(keypoints, person.box, person.score, person.track_id, person.native)
+        mid = time.perf_counter()
+        timings["smooth"] += (mid - start) * 1000.0
+
+        values = joint_angles_array(keypoints)
+        angles = dict(zip(ANGLE_NAMES, values.tolist(), strict=True))
+        velocity: dict[str, float] = {}
+        if state.previous_angles is not None and state.previous_t is not None and t > state.previous_t:
+            rates = (values - state.previous_angles) / (t - state.previous_t)
+            velocity = dict(zip(ANGLE_NAMES, rates.tolist(), strict=True))
+        state.previous_angles, state.previous_t = values, t
+        com = center_of_mass(keypoints)
+        measures = {**body_measures(keypoints), **symmetry_indices(angles)}
+        end = time.perf_counter()
+        timings["biomechanics"] += (end - mid) * 1000.0
+
+        analysis = PersonAnalysis(
+            person=smoothed,
+            angles=angles,
+            angular_velocity=velocity,
+            center_of_mass=None if np.isnan(com).any() else (float(com[0]), float(com[1])),
+            measures=measures,
+        )
+        if state.counter is not None:
+            visibility = {
+                side: float(person.keypoints[idx, 2].mean()) for side, idx in self._driver_keypoints.items()
+            }
+            rep = state.counter.update(t, angles, measures, visibility)
+            analysis.rep_count = state.counter.count
+            analysis.phase = state.counter.phase
+            analysis.last_rep = (
+                rep if rep is not None else (state.counter.reps[-1] if state.counter.reps else None)
+            )
+        timings["reps"] += (time.perf_counter() - end) * 1000.0
+        return analysis
+
+    def _expire(self, t: float) -> None:
+        """Forget tracks that never completed a rep and have been gone a long time (bounded memory)."""
+        stale = [
+            tid
+            for tid, s in self._tracks.items()
+            if t - s.last_seen > 10 * _SMOOTHER_EXPIRY_S and (s.counter is None or s.counter.count == 0)
+        ]
+        for tid in stale:
+            del self._tracks[tid]
+
+    def _default_track(self) -> int | None:
+        if self.person_of_interest is not None:
+            return self.person_of_interest
+        counted = [(s.counter.count if s.counter else 0, -tid, tid) for tid, s in self._tracks.items()]
+        return max(counted)[2] if counted else None
+
+    def reps(self, track_id: int | None = None) -> list[RepRecord]:
+        """Completed reps of ``track_id`` (default: the person of interest, else the one with most reps)."""
+        tid = self._default_track() if track_id is None else track_id
+        state = self._tracks.get(tid) if tid is not None else None
+        if state is None or state.counter is None:
+            return []
+        return list(state.counter.reps)
+
+    def rep_count(self, track_id: int | None = None) -> int:
+        """Number of completed reps of ``track_id`` (default as in ``reps``)."""
+        return len(self.reps(track_id))
+
+    def track_ids(self) -> list[int]:
+        """Track ids the engine currently holds state for."""
+        return sorted(self._tracks)

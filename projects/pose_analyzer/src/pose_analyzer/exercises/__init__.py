@@ -1,0 +1,24 @@
+"""Exercises as data: YAML definitions, the rep counter, form scoring and reference comparison."""
+
+from pose_analyzer.exercises.counter import RepCounter
+from pose_analyzer.exercises.definition import (
+    ExerciseDefinition,
+    ExerciseDefinitionError,
+    available_exercises,
+    load_exercise,
+    parse_exercise,
+)
+from pose_analyzer.exercises.reference import ReferenceMotion, dtw_distance
+from pose_analyzer.exercises.scoring import FormScorer
+
+__all__ = [
+    "ExerciseDefinition",
+    "ExerciseDefinitionError",
+    "FormScorer",
+    "ReferenceMotion",
+    "RepCounter",
+    "available_exercises",
+    "dtw_distance",
+    "load_exercise",
+    "parse_exercise",
+]

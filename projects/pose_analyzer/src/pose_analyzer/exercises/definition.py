@@ -1,0 +1,191 @@
+"""Exercise definitions: declarative YAML files validated into typed models.
+
+An exercise is one file in ``definitions/`` (or any path given to ``load_exercise``).
+Its ``driver`` names the angle whose value moves the rep counter between a ``rest``
+position (where a rep starts and ends) and a ``peak`` position (that a rep must
+reach); the gap between the two thresholds is the hysteresis.  ``rules`` are form
+checks evaluated over each completed rep.  See docs/biomechanics.md for the angle and
+measure names.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES
+from pose_analyzer.biomechanics.measures import MEASURE_NAMES
+
+DEFINITIONS_DIR = Path(__file__).parent / "definitions"
+
+# Side-relative names ("knee") resolve to the side the driver follows.
+SIDED_NAMES: tuple[str, ...] = tuple(sorted({n.split("_", 1)[1] for n in JOINT_ANGLES}))
+SIDED_MEASURES: tuple[str, ...] = ("ankle_height",)
+METRIC_NAMES: frozenset[str] = frozenset((*ANGLE_NAMES, *MEASURE_NAMES, *SIDED_NAMES, *SIDED_MEASURES))
+# Hysteresis narrower than this would let detector noise (a few degrees) count reps.
+MIN_HYSTERESIS_DEG = 15.0
+
+
+class ExerciseDefinitionError(ValueError):
+    """An exercise definition file is missing, unreadable or invalid; the message says where and why."""
+
+
+class Side(StrEnum):
+    """Which body side drives the counter.
+
+    ``best``: the side whose driver keypoints are more confidently seen (side views);
+    ``mean``: the average of both sides (front views of symmetric exercises);
+    ``min`` / ``max``: whichever side is more flexed / extended (alternating legs).
+    """
+
+    LEFT = "left"
+    RIGHT = "right"
+    BEST = "best"
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+
+
+def _check_metric(name: str) -> str:
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown angle or measure {name!r}; valid: {', '.join(sorted(METRIC_NAMES))}")
+    return name
+
+
+class Driver(BaseModel):
+    """The angle that counts reps, and its rest and peak thresholds in degrees."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    angle: str
+    side: Side = Side.BEST
+    rest: float = Field(ge=0, le=180)
+    peak: float = Field(ge=0, le=180)
+
+    @field_validator("angle")
+    @classmethod
+    def _known_angle(cls, v: str) -> str:
+        if v not in (*ANGLE_NAMES, *SIDED_NAMES):
+            raise ValueError(f"unknown angle {v!r}; valid: {', '.join((*SIDED_NAMES, *ANGLE_NAMES))}")
+        return v
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Driver:
+        if abs(self.rest - self.peak) < MIN_HYSTERESIS_DEG:
+            raise ValueError(
+                f"rest ({self.rest}) and peak ({self.peak}) must differ by at least "
+                f"{MIN_HYSTERESIS_DEG} degrees (the hysteresis that keeps noise from counting)"
+            )
+        return self
+
+    @property
+    def flexing(self) -> bool:
+        """True when a rep makes the angle smaller (rest above peak), as in a squat."""
+        return self.rest > self.peak
+
+
+class FormRule(BaseModel):
+    """A form check: ``aggregate`` of ``metric`` over the rep must lie within [min, max].
+
+    ``at_peak`` takes the value at the frame where the driver angle is most extreme
+    (deepest squat, highest kick).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    metric: str
+    aggregate: Literal["min", "max", "mean", "at_peak"] = "min"
+    min: float | None = None
+    max: float | None = None
+    weight: float = Field(gt=0, le=100)
+    message: str = Field(min_length=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        return _check_metric(v)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FormRule:
+        if self.min is None and self.max is None:
+            raise ValueError(f"rule {self.code!r} needs min, max or both")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"rule {self.code!r}: min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class ExerciseDefinition(BaseModel):
+    """One exercise, as loaded from its YAML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    display_name: str
+    description: str = ""
+    kind: Literal["dynamic", "hold"] = "dynamic"
+    driver: Driver
+    min_rep_s: float = Field(default=0.4, ge=0)
+    max_rep_s: float = Field(default=30.0, gt=0)
+    hold_s: float = Field(default=0.0, ge=0)
+    rules: tuple[FormRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _timing(self) -> ExerciseDefinition:
+        if self.min_rep_s >= self.max_rep_s:
+            raise ValueError(f"min_rep_s ({self.min_rep_s}) must be below max_rep_s ({self.max_rep_s})")
+        if self.kind == "hold" and self.hold_s <= 0:
+            raise ValueError("a 'hold' exercise needs hold_s > 0")
+        codes = [r.code for r in self.rules]
+        if len(codes) != len(set(codes)):
+            raise ValueError(f"rule codes must be unique, got {codes}")
+        return self
+
+
+def available_exercises() -> list[str]:
+    """Names of the exercises shipped in ``definitions/``, sorted."""
+    return sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml"))
+
+
+def parse_exercise(text: str, source: str = "<string>") -> ExerciseDefinition:
+    """Validate YAML text into an ExerciseDefinition.
+
+    Raises:
+        ExerciseDefinitionError: the YAML is malformed or a field is invalid, naming ``source``.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ExerciseDefinitionError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ExerciseDefinitionError(f"{source}: expected a mapping at the top level")
+    try:
+        return ExerciseDefinition.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ExerciseDefinitionError(f"{source}: invalid exercise definition: {problems}") from exc
+
+
+def load_exercise(name_or_path: str | Path) -> ExerciseDefinition:
+    """Load a shipped exercise by name (``"squat"``) or any definition file by path.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+        ExerciseDefinitionError: the file is invalid.
+    """
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = DEFINITIONS_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ValueError(
+                f"unknown exercise {name_or_path!r}; available: {', '.join(available_exercises())}"
+            )
+    elif not path.is_file():
+        raise ExerciseDefinitionError(f"{path}: no such exercise definition file")
+    return parse_exercise(path.read_text(encoding="utf-8"), str(path))
