@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from gpu_optimizer.api import checkpoints, gpus, jobs, swap_pools
+from gpu_optimizer.api import checkpoints, gpus, jobs, profile, swap_pools
 from gpu_optimizer.checkpoints.catalog import CheckpointCatalog
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.metrics import GpuCollector
@@ -100,4 +100,5 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(swap_pools.router)
     app.include_router(checkpoints.router)
+    app.include_router(profile.router)
     return app

@@ -23,3 +23,7 @@ class GpuOptSettings(ServiceSettings):
     memory_warning_ratio: float = Field(default=0.90, gt=0, le=1)
     memory_critical_ratio: float = Field(default=0.97, gt=0, le=1)
     swap_pool_stale_after_s: float = Field(default=60.0, gt=0)
+    profile_allowed_imports: list[str] = Field(
+        default_factory=list,
+        description='model factories ("package.module:callable") POST /api/profile may import',
+    )

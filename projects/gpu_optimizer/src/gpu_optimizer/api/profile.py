@@ -1,0 +1,82 @@
+"""POST /api/profile: a memory profile of a known architecture as a background job."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field, model_validator
+
+from gpu_optimizer.api.jobs import JobOut
+from gpu_optimizer.profile_jobs import make_profile_job, resolve_spec
+from gpu_optimizer.profiling.models import MODELS
+from gpu_optimizer.resources import ResourcesDep
+from service_kit.errors import ServiceError
+from service_kit.ops import require_api_key
+
+router = APIRouter(prefix="/api/profile", tags=["profiling"], dependencies=[Depends(require_api_key)])
+
+
+class BatchSearchIn(BaseModel):
+    budget_gb: float | None = Field(default=None, gt=0, le=100_000, description="needed unless device=cuda")
+    margin: float = Field(default=0.1, ge=0, lt=0.9)
+    limit: int = Field(default=4096, ge=1, le=65_536)
+
+
+class ProfileIn(BaseModel):
+    model: str = Field(
+        min_length=1, max_length=200, description="a registered name, or an allow-listed import path"
+    )
+    input_shape: list[int] | None = Field(
+        default=None, min_length=1, max_length=4, description="input shape without the batch dimension"
+    )
+    batch_size: int = Field(default=8, ge=1, le=65_536)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    optimizer: Literal["adamw", "adam", "sgd", "sgd_momentum", "adagrad", "rmsprop"] = "adamw"
+    device: Literal["meta", "cpu", "cuda"] = "meta"
+    recommendations: bool = True
+    find_batch: BatchSearchIn | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ProfileIn:
+        if self.input_shape is not None and any(d < 1 or d > 100_000 for d in self.input_shape):
+            raise ValueError("input_shape dimensions must be between 1 and 100000")
+        if self.find_batch and self.device != "cuda" and self.find_batch.budget_gb is None:
+            raise ValueError("find_batch.budget_gb is required unless device is cuda")
+        return self
+
+
+class ModelOut(BaseModel):
+    name: str
+    family: str
+    description: str
+    input_shape: list[int]
+
+
+class BadProfileRequestError(ServiceError):
+    status_code = 422
+    code = "invalid_profile_request"
+
+
+@router.get("/models", summary="Architectures that can be profiled by name")
+def list_models() -> list[ModelOut]:
+    return [
+        ModelOut(name=s.name, family=s.family, description=s.description, input_shape=list(s.input_shape))
+        for s in MODELS.values()
+    ]
+
+
+@router.post("", status_code=202, summary="Start a profiling job; poll GET /api/jobs/{id}")
+def start_profile(request: ProfileIn, resources: ResourcesDep) -> JobOut:
+    allowed = resources.settings.profile_allowed_imports
+    try:
+        spec = resolve_spec(request.model, allowed, request.input_shape)
+        if request.input_shape is not None and len(request.input_shape) != len(spec.input_shape):
+            raise ValueError(
+                f"{spec.name} takes {len(spec.input_shape)}-dimensional inputs without batch "
+                f"(default {list(spec.input_shape)})"
+            )
+    except ValueError as exc:
+        raise BadProfileRequestError(str(exc)) from exc
+    record = resources.jobs.submit("profile", request.model_dump(), make_profile_job(allowed))
+    return JobOut.of(record)

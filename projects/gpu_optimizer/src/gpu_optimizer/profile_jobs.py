@@ -1,0 +1,72 @@
+"""Profiling as a background job: resolve the model safely, profile, optionally search the batch size."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, cast
+
+import torch
+
+from gpu_optimizer.jobs.runner import JobContext
+from gpu_optimizer.profiling.models import MODELS, ModelSpec
+from gpu_optimizer.profiling.runs import GIB, profile, search_batch
+
+
+def allowed_import_spec(path: str, allowed: list[str], input_shape: list[int] | None) -> ModelSpec:
+    """A spec for ``module:factory`` if (and only if) the settings allow-list names it.
+
+    Raises ValueError otherwise: a request never chooses code to import.
+    """
+    if path not in allowed:
+        raise ValueError(
+            f"unknown model {path!r}: use a registered name (GET /api/profile/models) or an import path "
+            "listed in GPUOPT_PROFILE_ALLOWED_IMPORTS"
+        )
+    if not input_shape:
+        raise ValueError(f"{path} is an import path: input_shape is required")
+    module_name, _, attr = path.partition(":")
+    factory = cast(Callable[[], torch.nn.Module], getattr(importlib.import_module(module_name), attr))
+    return ModelSpec(path, "custom", f"allow-listed factory {path}", factory, tuple(input_shape))
+
+
+def resolve_spec(model: str, allowed: list[str], input_shape: list[int] | None) -> ModelSpec:
+    if model in MODELS:
+        return MODELS[model]
+    return allowed_import_spec(model, allowed, input_shape)
+
+
+def make_profile_job(allowed: list[str]) -> Callable[[dict[str, Any], JobContext], dict[str, Any]]:
+    """The job function for ``POST /api/profile`` parameters (already validated by the API)."""
+
+    def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        spec = resolve_spec(params["model"], allowed, params.get("input_shape"))
+        ctx.progress(0.1, f"profiling {spec.name}")
+        report = profile(
+            spec,
+            params.get("input_shape"),
+            batch_size=params["batch_size"],
+            dtype=params["dtype"],
+            optimizer=params["optimizer"],
+            device=params["device"],
+            recommendations=params["recommendations"],
+        )
+        result: dict[str, Any] = {"report": report.to_dict()}
+        search = params.get("find_batch")
+        if search:
+            ctx.progress(0.6, "searching the largest batch that fits")
+            budget = search.get("budget_gb")
+            found = search_batch(
+                spec,
+                params.get("input_shape"),
+                budget_bytes=None if budget is None else int(budget * GIB),
+                dtype=params["dtype"],
+                optimizer=params["optimizer"],
+                device=params["device"],
+                margin=search["margin"],
+                limit=search["limit"],
+            )
+            result["batch_search"] = found.to_dict()
+        return result
+
+    return run

@@ -1,0 +1,43 @@
+"""Optimizers by name, as the profiler and the CLI accept them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+# Extra state tensors per parameter (same size as the parameter); Adam-style ones also keep a
+# scalar step tensor per parameter.
+OPTIMIZER_STATES: dict[str, int] = {
+    "sgd": 0,
+    "sgd_momentum": 1,
+    "adagrad": 1,
+    "rmsprop": 1,
+    "adam": 2,
+    "adamw": 2,
+}
+
+
+def build_optimizer(
+    name: str, params: Iterable[torch.Tensor], *, foreach: bool | None = None
+) -> torch.optim.Optimizer:
+    """A torch optimizer named `name` (see OPTIMIZER_STATES) with default hyper-parameters.
+
+    `foreach=True` reproduces the CUDA default (multi-tensor kernels, larger temporaries).
+    Raises ValueError for an unknown name.
+    """
+    plist = list(params)
+    key = name.lower()
+    if key == "sgd":
+        return torch.optim.SGD(plist, lr=1e-3, foreach=foreach)
+    if key == "sgd_momentum":
+        return torch.optim.SGD(plist, lr=1e-3, momentum=0.9, foreach=foreach)
+    if key == "adagrad":
+        return torch.optim.Adagrad(plist, foreach=foreach)
+    if key == "rmsprop":
+        return torch.optim.RMSprop(plist, foreach=foreach)
+    if key == "adam":
+        return torch.optim.Adam(plist, foreach=foreach)
+    if key == "adamw":
+        return torch.optim.AdamW(plist, foreach=foreach)
+    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZER_STATES)}")

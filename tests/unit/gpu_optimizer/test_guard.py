@@ -1,0 +1,149 @@
+"""The training guard on a real tiny training loop with injected NaN, huge gradients and OOMs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+
+import pytest
+import torch
+
+from gpu_optimizer.guard import GuardAction, GuardConfig, TrainingAborted, TrainingGuard
+
+DIGEST = "sha256:run-config-1234"
+
+
+def make_problem(seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(64, 8)
+    y = x.sum(dim=1, keepdim=True) * 0.3
+    return model, opt, x, y
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def train(
+    guard: TrainingGuard, x: torch.Tensor, y: torch.Tensor, steps: int, poison: dict[int, str]
+) -> list[float]:
+    """Plain training loop; `poison[step]` injects a fault at that step."""
+    losses = []
+    for i in range(steps):
+        with guard.step() as step:
+            batch = x[: guard.batch_size]
+            target = y[: guard.batch_size]
+            fault = poison.get(i)
+            if fault == "oom":
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            if fault == "nan_input":
+                batch = batch.clone()
+                batch[0, 0] = float("nan")
+            loss = torch.nn.functional.mse_loss(guard.model(batch), target)
+            if fault == "huge_grad":
+                loss = loss * 1e12
+            step.backward(loss)
+            step.optimizer_step()
+            losses.append(float(loss.detach()))
+    return losses
+
+
+def test_skip_step_on_nan_loss_keeps_weights_and_training_converges(caplog: pytest.LogCaptureFixture) -> None:
+    model, opt, x, y = make_problem()
+    guard = TrainingGuard(model, opt, GuardConfig(config_digest=DIGEST), batch_size=64)
+    before = None
+
+    with caplog.at_level(logging.WARNING, logger="gpu_optimizer.guard"):
+        losses = train(guard, x, y, 3, {})
+        before = snapshot(model)
+        train(guard, x, y, 1, {0: "nan_input"})
+        assert same(before, snapshot(model))
+        assert all(p.grad is None for p in model.parameters())
+        losses += train(guard, x, y, 30, {})
+    assert losses[-1] < losses[0] / 2
+    assert [e.kind for e in guard.events] == ["nonfinite_loss"]
+    record = next(r for r in caplog.records if hasattr(r, "guard_event"))
+    event = json.loads(json.dumps(record.guard_event))
+    assert event["config_digest"] == DIGEST
+    assert event["action"] == "skip_step"
+    assert event["kind"] == "nonfinite_loss"
+    assert event["step"] == 3
+
+
+def test_exploding_gradient_is_skipped() -> None:
+    model, opt, x, y = make_problem()
+    guard = TrainingGuard(model, opt, GuardConfig(max_grad_norm=1e3), batch_size=64)
+    train(guard, x, y, 2, {})
+    before = snapshot(model)
+    train(guard, x, y, 1, {0: "huge_grad"})
+    assert same(before, snapshot(model))
+    event = guard.events[-1]
+    assert event.kind == "exploding_gradient"
+    assert event.values["grad_norm"] is not None
+    assert event.values["grad_norm"] > 1e3
+
+
+def test_repeated_ooms_reduce_the_batch_size() -> None:
+    model, opt, x, y = make_problem()
+    guard = TrainingGuard(model, opt, GuardConfig(max_consecutive_ooms=2), batch_size=64)
+    train(guard, x, y, 4, {1: "oom", 2: "oom"})
+    assert [(e.kind, e.action) for e in guard.events] == [
+        ("oom", GuardAction.SKIP_STEP),
+        ("oom", GuardAction.REDUCE_BATCH),
+    ]
+    assert guard.events[-1].new_batch_size == 32
+    assert guard.batch_size == 32
+    assert guard.consecutive_ooms == 0
+
+
+def test_oom_at_minimum_batch_aborts() -> None:
+    model, opt, x, y = make_problem()
+    guard = TrainingGuard(model, opt, GuardConfig(max_consecutive_ooms=1, min_batch_size=64), batch_size=64)
+    with pytest.raises(TrainingAborted, match="oom"):
+        train(guard, x, y, 1, {0: "oom"})
+
+
+def test_nonfinite_parameters_roll_back_to_the_last_checkpoint() -> None:
+    model, opt, x, y = make_problem()
+    checkpoint: dict[str, object] = {}
+
+    def rollback() -> None:
+        model.load_state_dict(checkpoint["model"])  # type: ignore[arg-type]
+        opt.load_state_dict(checkpoint["optimizer"])  # type: ignore[arg-type]
+
+    config = GuardConfig(max_grad_norm=float("inf"), on_nonfinite_parameter=GuardAction.ROLLBACK)
+    guard = TrainingGuard(model, opt, config, batch_size=64, rollback=rollback)
+    train(guard, x, y, 3, {})
+    checkpoint.update(model=copy.deepcopy(model.state_dict()), optimizer=copy.deepcopy(opt.state_dict()))
+    saved = snapshot(model)
+    # A learning rate this large turns finite gradients into infinite weights.
+    opt.param_groups[0]["lr"] = 1e38
+    train(guard, x, y, 1, {0: "huge_grad"})
+    opt.param_groups[0]["lr"] = 0.05
+    assert guard.events[-1].kind == "nonfinite_parameter"
+    assert guard.events[-1].action == GuardAction.ROLLBACK
+    assert same(saved, snapshot(model))
+
+
+def test_abort_raises_with_the_event() -> None:
+    model, opt, x, y = make_problem()
+    guard = TrainingGuard(model, opt, GuardConfig(on_nonfinite=GuardAction.ABORT, config_digest=DIGEST))
+    with pytest.raises(TrainingAborted) as info:
+        train(guard, x, y, 1, {0: "nan_input"})
+    assert info.value.event.kind == "nonfinite_loss"
+    assert info.value.event.config_digest == DIGEST
+
+
+def test_rollback_without_callback_is_refused() -> None:
+    model, opt, _, _ = make_problem()
+    with pytest.raises(ValueError, match="rollback"):
+        TrainingGuard(model, opt, GuardConfig(on_nonfinite=GuardAction.ROLLBACK))
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        GuardConfig(max_grad_norm=0)
