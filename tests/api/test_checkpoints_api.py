@@ -115,3 +115,20 @@ def test_bad_prune_policies_are_422(client: TestClient) -> None:
     ):
         resp = client.post("/api/checkpoints/run-a/prune", json=policy)
         assert resp.status_code == 422, policy
+
+
+def test_checkpoint_metrics(client: TestClient) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    name = client.get("/api/checkpoints/run-a").json()["checkpoints"][0]["name"]
+    client.post(f"/api/checkpoints/run-a/{name}/verify")
+    samples = {
+        (s.name, s.labels.get("run")): s.value
+        for f in text_string_to_metric_families(client.get("/metrics").text)
+        for s in f.samples
+    }
+    assert samples[("gpuopt_checkpoints", "run-a")] == 4
+    assert samples[("gpuopt_checkpoints", "run-b")] == 1
+    assert samples[("gpuopt_checkpoint_latest_step", "run-a")] == 40
+    assert samples[("gpuopt_checkpoint_verified_bytes_total", None)] > 0
+    assert samples[("gpuopt_checkpoint_verify_seconds_count", None)] == 1

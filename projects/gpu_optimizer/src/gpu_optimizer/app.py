@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import Counter
 
 from gpu_optimizer.api import checkpoints, gpus, jobs, profile, swap_pools
 from gpu_optimizer.checkpoints.catalog import CheckpointCatalog
@@ -17,6 +16,7 @@ from gpu_optimizer.devices.metrics import GpuCollector
 from gpu_optimizer.devices.sampler import GpuSampler
 from gpu_optimizer.jobs import JobRunner, JobStore
 from gpu_optimizer.resources import GpuOptResources
+from gpu_optimizer.service_metrics import CheckpointCollector, ServiceMetrics
 from gpu_optimizer.settings import GpuOptSettings
 from gpu_optimizer.swap_pools import SwapPoolCollector, SwapPoolRegistry
 from service_kit.buildinfo import build_info
@@ -56,12 +56,12 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         sampler.sample_once()
         sampler.start()
         ops.registry.register(GpuCollector(sampler, thresholds))
-        job_events = Counter(
-            "gpuopt_jobs", "Background job state changes", ["kind", "state"], registry=ops.registry
-        )
+        metrics = ServiceMetrics.create(ops.registry)
         store = JobStore(settings.database_url)
         stale = store.fail_unfinished("the service stopped before the job finished")
-        runner = JobRunner(store, on_state=lambda kind, state: job_events.labels(kind, state).inc())
+        runner = JobRunner(store, on_state=lambda kind, state: metrics.jobs.labels(kind, state).inc())
+        catalog = CheckpointCatalog(settings.checkpoint_root)
+        ops.registry.register(CheckpointCollector(catalog))
         pools = SwapPoolRegistry(stale_after_s=settings.swap_pool_stale_after_s)
         ops.registry.register(SwapPoolCollector(pools))
         resources = GpuOptResources(
@@ -70,7 +70,8 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
             thresholds=thresholds,
             jobs=runner,
             swap_pools=pools,
-            checkpoints=CheckpointCatalog(settings.checkpoint_root),
+            checkpoints=catalog,
+            metrics=metrics,
         )
         ops.details_provider = lambda: {"mode": sampler.latest.mode}
         ops.mark_ready()

@@ -36,10 +36,23 @@ def resolve_spec(model: str, allowed: list[str], input_shape: list[int] | None) 
     return allowed_import_spec(model, allowed, input_shape)
 
 
-def make_profile_job(allowed: list[str]) -> Callable[[dict[str, Any], JobContext], dict[str, Any]]:
-    """The job function for ``POST /api/profile`` parameters (already validated by the API)."""
+def make_profile_job(
+    allowed: list[str], on_oom: Callable[[str], None] = lambda source: None
+) -> Callable[[dict[str, Any], JobContext], dict[str, Any]]:
+    """The job function for ``POST /api/profile`` parameters (already validated by the API).
+
+    ``on_oom(source)`` is called for every CUDA out-of-memory error met: the job's own, and each
+    batch size the CUDA batch search found not to fit.
+    """
 
     def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        try:
+            return _run(params, ctx)
+        except torch.OutOfMemoryError:
+            on_oom("profile_job")
+            raise
+
+    def _run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         spec = resolve_spec(params["model"], allowed, params.get("input_shape"))
         ctx.progress(0.1, f"profiling {spec.name}")
         report = profile(
@@ -67,6 +80,9 @@ def make_profile_job(allowed: list[str]) -> Callable[[dict[str, Any], JobContext
                 limit=search["limit"],
             )
             result["batch_search"] = found.to_dict()
+            if params["device"] == "cuda":
+                for _ in (size for size, fits in found.probes if not fits):
+                    on_oom("batch_search")
         return result
 
     return run

@@ -11,6 +11,7 @@ from gpu_optimizer.checkpoints.catalog import CheckpointCatalog
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.sampler import GpuSampler
 from gpu_optimizer.jobs.runner import JobRunner
+from gpu_optimizer.service_metrics import ServiceMetrics
 from gpu_optimizer.settings import GpuOptSettings
 from gpu_optimizer.swap_pools import SwapPoolRegistry
 
@@ -23,6 +24,7 @@ class GpuOptResources:
     jobs: JobRunner
     swap_pools: SwapPoolRegistry
     checkpoints: CheckpointCatalog
+    metrics: ServiceMetrics
 
 
 def get_resources(request: Request) -> GpuOptResources:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -132,14 +133,17 @@ def get_run(catalog: CheckpointCatalog = CatalogDep, run: str = RunName, verify:
     summary="Check every file against the SHA-256 in the manifest",
     responses={404: {"description": "no such checkpoint"}},
 )
-def verify_checkpoint(
-    catalog: CheckpointCatalog = CatalogDep, run: str = RunName, name: str = CheckpointName
-) -> VerifyOut:
+def verify_checkpoint(resources: ResourcesDep, run: str = RunName, name: str = CheckpointName) -> VerifyOut:
+    catalog = resources.checkpoints
+    started = time.perf_counter()
     try:
         catalog.run_dir(run)
         result = catalog.verify(run, name)
     except (CheckpointNotFoundError, InvalidCheckpointNameError) as exc:
         raise _translate(exc) from exc
+    resources.metrics.checkpoint_verify_seconds.observe(time.perf_counter() - started)
+    if result.ok:
+        resources.metrics.checkpoint_verified_bytes.inc(catalog.info(run, name).size_bytes)
     return VerifyOut(
         run=run,
         name=result.name,

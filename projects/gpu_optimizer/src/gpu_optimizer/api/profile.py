@@ -78,5 +78,7 @@ def start_profile(request: ProfileIn, resources: ResourcesDep) -> JobOut:
             )
     except ValueError as exc:
         raise BadProfileRequestError(str(exc)) from exc
-    record = resources.jobs.submit("profile", request.model_dump(), make_profile_job(allowed))
+    ooms = resources.metrics.oom_events
+    job = make_profile_job(allowed, on_oom=lambda source: ooms.labels(source).inc())
+    record = resources.jobs.submit("profile", request.model_dump(), job)
     return JobOut.of(record)
