@@ -22,9 +22,7 @@ from gpu_optimizer.swap_pools import SwapPoolCollector, SwapPoolRegistry
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.hardware import host_hardware
-from service_kit.jsonlog import configure_logging
-from service_kit.ops import ServiceOps, new_registry, ops_router
-from service_kit.settings import config_digest
+from service_kit.ops import ops_router, start_ops
 
 SERVICE = "gpu_optimizer"
 log = logging.getLogger(SERVICE)
@@ -33,19 +31,11 @@ log = logging.getLogger(SERVICE)
 def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
     """Build the app; resources are opened in the lifespan, not at import or here."""
     settings = settings or GpuOptSettings()
-    digest = config_digest(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        configure_logging(SERVICE, settings.log_level, settings.log_dir, digest)
-        build = build_info("gpu-optimizer", __file__)
-        ops = ServiceOps(
-            service=SERVICE,
-            build=build,
-            config_digest=digest,
-            registry=new_registry(SERVICE, build),
-            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        )
+        ops = start_ops(SERVICE, "gpu-optimizer", __file__, settings)
+        build = ops.build
         thresholds = HealthThresholds(
             temperature_warning_celsius=settings.temperature_warning_celsius,
             temperature_critical_celsius=settings.temperature_critical_celsius,

@@ -24,9 +24,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service_kit.buildinfo import BuildInfo
+from service_kit.buildinfo import BuildInfo, build_info
 from service_kit.errors import UnauthorizedError, error_body
 from service_kit.hardware import host_hardware
+from service_kit.jsonlog import configure_logging
+from service_kit.settings import ServiceSettings, config_digest
 
 
 @dataclass(slots=True)
@@ -138,3 +140,17 @@ def ops_router() -> APIRouter:
         }
 
     return router
+
+
+def start_ops(service: str, distribution: str, source_file: str, settings: ServiceSettings) -> ServiceOps:
+    """What every lifespan does first: JSON logging with the config digest, build info, metrics registry."""
+    digest = config_digest(settings)
+    configure_logging(service, settings.log_level, settings.log_dir, digest)
+    build = build_info(distribution, source_file)
+    return ServiceOps(
+        service=service,
+        build=build,
+        config_digest=digest,
+        registry=new_registry(service, build),
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+    )
