@@ -25,7 +25,7 @@ else
 endif
 
 # System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server); installed when missing.
-TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql
+TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
 
 .PHONY: help install lock validate validate-cuda download-models test lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-checkpoint bench-swap clean
