@@ -7,7 +7,9 @@ from gpu_optimizer.settings import GpuOptSettings
 
 def main() -> None:
     settings = GpuOptSettings()
-    uvicorn.run("gpu_optimizer.app:create_app", factory=True, host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        "gpu_optimizer.app:create_app", factory=True, host=settings.host, port=settings.port, log_config=None
+    )
 
 
 if __name__ == "__main__":

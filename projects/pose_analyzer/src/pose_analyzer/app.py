@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from pose_analyzer.api import streams as streams_api
+from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.settings import PoseSettings
+from pose_analyzer.storage import create_database, mark_interrupted_streams
+from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.jsonlog import configure_logging
@@ -48,14 +53,28 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
         backend, reason = resolve_backend(settings.backend, cuda_available=cuda)
         ops.details["pose_backend"] = {"requested": settings.backend, "chosen": backend, "reason": reason}
         log.info("pose backend chosen", extra={"backend": backend, "reason": reason})
+        database = await asyncio.to_thread(create_database, settings.database_url)
+        with database.session() as db:
+            interrupted = mark_interrupted_streams(db)
+        if interrupted:
+            log.warning("streams left open by the last run marked interrupted", extra={"count": interrupted})
+        metrics = StreamMetrics(ops.registry, settings.metrics_stream_labels)
+        streams = StreamHub(
+            settings, metrics, default_backend=backend, device="cuda" if cuda else "cpu", database=database
+        )
         ops.mark_ready()
         log.info("service started", extra={"version": build.version, "git_commit": build.git_commit})
-        yield {"ops": ops}
-        log.info("service stopping")
+        try:
+            yield {"ops": ops, "streams": streams, "database": database}
+        finally:
+            log.info("service stopping")
+            await streams.close()
+            database.dispose()
 
     app = FastAPI(
         title="pose_analyzer", version=build_info("pose-analyzer", __file__).version, lifespan=lifespan
     )
     install_error_handlers(app)
     app.include_router(ops_router())
+    app.include_router(streams_api.router)
     return app

@@ -23,3 +23,13 @@ class PoseSettings(ServiceSettings):
     database_url: str = "sqlite:///data/pose.db"
     max_frame_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_streams: int = Field(default=32, gt=0)
+    # Live streams: the shared batched backend waits this long for frames of other streams
+    # before running a batch of at most stream_max_batch frames.
+    stream_batch_window_ms: float = Field(default=5.0, ge=0, le=100)
+    stream_max_batch: int = Field(default=8, ge=1, le=64)
+    # A client that does not read an answer within this time is closed with 1008.
+    stream_send_timeout_s: float = Field(default=5.0, gt=0)
+    # An open stream commits what it recorded at least this often (bounds what a crash loses).
+    stream_flush_interval_s: float = Field(default=10.0, gt=0)
+    # Distinct stream ids with their own metrics label; later ones share "other".
+    metrics_stream_labels: int = Field(default=16, ge=0, le=256)
