@@ -43,6 +43,7 @@ def fuzz(url: str, report: Path) -> subprocess.CompletedProcess[str]:
         ],
         capture_output=True,
         text=True,
+        cwd=report.parent,  # schemathesis keeps its example database in ./.schemathesis
         timeout=900,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
