@@ -1,0 +1,1 @@
+"""HTTP and WebSocket routes of pose_analyzer, one router per resource."""

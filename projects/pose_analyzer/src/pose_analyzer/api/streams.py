@@ -1,0 +1,47 @@
+"""The live stream WebSocket: ``/ws/streams/{stream_id}`` (protocol in ``pose_analyzer.schemas``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from pose_analyzer.streaming.connection import StreamConnection
+from pose_analyzer.streaming.hub import StreamHub
+from service_kit.ops import websocket_authorised
+
+router = APIRouter(tags=["streams"])
+
+
+class _WebSocketChannel:
+    """Starlette's WebSocket as the stream connection's Channel."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def receive(self) -> str | bytes | None:
+        try:
+            message = await self.websocket.receive()
+        except WebSocketDisconnect:
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        if message.get("bytes") is not None:
+            return bytes(message["bytes"])
+        return str(message.get("text") or "")
+
+    async def send_text(self, text: str) -> None:
+        await self.websocket.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.websocket.close(code=code, reason=reason)
+
+
+@router.websocket("/ws/streams/{stream_id}")
+async def stream(websocket: WebSocket, stream_id: str) -> None:
+    """One camera stream: binary JPEG/PNG frames in, one JSON answer per processed frame out."""
+    hub: StreamHub = websocket.state.streams
+    # Accept first, so a refused client sees the close code and reason (a refused handshake
+    # would only give it an HTTP 403).
+    await websocket.accept()
+    await StreamConnection(hub, stream_id, _WebSocketChannel(websocket)).serve(
+        websocket_authorised(websocket)
+    )

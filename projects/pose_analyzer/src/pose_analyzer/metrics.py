@@ -1,0 +1,84 @@
+"""Prometheus metrics of live streams, registered on the service's own registry.
+
+The ``stream`` label is bounded: the first ``max_stream_labels`` distinct stream ids keep
+their own label, every later one is counted under ``"other"`` (clients choose stream ids,
+so an unbounded label would grow the registry without limit).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OTHER_STREAMS = "other"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+_SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+
+
+class StreamMetrics:
+    """The stream metrics of one service instance."""
+
+    def __init__(self, registry: CollectorRegistry, max_stream_labels: int = 16) -> None:
+        self.max_stream_labels = max_stream_labels
+        self._labels: set[str] = set()
+        self.frames_received = Counter(
+            "pose_stream_frames_received", "Frames received from cameras", ["stream"], registry=registry
+        )
+        self.frames_processed = Counter(
+            "pose_stream_frames_processed", "Frames analysed and answered", ["stream"], registry=registry
+        )
+        self.frames_dropped = Counter(
+            "pose_stream_frames_dropped",
+            "Frames replaced by a newer one before analysis (latest-frame-wins)",
+            ["stream"],
+            registry=registry,
+        )
+        self.decode_seconds = Histogram(
+            "pose_stream_decode_seconds",
+            "Time to decode one frame",
+            registry=registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.inference_seconds = Histogram(
+            "pose_stream_inference_seconds",
+            "Time of one detector call (one batch)",
+            ["backend"],
+            registry=registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.end_to_end_seconds = Histogram(
+            "pose_stream_end_to_end_latency_seconds",
+            "From a frame's arrival to its answer being sent",
+            registry=registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.active_streams = Gauge("pose_stream_active_streams", "Open camera streams", registry=registry)
+        self.batch_size = Histogram(
+            "pose_stream_batch_size_frames",
+            "Frames per detector call of the shared batched backend",
+            registry=registry,
+            buckets=_BATCH_BUCKETS,
+        )
+        self.reps = Counter("pose_stream_reps", "Repetitions counted", ["exercise"], registry=registry)
+        self.form_score = Histogram(
+            "pose_stream_form_score_percent",
+            "Form score (0-100) of completed repetitions",
+            ["exercise"],
+            registry=registry,
+            buckets=_SCORE_BUCKETS,
+        )
+        self.websocket_errors = Counter(
+            "pose_stream_websocket_errors",
+            "Refused messages and closed streams",
+            ["reason"],
+            registry=registry,
+        )
+
+    def stream_label(self, stream_id: str) -> str:
+        """The label value for ``stream_id``: itself while labels are left, else ``"other"``."""
+        if stream_id in self._labels:
+            return stream_id
+        if len(self._labels) < self.max_stream_labels:
+            self._labels.add(stream_id)
+            return stream_id
+        return OTHER_STREAMS

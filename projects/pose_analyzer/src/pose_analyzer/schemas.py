@@ -1,0 +1,177 @@
+"""Wire messages of the live stream WebSocket ``/ws/streams/{stream_id}``.
+
+Protocol (one camera per connection):
+
+1. The client connects (API key as ``X-API-Key``, ``Authorization: Bearer`` or ``?api_key=``
+   when the service has one).  Optionally it sends a ``start`` text message first (exercise,
+   person of interest, backend, reference rep); the server answers ``started``.  Without
+   ``start``, the first frame starts the stream with the service defaults (no exercise) and
+   no ``started`` is sent.
+2. Frames are binary messages, each a whole JPEG or PNG file.  A ``frame`` text message may
+   precede a frame to give its id and the client's capture time (seconds, any monotonic
+   clock of the client); it applies to the next binary message only.  Without it, the frame
+   id is the frame's position in the stream (1, 2, ...) and the capture time is the server's
+   receive time (Unix seconds).  Rep timing uses the capture time, so it must increase.
+3. The server answers each PROCESSED frame with a ``frame`` result.  Frames that arrive
+   while the previous one is still being analysed replace each other (latest-frame-wins):
+   the replaced ones are never answered and ``dropped`` counts them.
+4. ``stop`` ends the stream: the server answers the frame still waiting, then ``stopped``
+   (totals; by then the stream's recording is committed), then closes with 1000.
+
+Persistence: each stream is recorded (per-second joint angles, reps with scores and faults,
+frame counters) in the session named by ``start.session_id``, or in a new session of its
+own; it is committed when the stream ends: "completed" after ``stop`` or a disconnect,
+"failed" when the server closed it for an error, "interrupted" when the service stopped.
+
+Errors: a text message that is not valid JSON or not a valid client message, a ``start``
+sent twice or after the first frame, an unknown exercise or session get an ``error`` message and
+the stream stays open.  The stream is closed (with a reason) for: a binary message that is
+not a decodable image (1003); a frame over the size limit (1009); a missing/wrong API key,
+too many streams, an invalid or busy stream id, or a client that does not read its answers
+within the send timeout (1008); a failure of the service itself (1011).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReferenceRep(_Message):
+    """A recorded reference repetition: angle names and a (T, len(angles)) series in degrees."""
+
+    angles: list[str] = Field(min_length=1)
+    series: list[list[float]] = Field(min_length=2)
+    tolerance_deg: float = Field(default=15.0, gt=0)
+
+
+class StartMessage(_Message):
+    """Client -> server: configure the stream before its first frame."""
+
+    type: Literal["start"] = "start"
+    exercise: str | None = Field(default=None, description="an exercise name from /api/exercises")
+    person_of_interest: int | None = Field(default=None, ge=0, description="track id whose reps count")
+    backend: Literal["mediapipe", "yolo"] | None = Field(default=None, description="default: the service's")
+    reference_rep: ReferenceRep | None = Field(
+        default=None,
+        description="validated (an invalid one is an error); reps are not yet scored against it",
+    )
+    session_id: str | None = Field(
+        default=None, description="record into this existing session (several cameras); default: a new one"
+    )
+
+
+class StopMessage(_Message):
+    """Client -> server: end the stream after the waiting frame."""
+
+    type: Literal["stop"] = "stop"
+
+
+class FrameHeader(_Message):
+    """Client -> server: id and capture time of the NEXT binary frame."""
+
+    type: Literal["frame"] = "frame"
+    frame_id: int | None = Field(default=None, ge=0)
+    capture_ts: float | None = Field(default=None, description="client capture time, seconds")
+
+
+ClientMessage = Annotated[StartMessage | StopMessage | FrameHeader, Field(discriminator="type")]
+CLIENT_MESSAGE: TypeAdapter[StartMessage | StopMessage | FrameHeader] = TypeAdapter(ClientMessage)
+
+
+class FaultOut(_Message):
+    code: str
+    message: str
+
+
+class RepOut(_Message):
+    """A completed repetition: its index (1-based), 0-100 form score and faults."""
+
+    index: int
+    score: float
+    faults: list[FaultOut]
+    range_of_motion_deg: float
+    tempo_s: float
+
+
+class PersonOut(_Message):
+    """One tracked person: keypoints are [x, y, confidence] in pixels of the frame (keypoints.py order).
+
+    Angles are degrees; a joint not seen is null.
+    """
+
+    id: int
+    score: float
+    box: tuple[float, float, float, float]
+    keypoints: list[tuple[float | None, float | None, float]]
+    angles: dict[str, float | None]
+    rep_count: int
+    phase: str
+    last_rep: RepOut | None
+
+
+class FrameResult(_Message):
+    """Server -> client: the analysis of one processed frame.
+
+    ``capture_ts`` is the client's capture time (or the receive time, see the module doc);
+    ``received_ts`` and ``processed_ts`` are server Unix times; ``latency_ms`` is from
+    receive to answer; ``dropped`` counts this stream's frames replaced unanswered since
+    the previous answer.
+    """
+
+    type: Literal["frame"] = "frame"
+    stream_id: str
+    frame_id: int
+    capture_ts: float
+    received_ts: float
+    processed_ts: float
+    latency_ms: float
+    dropped: int
+    width: int
+    height: int
+    people: list[PersonOut]
+    rep_count: int
+    timings_ms: dict[str, float]
+
+
+class StartedMessage(_Message):
+    type: Literal["started"] = "started"
+    stream_id: str
+    backend: str
+    exercise: str | None
+    person_of_interest: int | None
+    session_id: str | None = Field(description="the database session this stream is recorded in")
+
+
+class StoppedMessage(_Message):
+    """Server -> client: the stream's totals after ``stop``."""
+
+    type: Literal["stopped"] = "stopped"
+    stream_id: str
+    frames_received: int
+    frames_processed: int
+    frames_dropped: int
+    rep_count: int
+    reps: list[RepOut]
+
+
+class ErrorMessage(_Message):
+    """Server -> client: a message was refused; the stream stays open."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    details: dict[str, object] | None = None
+
+
+ServerMessage = Annotated[
+    FrameResult | StartedMessage | StoppedMessage | ErrorMessage, Field(discriminator="type")
+]
+SERVER_MESSAGE: TypeAdapter[FrameResult | StartedMessage | StoppedMessage | ErrorMessage] = TypeAdapter(
+    ServerMessage
+)

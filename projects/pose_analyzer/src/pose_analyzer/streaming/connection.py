@@ -1,0 +1,287 @@
+"""The life of one stream connection: admit, receive, validate, answer, close with a code and reason.
+
+It talks to the client through a small ``Channel`` (the WebSocket route adapts Starlette's
+WebSocket to it), so it knows nothing of FastAPI and tests can drive it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Protocol
+
+import numpy as np
+from pydantic import ValidationError
+
+from pose_analyzer.engine import PoseEngine
+from pose_analyzer.exercises.definition import available_exercises, load_exercise
+from pose_analyzer.exercises.reference import ReferenceMotion
+from pose_analyzer.schemas import (
+    CLIENT_MESSAGE,
+    ErrorMessage,
+    FrameHeader,
+    StartedMessage,
+    StartMessage,
+    StopMessage,
+)
+from pose_analyzer.storage import SessionNotFoundError
+from pose_analyzer.streaming.errors import FrameTooLargeError, StreamClosedError, StreamPolicyError
+from pose_analyzer.streaming.hub import StreamHub
+from pose_analyzer.streaming.recording import StreamRecording
+from pose_analyzer.streaming.session import RawFrame, StreamSession
+from pose_analyzer.tracking import create_tracker
+
+log = logging.getLogger(__name__)
+
+NORMAL_CLOSURE = 1000
+
+
+class Channel(Protocol):
+    """The client side of a stream as the connection needs it."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next text or binary message; None when the client has gone."""
+
+    async def send_text(self, text: str) -> None:
+        """Send one text message."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with ``code`` and ``reason``."""
+
+
+class _MessageError(Exception):
+    """A client message refused with an ``error`` answer; the stream stays open."""
+
+    def __init__(self, code: str, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, details
+
+
+class StreamConnection:
+    """Runs one connection (see ``schemas`` for the protocol); create one per WebSocket."""
+
+    def __init__(self, hub: StreamHub, stream_id: str, channel: Channel) -> None:
+        self.hub = hub
+        self.stream_id = stream_id
+        self.channel = channel
+        self.metrics = hub.metrics
+        self.session: StreamSession | None = None
+        self._processor: asyncio.Task[None] | None = None
+        self._header: FrameHeader | None = None
+        self._sequence = 0
+        self._send_lock = asyncio.Lock()
+        self._end: tuple[str, str] = ("completed", "client disconnected")
+
+    async def send(self, text: str) -> None:
+        """Send one answer, waiting at most the send timeout for a client that does not read.
+
+        Raises:
+            StreamPolicyError: the client did not take the answer in time.
+        """
+        timeout = self.hub.settings.stream_send_timeout_s
+        try:
+            async with self._send_lock:
+                await asyncio.wait_for(self.channel.send_text(text), timeout)
+        except TimeoutError:
+            raise StreamPolicyError(
+                f"the client did not read its answers for {timeout:g} s", "slow_client"
+            ) from None
+
+    async def serve(self, authorised: bool) -> None:
+        """Run the connection to its end; never raises for the client's faults."""
+        try:
+            if not authorised:
+                raise StreamPolicyError("missing or wrong API key", "unauthorized")
+            self.hub.register(self.stream_id)
+        except StreamClosedError as exc:
+            self._count(exc)
+            await self._close_for(exc)
+            return
+        # Counted and committed before the close goes out: once the client sees the close,
+        # the connection may be torn down (and this task cancelled) at any moment.
+        try:
+            await self._loop()
+        except StreamClosedError as exc:
+            self._count(exc)
+            self._end = ("failed", str(exc))
+            await self._shutdown()
+            await self._close_for(exc)
+        except Exception as exc:
+            log.exception("stream failed", extra={"stream_id": self.stream_id})
+            failure = StreamClosedError("internal error of the service")
+            self._count(failure)
+            self._end = ("failed", f"internal error: {type(exc).__name__}: {exc}")
+            await self._shutdown()
+            await self._close_for(failure)
+        finally:
+            await self._shutdown()
+
+    def _count(self, exc: StreamClosedError) -> None:
+        self.metrics.websocket_errors.labels(exc.metric_reason).inc()
+        log.info(
+            "stream closed", extra={"stream_id": self.stream_id, "code": exc.close_code, "reason": str(exc)}
+        )
+
+    async def _close_for(self, exc: StreamClosedError) -> None:
+        with contextlib.suppress(Exception):  # the client may already be gone
+            await self.channel.close(exc.close_code, str(exc)[:120])
+
+    async def _shutdown(self) -> None:
+        # The server may be cancelling this task (shutdown, or the client's connection gone):
+        # free the stream's place first, with no await that a cancellation could cut short.
+        self.hub.unregister(self.stream_id)
+        if self._processor is not None and not self._processor.done():
+            self._processor.cancel()
+        if self.session is not None:
+            await self.session.close(*self._end)
+
+    async def _loop(self) -> None:
+        while True:
+            message = await self._receive()
+            if message is None:
+                return  # the client left; nothing to close
+            if isinstance(message, bytes):
+                await self._on_frame(message)
+                continue
+            try:
+                if await self._on_text(message):
+                    return
+            except _MessageError as err:
+                self.metrics.websocket_errors.labels(err.code).inc()
+                await self.send(
+                    ErrorMessage(code=err.code, message=err.message, details=err.details).model_dump_json()
+                )
+
+    async def _receive(self) -> str | bytes | None:
+        """The next message, or the processor's failure if it failed first."""
+        if self._processor is None:
+            return await self.channel.receive()
+        receiving = asyncio.ensure_future(self.channel.receive())
+        await asyncio.wait({receiving, self._processor}, return_when=asyncio.FIRST_COMPLETED)
+        if self._processor.done() and not receiving.done():
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
+            self._processor.result()  # raises the StreamClosedError that ended it
+            raise StreamClosedError("the stream's processor ended unexpectedly")
+        return receiving.result()
+
+    async def _on_text(self, text: str) -> bool:
+        """Handle a control message; returns True when the stream ended (``stop``)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _MessageError("invalid_json", f"text messages must be JSON: {exc}") from None
+        try:
+            message = CLIENT_MESSAGE.validate_python(data)
+        except ValidationError as exc:
+            details: dict[str, object] = {
+                "errors": exc.errors(include_url=False, include_context=False, include_input=False)
+            }
+            raise _MessageError("invalid_message", "not a valid client message", details) from None
+        if isinstance(message, FrameHeader):
+            self._header = message
+        elif isinstance(message, StartMessage):
+            if self.session is not None:
+                raise _MessageError("already_started", "start must come once, before the first frame")
+            await self._start(message)
+        elif isinstance(message, StopMessage):
+            await self._stop()
+            return True
+        return False
+
+    async def _start(self, message: StartMessage, announce: bool = True) -> None:
+        if message.exercise is not None and message.exercise not in available_exercises():
+            valid = available_exercises()
+            raise _MessageError(
+                "unknown_exercise",
+                f"unknown exercise {message.exercise!r}; valid: {', '.join(valid)}",
+                {"valid": valid},
+            )
+        if message.reference_rep is not None:
+            ref = message.reference_rep
+            try:
+                ReferenceMotion(
+                    tuple(ref.angles), np.asarray(ref.series, dtype=np.float64), ref.tolerance_deg
+                )
+            except ValueError as exc:
+                raise _MessageError("invalid_reference", f"invalid reference rep: {exc}") from None
+        detection = await self.hub.detection(message.backend)
+        recording = None
+        if self.hub.database is not None:
+            try:
+                recording = await asyncio.to_thread(
+                    StreamRecording.open,
+                    self.hub.database,
+                    self.stream_id,
+                    detection.backend,
+                    message.exercise,
+                    message.session_id,
+                )
+            except SessionNotFoundError as exc:
+                await detection.release()
+                raise _MessageError("unknown_session", str(exc)) from None
+        exercise = load_exercise(message.exercise) if message.exercise else None
+        engine = PoseEngine(
+            # The engine only analyses here (``analyse``); detection goes through ``detection``.
+            detection.detector,
+            tracker=create_tracker(detection.backend),
+            exercise=exercise,
+            person_of_interest=message.person_of_interest,
+        )
+        self.session = StreamSession(
+            self.stream_id,
+            engine,
+            detection,
+            self.metrics,
+            message.exercise,
+            recording,
+            self.hub.database,
+            self.hub.settings.stream_flush_interval_s,
+        )
+        self._processor = asyncio.ensure_future(self.session.run(self.send))
+        if not announce:
+            return
+        await self.send(
+            StartedMessage(
+                stream_id=self.stream_id,
+                backend=detection.backend,
+                exercise=message.exercise,
+                person_of_interest=message.person_of_interest,
+                session_id=(recording.session_id if recording is not None else None),
+            ).model_dump_json()
+        )
+
+    async def _on_frame(self, data: bytes) -> None:
+        limit = self.hub.settings.max_frame_bytes
+        if len(data) > limit:
+            raise FrameTooLargeError(f"frame of {len(data)} bytes is over the {limit} byte limit")
+        if self.session is None:
+            await self._start(StartMessage(), announce=False)
+        assert self.session is not None
+        self._sequence += 1
+        header, self._header = self._header, None
+        now = time.time()
+        self.session.offer(
+            RawFrame(
+                data=data,
+                frame_id=header.frame_id if header and header.frame_id is not None else self._sequence,
+                capture_ts=header.capture_ts if header and header.capture_ts is not None else now,
+                received_ts=now,
+                received_perf=time.perf_counter(),
+            )
+        )
+
+    async def _stop(self) -> None:
+        self._end = ("completed", "stopped by the client")
+        if self.session is not None and self._processor is not None:
+            self.session.slot.close()
+            await self._processor  # answers the frame still waiting; raises if that fails
+            # Committed before ``stopped`` is sent: a client that got it finds the rows stored.
+            await self.session.close(*self._end)
+            await self.send(self.session.stopped().model_dump_json())
+        with contextlib.suppress(Exception):
+            await self.channel.close(NORMAL_CLOSURE, "stopped by the client")

@@ -1,0 +1,60 @@
+"""What a stream produced, kept in the database: a recorder per stream, committed when it ends or breaks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from pose_analyzer.storage import Database, StorageError, StreamRecorder, end_session, start_session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StreamRecording:
+    """A stream's recorder, and the session it opened for itself (None when it joined one).
+
+    Its methods block on the database: call them through ``asyncio.to_thread``.
+    """
+
+    recorder: StreamRecorder
+    session_id: str
+    own_session: str | None
+    # finish() may be called from a worker thread and again from the event loop when the
+    # first call was cancelled; the lock makes the second wait and do nothing.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _finished: bool = False
+
+    @classmethod
+    def open(
+        cls, database: Database, stream_id: str, backend: str, exercise: str | None, session_id: str | None
+    ) -> StreamRecording:
+        """Start recording ``stream_id`` in ``session_id``, or in a new session of its own when None.
+
+        Raises:
+            SessionNotFoundError: ``session_id`` names no session.
+        """
+        own = None
+        if session_id is None:
+            with database.session() as db:
+                own = session_id = start_session(db, exercise=exercise, meta={"stream_id": stream_id})
+        return cls(StreamRecorder.start(database, session_id, stream_id, backend), session_id, own)
+
+    def finish(self, database: Database, status: str, reason: str | None) -> None:
+        """Commit everything with the stream's end; ends its own session too.  Never raises: logs."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            self._finish(database, status, reason)
+
+    def _finish(self, database: Database, status: str, reason: str | None) -> None:
+        try:
+            if not self.recorder.closed:
+                self.recorder.finish(status, reason)
+            if self.own_session is not None:
+                with database.session() as db:
+                    end_session(db, self.own_session, "failed" if status == "failed" else "completed")
+        except (StorageError, ValueError) as exc:
+            log.error("could not record the end of a stream", extra={"error": str(exc), "status": status})

@@ -1,0 +1,83 @@
+"""Streams on the shared YOLO backend: frames of several streams go to the model as one batch."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pose_analyzer.app import create_app
+from pose_analyzer.settings import PoseSettings
+from tests.api.test_streams import camera_frames, metric
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def cameras(shared_data: Path) -> dict[str, list[bytes]]:
+    return {
+        f"cam0{i}": camera_frames(shared_data / f"multicam/videos/cam0{i}.mp4", FRAMES) for i in (1, 2, 3)
+    }
+
+
+def test_streams_share_batches_of_one_yolo_model(tmp_path: Path, cameras: dict[str, list[bytes]]) -> None:
+    # A wide window, so that frames of streams in lockstep land in one batch on a loaded machine.
+    settings = PoseSettings(
+        log_dir=tmp_path / "logs",
+        backend="yolo",
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path}/pose.db",
+        stream_batch_window_ms=50,
+        stream_max_batch=8,
+    )
+    answers: dict[str, list[dict[str, Any]]] = {}
+    failures: list[BaseException] = []
+    with TestClient(create_app(settings)) as client:
+        # The first stream sets up the shared model; the others then start together.
+        with client.websocket_connect("/ws/streams/warmup") as ws:
+            ws.send_bytes(cameras["cam01"][0])
+            assert ws.receive_json()["people"]
+        barrier = threading.Barrier(len(cameras))
+
+        def stream(name: str, frames: list[bytes]) -> None:
+            try:
+                with client.websocket_connect(f"/ws/streams/{name}") as ws:
+                    barrier.wait(timeout=30)
+                    got = []
+                    for frame in frames:
+                        ws.send_bytes(frame)
+                        got.append(ws.receive_json())
+                    answers[name] = got
+            except BaseException as exc:  # reported by the main thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=stream, args=item) for item in cameras.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not failures, failures
+
+        # A stream may still choose the per-stream backend.
+        with client.websocket_connect("/ws/streams/solo") as ws:
+            ws.send_text(json.dumps({"type": "start", "backend": "mediapipe"}))
+            assert ws.receive_json()["backend"] == "mediapipe"
+            ws.send_bytes(cameras["cam01"][0])
+            assert ws.receive_json()["people"]
+        text = client.get("/metrics").text
+
+    for name, got in answers.items():
+        assert [a["frame_id"] for a in got] == list(range(1, FRAMES + 1))
+        assert all(a["people"] for a in got), name
+        assert all(len(a["people"][0]["keypoints"]) >= 17 for a in got)
+    batched_frames = 1 + len(cameras) * FRAMES
+    assert metric(text, "pose_stream_batch_size_frames_sum") == batched_frames
+    # Fewer detector calls than frames: some calls carried frames of several streams.
+    assert metric(text, "pose_stream_batch_size_frames_count") < batched_frames
+    assert metric(text, "pose_stream_inference_seconds_count", backend="yolo") == metric(
+        text, "pose_stream_batch_size_frames_count"
+    )

@@ -1,0 +1,177 @@
+"""A real pose_analyzer process: four synchronised cameras and an exercise clip streamed at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from pose_analyzer.storage import angle_series, create_database, list_reps, list_sessions, start_session
+from tests.e2e.harness import StartService
+
+WIDTH = 480
+CAMERA_FRAMES = 20
+
+
+def encoded_frames(video: Path, step: int, limit: int | None = None) -> list[tuple[float, bytes]]:
+    """(capture time in s, JPEG) of every ``step``-th frame of ``video``, downscaled to WIDTH."""
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames: list[tuple[float, bytes]] = []
+    index = 0
+    while limit is None or len(frames) < limit:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % step == 0:
+            h, w = image.shape[:2]
+            image = cv2.resize(image, (WIDTH, round(h * WIDTH / w)), interpolation=cv2.INTER_AREA)
+            frames.append(
+                (index / fps, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+            )
+        index += 1
+    capture.release()
+    return frames
+
+
+def stream_and_wait(
+    url: str, frames: list[tuple[float, bytes]], start: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Send each frame after the previous answer; returns the answers and the ``stopped`` totals."""
+    answers: list[dict[str, Any]] = []
+    with connect(url, open_timeout=30, close_timeout=10) as ws:
+        if start is not None:
+            ws.send(json.dumps(start))
+            started = json.loads(ws.recv(timeout=60))
+            assert started["type"] == "started", started
+        for frame_id, (capture_ts, data) in enumerate(frames, start=1):
+            ws.send(json.dumps({"type": "frame", "frame_id": frame_id, "capture_ts": capture_ts}))
+            ws.send(data)
+            answers.append(json.loads(ws.recv(timeout=60)))
+        ws.send(json.dumps({"type": "stop"}))
+        stopped = json.loads(ws.recv(timeout=60))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1000
+    return {"answers": answers, "stopped": stopped}
+
+
+def close_after_sending(url: str, data: bytes) -> tuple[int, str]:
+    """Send one binary message; returns the close code and reason the server answered with."""
+    with connect(url, open_timeout=30, close_timeout=10, max_size=None) as ws:
+        ws.send(data)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=60)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def test_four_cameras_and_an_exercise_clip_at_once(
+    start_service: StartService, shared_data: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/pose.db"
+    service = start_service("pose_analyzer", "POSE_", backend="mediapipe", database_url=url)
+    # The four cameras record into one session (made here, as a client of the same database);
+    # the exercise stream gets a session of its own.
+    with create_database(url) as database, database.session() as db:
+        multicam = start_session(db, meta={"rig": "pose2sim demo"})
+    base = service.url.replace("http://", "ws://")
+    cameras = {
+        f"cam0{i}": encoded_frames(shared_data / f"multicam/videos/cam0{i}.mp4", step=3, limit=CAMERA_FRAMES)
+        for i in range(1, 5)
+    }
+    curl = encoded_frames(shared_data / "videos/curl_3reps_starts_midrep.mp4", step=3)
+    jobs: dict[str, tuple[list[tuple[float, bytes]], dict[str, Any] | None]] = {
+        **{name: (frames, {"type": "start", "session_id": multicam}) for name, frames in cameras.items()},
+        "curl": (curl, {"type": "start", "exercise": "biceps_curl"}),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    failures: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            results[name] = stream_and_wait(f"{base}/ws/streams/{name}", *jobs[name])
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures
+
+    for name, (frames, _) in jobs.items():
+        answers, stopped = results[name]["answers"], results[name]["stopped"]
+        assert [a["frame_id"] for a in answers] == list(range(1, len(frames) + 1)), name
+        assert all(a["type"] == "frame" and a["stream_id"] == name and a["dropped"] == 0 for a in answers)
+        with_people = [a for a in answers if a["people"]]
+        assert len(with_people) >= 0.8 * len(answers), f"{name}: people in {len(with_people)}/{len(answers)}"
+        assert all(a["processed_ts"] >= a["received_ts"] for a in answers)
+        assert (stopped["frames_received"], stopped["frames_processed"], stopped["frames_dropped"]) == (
+            len(frames),
+            len(frames),
+            0,
+        )
+
+    curl_answers, curl_stopped = results["curl"]["answers"], results["curl"]["stopped"]
+    # The clip starts mid-rep: three full curls, the partial first one not counted.
+    assert curl_stopped["rep_count"] == 3
+    assert [r["index"] for r in curl_stopped["reps"]] == [1, 2, 3]
+    assert all(0 <= r["score"] <= 100 for r in curl_stopped["reps"])
+    counts = [a["rep_count"] for a in curl_answers]
+    assert counts == sorted(counts)
+    assert counts[-1] == 3
+
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    total = sum(len(frames) for frames, _ in jobs.values())
+    processed = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("pose_stream_frames_processed_total{")
+    )
+    assert processed == total
+    assert 'pose_stream_reps_total{exercise="biceps_curl"} 3.0' in text
+    assert 'pose_stream_form_score_percent_count{exercise="biceps_curl"} 3.0' in text
+
+    # Oversize frames: over the service's limit (10 MB) -> 1009 with its reason; a 50 MB one is
+    # refused by the WebSocket layer (uvicorn's 16 MiB message limit) with 1009 as well.
+    for size in (12 * 1024 * 1024, 50 * 1024 * 1024):
+        code, reason = close_after_sending(f"{base}/ws/streams/big{size}", b"\xff\xd8\xff" + bytes(size))
+        assert code == 1009, (size, code, reason)
+    assert close_after_sending(f"{base}/ws/streams/cut", curl[0][1][:1000])[0] == 1003
+
+    expected = {name: len(frames) for name, (frames, _) in jobs.items()}
+    check_database(url, multicam, expected)
+    # What was committed survives a restart (which marks only streams left open as interrupted).
+    service.stop()
+    start_service("pose_analyzer", "POSE_", backend="mediapipe", database_url=url)
+    check_database(url, multicam, expected)
+
+
+def check_database(url: str, multicam: str, frames: dict[str, int]) -> None:
+    with create_database(url, upgrade=False) as database, database.session() as db:
+        sessions = {s.id: s for s in list_sessions(db)}
+        cams = sessions[multicam]
+        assert sorted(s.stream_id for s in cams.streams) == ["cam01", "cam02", "cam03", "cam04"]
+        (curl,) = [s for s in sessions.values() if s.exercise == "biceps_curl"]
+        assert curl.status == "completed"
+        for stream in (*cams.streams, *curl.streams):
+            assert (stream.status, stream.close_reason) == ("completed", "stopped by the client")
+            n = frames[stream.stream_id]
+            assert (stream.frames_received, stream.frames_processed, stream.frames_dropped) == (n, n, 0)
+        reps = list_reps(db, curl.id)
+        assert [(r.stream_id, r.index, r.exercise) for r in reps] == [
+            ("curl", i, "biceps_curl") for i in (1, 2, 3)
+        ]
+        assert all(0 <= r.score <= 100 for r in reps)
+        assert angle_series(db, curl.id), "per-second angle aggregates were stored"

@@ -1,0 +1,229 @@
+"""Latest-frame-wins slot, cross-stream batcher, frame decoding and the slow-client policy."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pose_analyzer.metrics import OTHER_STREAMS, StreamMetrics
+from pose_analyzer.settings import PoseSettings
+from pose_analyzer.streaming.batcher import DetectionBatcher
+from pose_analyzer.streaming.connection import StreamConnection
+from pose_analyzer.streaming.decode import decode_frame
+from pose_analyzer.streaming.errors import UnsupportedFrameError
+from pose_analyzer.streaming.hub import StreamHub
+from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
+from pose_analyzer.types import Detections, Frame, Person
+
+
+async def test_slot_hands_out_the_newest_item_and_counts_the_replaced() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True
+    assert slot.put(3) is True
+    assert await slot.take() == (3, 2)
+    slot.put(4)
+    assert await slot.take() == (4, 0)
+
+
+async def test_slot_take_waits_for_a_put() -> None:
+    slot: LatestSlot[str] = LatestSlot()
+    waiter = asyncio.ensure_future(slot.take())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    slot.put("frame")
+    assert await asyncio.wait_for(waiter, 5) == ("frame", 0)
+
+
+async def test_closed_slot_gives_its_last_item_then_raises() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    slot.put(7)
+    slot.close()
+    with pytest.raises(SlotClosedError):
+        slot.put(8)
+    assert await slot.take() == (7, 0)
+    with pytest.raises(SlotClosedError):
+        await slot.take()
+
+
+async def test_close_wakes_a_waiting_take() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    waiter = asyncio.ensure_future(slot.take())
+    await asyncio.sleep(0)
+    slot.close()
+    with pytest.raises(SlotClosedError):
+        await asyncio.wait_for(waiter, 5)
+
+
+class RecordingDetector:
+    """A batched detector that records the batches it gets; frames with index < 0 make it fail."""
+
+    name = "recording"
+    multi_person = True
+    batched = True
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[int]] = []
+        self.threads: set[str] = set()
+        self.delay_s = delay_s
+
+    def setup(self) -> None:
+        return None
+
+    def detect(self, frames: list[Frame]) -> list[Detections]:
+        self.threads.add(threading.current_thread().name)
+        self.batches.append([f.index for f in frames])
+        if any(f.index < 0 for f in frames):
+            raise ValueError("bad frame")
+        if self.delay_s:
+            threading.Event().wait(self.delay_s)
+        box = (0.0, 0.0, 1.0, 1.0)
+        return [Detections([Person(np.zeros((21, 3), np.float32), box, float(f.index))]) for f in frames]
+
+    def close(self) -> None:
+        return None
+
+
+def frame(index: int) -> Frame:
+    return Frame(np.zeros((4, 4, 3), np.uint8), timestamp=float(index), index=index)
+
+
+async def test_batcher_groups_frames_of_several_streams_and_answers_each() -> None:
+    detector = RecordingDetector()
+    observed: list[int] = []
+    batcher = DetectionBatcher(detector, window_s=0.05, max_batch=8, observe=lambda n, _s: observed.append(n))
+    batcher.start()
+    try:
+        results = await asyncio.gather(*(batcher.detect(frame(i)) for i in range(1, 5)))
+    finally:
+        await batcher.close()
+    assert [r.people[0].score for r in results] == [1.0, 2.0, 3.0, 4.0]
+    assert detector.batches == [[1, 2, 3, 4]]
+    assert observed == [4]
+    assert len(detector.threads) == 1
+    assert threading.current_thread().name not in detector.threads
+
+
+async def test_batcher_respects_max_batch() -> None:
+    detector = RecordingDetector()
+    batcher = DetectionBatcher(detector, window_s=0.05, max_batch=3)
+    batcher.start()
+    try:
+        await asyncio.gather(*(batcher.detect(frame(i)) for i in range(1, 8)))
+    finally:
+        await batcher.close()
+    assert [len(b) for b in detector.batches] == [3, 3, 1]
+    assert sorted(i for b in detector.batches for i in b) == list(range(1, 8))
+
+
+async def test_a_failing_frame_fails_only_its_own_request() -> None:
+    detector = RecordingDetector()
+    batcher = DetectionBatcher(detector, window_s=0.05, max_batch=8)
+    batcher.start()
+    try:
+        results = await asyncio.gather(
+            batcher.detect(frame(1)),
+            batcher.detect(frame(-1)),
+            batcher.detect(frame(2)),
+            return_exceptions=True,
+        )
+    finally:
+        await batcher.close()
+    assert isinstance(results[1], ValueError)
+    assert [r.people[0].score for r in (results[0], results[2])] == [1.0, 2.0]  # type: ignore[union-attr]
+
+
+async def test_frames_arriving_during_a_batch_form_the_next_one() -> None:
+    detector = RecordingDetector(delay_s=0.1)
+    batcher = DetectionBatcher(detector, window_s=0.0, max_batch=8)
+    batcher.start()
+    try:
+        first = asyncio.ensure_future(batcher.detect(frame(1)))
+        await asyncio.sleep(0.02)  # the first batch is now inside the detector
+        rest = await asyncio.gather(batcher.detect(frame(2)), batcher.detect(frame(3)))
+        await first
+    finally:
+        await batcher.close()
+    assert detector.batches == [[1], [2, 3]]
+    assert len(rest) == 2
+
+
+async def test_batcher_refuses_work_when_not_running() -> None:
+    batcher = DetectionBatcher(RecordingDetector())
+    with pytest.raises(RuntimeError, match="not running"):
+        await batcher.detect(frame(1))
+    with pytest.raises(ValueError, match="max_batch"):
+        DetectionBatcher(RecordingDetector(), max_batch=0)
+
+
+def test_decode_accepts_whole_jpeg_and_png_and_refuses_the_rest(shared_data: Path) -> None:
+    image = cv2.imread(str(shared_data / "images/zidane.jpg"))
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    png = cv2.imencode(".png", image[:64, :64])[1].tobytes()
+    assert decode_frame(jpeg).shape == image.shape
+    assert decode_frame(png).shape == (64, 64, 3)
+    for data, reason in (
+        (jpeg[: len(jpeg) // 2], "truncated JPEG"),
+        (png[:-20], "truncated PNG"),
+        (b"GIF89a" + b"\0" * 20, "JPEG or PNG"),
+        (b"", "JPEG or PNG"),
+        (b"\xff\xd8\xff" + b"\0" * 100 + b"\xff\xd9", "could not be decoded"),
+    ):
+        with pytest.raises(UnsupportedFrameError, match=reason) as err:
+            decode_frame(data)
+        assert err.value.close_code == 1003
+
+
+def test_stream_label_is_bounded() -> None:
+    metrics = StreamMetrics(CollectorRegistry(), max_stream_labels=2)
+    assert [metrics.stream_label(s) for s in ("a", "b", "a", "c", "d")] == [
+        "a",
+        "b",
+        "a",
+        OTHER_STREAMS,
+        OTHER_STREAMS,
+    ]
+
+
+class StuckClient:
+    """A client that sends one frame and then never reads: every send blocks."""
+
+    def __init__(self, frame: bytes) -> None:
+        self.frames = [frame]
+        self.closed: tuple[int, str] | None = None
+        self.sent = 0
+
+    async def receive(self) -> str | bytes | None:
+        if self.frames:
+            return self.frames.pop()
+        await asyncio.Event().wait()  # the client stays connected, silent
+        return None
+
+    async def send_text(self, text: str) -> None:
+        self.sent += 1
+        await asyncio.Event().wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def test_a_client_that_never_reads_is_closed_with_1008(tmp_path: Path, shared_data: Path) -> None:
+    settings = PoseSettings(log_dir=tmp_path, backend="mediapipe", stream_send_timeout_s=0.3)
+    registry = CollectorRegistry()
+    hub = StreamHub(settings, StreamMetrics(registry), default_backend="mediapipe")
+    image = cv2.imread(str(shared_data / "images/mediapipe_pose_test_image.jpg"))
+    client = StuckClient(cv2.imencode(".jpg", image)[1].tobytes())
+    await asyncio.wait_for(StreamConnection(hub, "stuck", client).serve(authorised=True), 60)
+    await hub.close()
+    assert client.sent == 1
+    assert client.closed is not None
+    assert client.closed[0] == 1008
+    assert "did not read" in client.closed[1]
+    assert registry.get_sample_value("pose_stream_websocket_errors_total", {"reason": "slow_client"}) == 1
+    assert hub.active == 0
