@@ -11,15 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from pose_analyzer.api import streams as streams_api
+from pose_analyzer.detection.registry import resolve_backend
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import create_database, mark_interrupted_streams
 from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
-from service_kit.jsonlog import configure_logging
-from service_kit.ops import ServiceOps, new_registry, ops_router
-from service_kit.settings import config_digest
+from service_kit.ops import ops_router, start_ops
 
 SERVICE = "pose_analyzer"
 log = logging.getLogger(SERVICE)
@@ -34,21 +33,11 @@ def _cuda_available() -> bool:
 def create_app(settings: PoseSettings | None = None) -> FastAPI:
     """Build the app; resources are opened in the lifespan, not at import or here."""
     settings = settings or PoseSettings()
-    digest = config_digest(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        configure_logging(SERVICE, settings.log_level, settings.log_dir, digest)
-        build = build_info("pose-analyzer", __file__)
-        ops = ServiceOps(
-            service=SERVICE,
-            build=build,
-            config_digest=digest,
-            registry=new_registry(SERVICE, build),
-            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        )
-        from pose_analyzer.detection.registry import resolve_backend
-
+        ops = start_ops(SERVICE, "pose-analyzer", __file__, settings)
+        build = ops.build
         cuda = settings.device == "cuda" or (settings.device == "auto" and _cuda_available())
         backend, reason = resolve_backend(settings.backend, cuda_available=cuda)
         ops.details["pose_backend"] = {"requested": settings.backend, "chosen": backend, "reason": reason}
