@@ -1,0 +1,165 @@
+"""Checkpoint save/load throughput: CheckpointManager against torch.save/torch.load and the raw disk.
+
+All three write the same bytes and make them durable (fsync), so the ratios compare like with like;
+reads start cold where the kernel allows it (POSIX_FADV_DONTNEED after fsync). Loads read into
+fresh memory and assign the tensors (no copy into a model) for all three; ``raw_load_preallocated``
+is reported beside them for reference. Ours also hashes every byte (SHA-256) both ways.
+The last output line is one JSON object.
+
+    python benchmarks/checkpoint.py --size-gb 0.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpu_optimizer.checkpoints import CheckpointManager
+
+TENSOR_BYTES = 64 << 20
+
+
+class StateHolder:
+    """A stand-in model: a flat state dict, loaded by assignment."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.state
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        self.state = state
+
+
+def drop_cache(path: Path) -> bool:
+    """Ask the kernel to forget the cached pages of a file or of every file under a directory."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for file in files:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return hasattr(os, "posix_fadvise")
+
+
+def timed(fn: Callable[[], object], before: Callable[[], object] | None, repeats: int) -> float:
+    """Median seconds of ``fn`` over ``repeats`` runs, ``before`` run untimed ahead of each."""
+    times = []
+    for _ in range(repeats):
+        if before:
+            before()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gb", type=float, default=1.0, help="state dict size in GiB")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where to write")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    total = int(args.size_gb * (1 << 30))
+    work = Path(tempfile.mkdtemp(prefix="bench-checkpoint-", dir=args.dir))
+    try:
+        blob = torch.randint(0, 256, (total,), dtype=torch.uint8)
+        state = {
+            f"layer{i}.weight": blob[off : off + TENSOR_BYTES].view(torch.float32)
+            for i, off in enumerate(range(0, total - TENSOR_BYTES + 1, TENSOR_BYTES))
+        }
+        nbytes = sum(t.numel() * t.element_size() for t in state.values())
+        gib = nbytes / 2**30
+        results: dict[str, Any] = {"size_gib": round(gib, 3), "dir": str(args.dir), "repeats": args.repeats}
+
+        raw_path = work / "raw.bin"
+        raw = blob[:nbytes]
+
+        def raw_save() -> None:
+            fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            view = raw.numpy().data
+            written = 0
+            while written < len(view):
+                written += os.write(fd, view[written:])
+            os.fsync(fd)
+            os.close(fd)
+
+        def raw_read(into: torch.Tensor) -> None:
+            with open(raw_path, "rb", buffering=0) as f:
+                view, got = into.numpy().data, 0
+                while got < len(view):
+                    got += f.readinto(view[got:]) or 0
+
+        def raw_load() -> None:
+            # Into fresh memory, as every loader must return new tensors (page faults included).
+            raw_read(torch.empty(nbytes, dtype=torch.uint8))
+
+        preallocated = torch.empty(nbytes, dtype=torch.uint8)
+
+        torch_path = work / "state.pt"
+
+        def torch_save() -> None:
+            torch.save(state, torch_path)
+            fd = os.open(torch_path, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+
+        def torch_load() -> None:
+            StateHolder({}).load_state_dict(torch.load(torch_path, weights_only=True))
+
+        manager = CheckpointManager(work, "bench", keep_last=1)
+        holder = StateHolder(state)
+        steps = iter(range(10**6))
+
+        def ours_save() -> None:
+            manager.save(next(steps), holder)
+
+        def ours_load() -> None:
+            manager.load(manager.list()[-1], StateHolder({}), restore_rng=False)
+
+        cold = {"raw": lambda: drop_cache(raw_path), "torch": lambda: drop_cache(torch_path)}
+        cold["ours"] = lambda: drop_cache(manager.list()[-1].path)
+        cases = (
+            ("raw", raw_save, raw_load),
+            ("torch", torch_save, torch_load),
+            ("ours", ours_save, ours_load),
+        )
+        for label, save, load in cases:
+            save_s = timed(save, None, args.repeats)
+            load_s = timed(load, cold[label], args.repeats)
+            results[f"{label}_save_gbps"] = round(gib / save_s, 3)
+            results[f"{label}_load_gbps"] = round(gib / load_s, 3)
+        prealloc_s = timed(lambda: raw_read(preallocated), cold["raw"], args.repeats)
+        results["raw_load_preallocated_gbps"] = round(gib / prealloc_s, 3)
+        loaded = StateHolder({})
+        manager.load(manager.list()[-1], loaded, restore_rng=False)
+        same = all(
+            torch.equal(loaded.state[k].view(torch.uint8), v.view(torch.uint8)) for k, v in state.items()
+        )
+        assert same, "round trip changed bytes"
+
+        for op in ("save", "load"):
+            results[f"{op}_vs_raw"] = round(results[f"ours_{op}_gbps"] / results[f"raw_{op}_gbps"], 3)
+            results[f"{op}_vs_torch"] = round(results[f"ours_{op}_gbps"] / results[f"torch_{op}_gbps"], 3)
+        results["page_cache_dropped"] = hasattr(os, "posix_fadvise")
+        print(json.dumps(results))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Durable file primitives: fsync of files and directories, atomic small-file writes, safe removal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data and metadata to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry table, so that renames and creations inside it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: memoryview) -> None:
+    """Write every byte of ``data`` to ``fd``, looping over short writes."""
+    view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+    written = 0
+    while written < len(view):
+        written += os.write(fd, view[written:])
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
+
+    The bytes go to a temp file in the same directory, which is fsynced and renamed over ``path``;
+    the directory is fsynced last so the rename itself is durable.
+    """
+    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        write_all(fd, memoryview(data))
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree: first rename it to a hidden trash name, so a crash mid-way leaves
+    nothing that looks like a checkpoint."""
+    if not path.exists():
+        return
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{uuid.uuid4().hex}")
+    os.rename(path, trash)
+    fsync_dir(path.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_stale(run_dir: Path) -> list[Path]:
+    """Remove temp and trash entries left by interrupted saves or prunes; returns what was removed."""
+    removed: list[Path] = []
+    if not run_dir.is_dir():
+        return removed
+    for entry in run_dir.iterdir():
+        if entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

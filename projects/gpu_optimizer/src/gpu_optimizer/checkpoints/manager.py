@@ -1,0 +1,399 @@
+"""CheckpointManager: atomic, verified, retained training checkpoints in ``root/run/name/``.
+
+Layout of one checkpoint directory: one safetensors file per component (``model``, ``optimizer``,
+``scheduler``, ``rng``, ``extra``) whose ``__metadata__`` holds the JSON skeleton of the non-tensor
+state, and ``MANIFEST.json``, written last, with the metadata block and every file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from gpu_optimizer.checkpoints.atomic import TEMP_PREFIX, clean_stale, fsync_dir, remove_tree
+from gpu_optimizer.checkpoints.errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointExistsError,
+    CheckpointNotFoundError,
+)
+from gpu_optimizer.checkpoints.manifest import (
+    MANIFEST_NAME,
+    CheckpointInfo,
+    VerifyResult,
+    library_versions,
+    now_iso,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+from gpu_optimizer.checkpoints.names import validate_name
+from gpu_optimizer.checkpoints.retention import Mode, select_kept
+from gpu_optimizer.checkpoints.rng import capture_rng
+from gpu_optimizer.checkpoints.rng import restore_rng as _restore_rng
+from gpu_optimizer.checkpoints.statetree import flatten, unflatten
+from gpu_optimizer.checkpoints.tensorio import FileDigest, read_tensors, write_tensors
+
+log = logging.getLogger(__name__)
+
+Snapshot = dict[str, tuple[Any, dict[str, torch.Tensor]]]
+
+
+class Stateful(Protocol):
+    """Anything with ``state_dict``/``load_state_dict``: modules, optimizers, LR schedulers."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state_dict: Any, /) -> Any: ...
+
+
+def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A private CPU copy (pinned when the source is on a GPU, so the copy is a fast DMA)."""
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu":
+        return tensor.clone(memory_format=torch.contiguous_format)
+    out = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    return out.copy_(tensor, non_blocking=True)
+
+
+def _to_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().cpu()
+
+
+class CheckpointManager:
+    """Save, verify, list, prune and resume the checkpoints of one training run.
+
+    One manager (one process) writes a run at a time. Stale temp dirs from interrupted saves are
+    removed when the manager opens the run.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        run: str,
+        keep_last: int | None = 3,
+        keep_best: int = 0,
+        best_metric: str | None = None,
+        mode: Mode = "min",
+    ) -> None:
+        if (keep_last is not None and keep_last < 0) or keep_best < 0:
+            raise ValueError("keep_last and keep_best must be >= 0")
+        if keep_last is not None and keep_last + keep_best == 0:
+            raise ValueError("keep_last + keep_best must be >= 1 (keep_last=None keeps all)")
+        if keep_best and not best_metric:
+            raise ValueError("keep_best needs best_metric")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.root = Path(root)
+        self.run = validate_name(run, "run")
+        self.run_dir = self.root / self.run
+        self.keep_last, self.keep_best, self.best_metric, self.mode = keep_last, keep_best, best_metric, mode
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale(self.run_dir)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save(
+        self,
+        step: int,
+        model: Stateful,
+        optimizer: Stateful | None = None,
+        scheduler: Stateful | None = None,
+        metrics: Mapping[str, float] | None = None,
+        epoch: int | None = None,
+        config_digest: str | None = None,
+        extra: Any = None,
+        *,
+        name: str | None = None,
+    ) -> CheckpointInfo:
+        """Write a checkpoint now and return it once its manifest is durable; then apply retention.
+
+        Raises:
+            CheckpointExistsError: a complete checkpoint with this name exists.
+            UnsupportedStateError: some state cannot be stored without pickle.
+            CheckpointError: a previous ``save_async`` failed.
+        """
+        self.wait()
+        name = self.reserve_name(step, name)
+        snapshot = self._snapshot(model, optimizer, scheduler, extra, _to_cpu)
+        return self._write(name, step, snapshot, metrics, epoch, config_digest)
+
+    def save_async(
+        self,
+        step: int,
+        model: Stateful,
+        optimizer: Stateful | None = None,
+        scheduler: Stateful | None = None,
+        metrics: Mapping[str, float] | None = None,
+        epoch: int | None = None,
+        config_digest: str | None = None,
+        extra: Any = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Copy the state to host memory now, then write it in a background thread.
+
+        The caller may change the model and optimizer as soon as this returns. A failure of the
+        background write is raised by the next call on this manager (or by :meth:`wait`).
+        """
+        self.wait()
+        name = self.reserve_name(step, name)
+        snapshot = self._snapshot(model, optimizer, scheduler, extra, _host_copy)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+        def run() -> None:
+            try:
+                self._write(name, step, snapshot, metrics, epoch, config_digest)
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"ckpt-save-{name}", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for a pending ``save_async``; raise :class:`CheckpointError` if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise CheckpointError(f"background checkpoint save failed: {error}") from error
+
+    def reserve_name(self, step: int, name: str | None = None) -> str:
+        """Validate ``step`` and the checkpoint name (default ``step-<step>``) for a new save.
+
+        Raises:
+            ValueError: a negative or non-int step.
+            InvalidCheckpointNameError: an unsafe name.
+            CheckpointExistsError: a complete checkpoint with that name exists.
+        """
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be an int >= 0, got {step!r}")
+        name = validate_name(name if name is not None else f"step-{step:09d}")
+        try:
+            read_manifest(self.run_dir / name)
+        except CheckpointCorruptError:
+            return name
+        raise CheckpointExistsError(f"checkpoint {name!r} already exists in run {self.run!r}")
+
+    @staticmethod
+    def _snapshot(
+        model: Stateful, optimizer: Stateful | None, scheduler: Stateful | None, extra: Any, copy: Any
+    ) -> Snapshot:
+        parts: dict[str, Any] = {"model": model.state_dict(), "rng": capture_rng()}
+        if optimizer is not None:
+            parts["optimizer"] = optimizer.state_dict()
+        if scheduler is not None:
+            parts["scheduler"] = scheduler.state_dict()
+        if extra is not None:
+            parts["extra"] = extra
+        return {key: flatten(value, copy) for key, value in parts.items()}
+
+    def _write(
+        self,
+        name: str,
+        step: int,
+        snapshot: Snapshot,
+        metrics: Mapping[str, float] | None,
+        epoch: int | None,
+        config_digest: str | None,
+    ) -> CheckpointInfo:
+        tmp = self.run_dir / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            files: dict[str, FileDigest] = {}
+            for component, (skeleton, tensors) in snapshot.items():
+                file = f"{component}.safetensors"
+                files[file] = write_tensors(tmp / file, tensors, {"skeleton": json.dumps(skeleton)})
+            fsync_dir(tmp)
+            final = self.run_dir / name
+            # A directory without a manifest is the remains of a crash after the rename: replace it.
+            remove_tree(final)
+            os.rename(tmp, final)
+            fsync_dir(self.run_dir)
+        except BaseException:
+            remove_tree(tmp)
+            raise
+        info = CheckpointInfo(
+            name=name,
+            path=final,
+            step=step,
+            epoch=epoch,
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+            created_at=now_iso(),
+            config_digest=config_digest,
+            files=files,
+            components=tuple(snapshot),
+            versions=library_versions(),
+        )
+        write_manifest(info)
+        self.prune()
+        return info
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list(self) -> builtins.list[CheckpointInfo]:
+        """Checkpoints with a readable manifest, oldest first (by step, then creation time).
+
+        Hashes are not checked here; use :meth:`verify`.
+        """
+        self.wait()
+        return self._scan()
+
+    def _scan(self) -> builtins.list[CheckpointInfo]:
+        infos = []
+        for entry in self.run_dir.iterdir():
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            try:
+                infos.append(read_manifest(entry))
+            except CheckpointCorruptError:
+                continue
+        return sorted(infos, key=lambda i: (i.step, i.created_at))
+
+    def info(self, name: str) -> CheckpointInfo:
+        """The manifest of checkpoint ``name``.
+
+        Raises:
+            InvalidCheckpointNameError: the name could leave the run directory.
+            CheckpointNotFoundError: no such directory.
+            CheckpointCorruptError: the directory has no valid manifest.
+        """
+        path = self.run_dir / validate_name(name)
+        if not path.is_dir():
+            raise CheckpointNotFoundError(f"no checkpoint {name!r} in run {self.run!r}")
+        return read_manifest(path)
+
+    def verify(self, name: str | CheckpointInfo) -> VerifyResult:
+        """Check every file of a checkpoint against the SHA-256 and size in its manifest."""
+        self.wait()
+        label = name.name if isinstance(name, CheckpointInfo) else name
+        try:
+            info = self.info(label)
+        except CheckpointCorruptError as exc:
+            return VerifyResult(label, False, error=str(exc))
+        return verify_files(info)
+
+    def read_component(self, name: str | CheckpointInfo, component: str) -> Any:
+        """Verify and return one stored component (``model``, ``optimizer``, ``scheduler``, ``rng``,
+        ``extra``) as nested state with CPU tensors.
+
+        Raises:
+            CheckpointCorruptError: the file does not match its manifest entry.
+            KeyError: the checkpoint has no such component.
+        """
+        info = self.info(name.name if isinstance(name, CheckpointInfo) else name)
+        if component not in info.components:
+            raise KeyError(f"checkpoint {info.name!r} has no component {component!r}")
+        return self._read(info, component)
+
+    @staticmethod
+    def _read(info: CheckpointInfo, component: str) -> Any:
+        file = f"{component}.safetensors"
+        if file not in info.files:
+            raise CheckpointCorruptError(f"{info.name}: manifest lists no {file}")
+        path = info.path / file
+        if not path.is_file():
+            raise CheckpointCorruptError(f"{info.name}: {file} is missing")
+        tensors, metadata = read_tensors(path, info.files[file])
+        if "skeleton" not in metadata:
+            raise CheckpointCorruptError(f"{info.name}: {file} has no state skeleton")
+        return unflatten(json.loads(metadata["skeleton"]), tensors)
+
+    def load(
+        self,
+        name: str | CheckpointInfo,
+        model: Stateful,
+        optimizer: Stateful | None = None,
+        scheduler: Stateful | None = None,
+        restore_rng: bool = True,
+        map_location: str | torch.device = "cpu",
+    ) -> CheckpointInfo:
+        """Verify every file, then load the states into the given objects.
+
+        Nothing is applied unless the whole checkpoint verifies.
+
+        Raises:
+            CheckpointNotFoundError, CheckpointCorruptError, InvalidCheckpointNameError.
+            KeyError: an optimizer/scheduler was given but the checkpoint has none.
+        """
+        self.wait()
+        info = self.info(name.name if isinstance(name, CheckpointInfo) else name)
+        wanted = ["model", "rng"]
+        for component, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+            if target is not None:
+                if component not in info.components:
+                    raise KeyError(f"checkpoint {info.name!r} has no {component} state")
+                wanted.append(component)
+        states = {c: self._read(info, c) for c in wanted}
+        read = {f"{c}.safetensors": info.files[f"{c}.safetensors"] for c in wanted}
+        rest = verify_files(info, skip=read)
+        if not rest.ok:
+            raise CheckpointCorruptError(
+                f"{info.name}: files do not verify: {rest.mismatched + rest.missing}"
+            )
+        location = torch.device(map_location)
+        if location.type != "cpu":
+            states = {c: _move(s, location) for c, s in states.items()}
+        model.load_state_dict(states["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(states["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(states["scheduler"])
+        if restore_rng:
+            _restore_rng(states["rng"])
+        return info
+
+    def resume_latest(
+        self,
+        model: Stateful,
+        optimizer: Stateful | None = None,
+        scheduler: Stateful | None = None,
+        restore_rng: bool = True,
+        map_location: str | torch.device = "cpu",
+    ) -> CheckpointInfo | None:
+        """Load the newest checkpoint that verifies, skipping corrupt ones; None if there is none."""
+        for info in reversed(self.list()):
+            try:
+                return self.load(info, model, optimizer, scheduler, restore_rng, map_location)
+            except CheckpointCorruptError as exc:
+                log.warning("skipping checkpoint %s: %s", info.name, exc)
+        return None
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def prune(self) -> builtins.list[str]:
+        """Delete checkpoints outside the retention policy; returns the names removed."""
+        infos = self._scan()
+        kept = select_kept(infos, self.keep_last, self.keep_best, self.best_metric, self.mode)
+        removed = []
+        for info in infos:
+            if info.name not in kept:
+                # Invalidate first: without its manifest a half-deleted directory is never loaded.
+                (info.path / MANIFEST_NAME).unlink(missing_ok=True)
+                fsync_dir(info.path)
+                remove_tree(info.path)
+                removed.append(info.name)
+        return removed
+
+
+def _move(state: Any, device: torch.device) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, dict):
+        return {k: _move(v, device) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_move(v, device) for v in state)
+    return state

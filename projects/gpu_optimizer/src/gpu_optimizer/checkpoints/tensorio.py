@@ -1,0 +1,200 @@
+"""Fast reader and writer of the safetensors file format, hashing the bytes as they stream.
+
+The files are standard safetensors (``safetensors.torch.load_file`` reads them); writing them here
+instead of through ``safetensors.torch.save_file`` avoids its full in-memory copy of every tensor, and
+lets SHA-256 run in a second thread while the bytes go to the disk (both release the GIL), so the
+checkpoint hash costs no extra pass over the data. Reading goes the other way: one preallocated
+buffer, ``readinto`` in chunks, hashing each chunk while the next one is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gpu_optimizer.checkpoints.atomic import write_all
+from gpu_optimizer.checkpoints.errors import CheckpointCorruptError, UnsupportedStateError
+
+CHUNK_BYTES = 64 << 20
+
+_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.uint16: "U16",
+    torch.uint32: "U32",
+    torch.uint64: "U64",
+    torch.bool: "BOOL",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.complex64: "C64",
+}
+_BY_NAME = {code: dtype for dtype, code in _DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """SHA-256 (hex) and size in bytes of a written or read file."""
+
+    sha256: str
+    size: int
+
+
+def _byte_view(tensor: torch.Tensor) -> memoryview:
+    flat = tensor.detach().reshape(-1)
+    if flat.numel() == 0:
+        return memoryview(b"")
+    return flat.view(torch.uint8).numpy().data
+
+
+def _header(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None
+) -> tuple[bytes, list[str]]:
+    # Largest element size first (as safetensors itself does), so every tensor starts at an offset
+    # aligned to its element size and can be viewed in place after reading.
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    offset = 0
+    for key in order:
+        tensor = tensors[key]
+        if tensor.dtype not in _DTYPES:
+            raise UnsupportedStateError(
+                f"tensor {key!r} has dtype {tensor.dtype}, which safetensors cannot store"
+            )
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {
+            "dtype": _DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-(len(raw) + 8) % 8)
+    return struct.pack("<Q", len(raw)) + raw, order
+
+
+def write_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> FileDigest:
+    """Write CPU ``tensors`` as a safetensors file at ``path`` and fsync it.
+
+    Returns:
+        The SHA-256 and size of the file, computed from the bytes as they were written.
+
+    Raises:
+        UnsupportedStateError: a tensor is not on the CPU or has a dtype safetensors cannot hold.
+    """
+    for key, tensor in tensors.items():
+        if tensor.device.type != "cpu":
+            raise UnsupportedStateError(f"tensor {key!r} is on {tensor.device}; copy it to the CPU first")
+    contiguous = {k: t.detach().contiguous() for k, t in tensors.items()}
+    head, order = _header(contiguous, metadata)
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-hash") as hasher:
+            pending: list[Future[None]] = []
+            for piece in [memoryview(head)] + [_byte_view(contiguous[k]) for k in order]:
+                for start in range(0, len(piece), CHUNK_BYTES):
+                    chunk = piece[start : start + CHUNK_BYTES]
+                    pending.append(hasher.submit(digest.update, chunk))
+                    write_all(fd, chunk)
+                    size += len(chunk)
+            for fut in pending:
+                fut.result()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return FileDigest(digest.hexdigest(), size)
+
+
+def read_tensors(
+    path: Path, expected: FileDigest | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file into CPU tensors that share one preallocated buffer.
+
+    Returns:
+        ``(tensors, metadata)``, the metadata being the file's ``__metadata__`` map.
+
+    Args:
+        path: the file.
+        expected: when given, the SHA-256 and size the file must have; checked over the bytes read.
+
+    Raises:
+        CheckpointCorruptError: the size or hash does not match, or the header is malformed.
+    """
+    with open(path, "rb", buffering=0) as f:
+        file_size = os.fstat(f.fileno()).st_size
+        if expected is not None and file_size != expected.size:
+            raise CheckpointCorruptError(f"{path.name}: size {file_size} != recorded {expected.size}")
+        prefix = f.read(8)
+        if len(prefix) != 8:
+            raise CheckpointCorruptError(f"{path.name}: truncated header")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > file_size - 8:
+            raise CheckpointCorruptError(f"{path.name}: header length {header_len} exceeds the file")
+        head = f.read(header_len)
+        digest = hashlib.sha256(prefix)
+        digest.update(head)
+        data = torch.empty(file_size - 8 - header_len, dtype=torch.uint8)
+        view = data.numpy().data if data.numel() else memoryview(bytearray())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-hash") as hasher:
+            pending: list[Future[None]] = []
+            for start in range(0, len(view), CHUNK_BYTES):
+                chunk = view[start : start + CHUNK_BYTES]
+                got = 0
+                while got < len(chunk):
+                    n = f.readinto(chunk[got:])
+                    if not n:
+                        raise CheckpointCorruptError(f"{path.name}: file ended early")
+                    got += n
+                pending.append(hasher.submit(digest.update, chunk))
+            for fut in pending:
+                fut.result()
+    if expected is not None and digest.hexdigest() != expected.sha256:
+        raise CheckpointCorruptError(f"{path.name}: SHA-256 does not match the manifest")
+    return _split(path, head, data)
+
+
+def _split(path: Path, head: bytes, data: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        header = json.loads(head)
+    except ValueError as exc:
+        raise CheckpointCorruptError(f"{path.name}: header is not JSON") from exc
+    metadata = header.pop("__metadata__", None) or {}
+    out: dict[str, torch.Tensor] = {}
+    for key, spec in header.items():
+        begin, end = spec["data_offsets"]
+        dtype = _BY_NAME.get(spec["dtype"])
+        if dtype is None or not 0 <= begin <= end <= data.numel():
+            raise CheckpointCorruptError(f"{path.name}: bad entry for {key!r}")
+        out[key] = data[begin:end].view(dtype).reshape(spec["shape"])
+    return out, {str(k): str(v) for k, v in metadata.items()}
+
+
+def hash_file(path: Path) -> FileDigest:
+    """SHA-256 and size of any file, read in large chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return FileDigest(digest.hexdigest(), size)
