@@ -130,5 +130,6 @@ def test_checkpoint_metrics(client: TestClient) -> None:
     assert samples[("gpuopt_checkpoints", "run-a")] == 4
     assert samples[("gpuopt_checkpoints", "run-b")] == 1
     assert samples[("gpuopt_checkpoint_latest_step", "run-a")] == 40
+    assert samples[("gpuopt_checkpoint_last_save_seconds", "run-a")] > 0
     assert samples[("gpuopt_checkpoint_verified_bytes_total", None)] > 0
     assert samples[("gpuopt_checkpoint_verify_seconds_count", None)] == 1

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from gpu_optimizer.checkpoints.atomic import TEMP_PREFIX, clean_stale, fsync_dir, remove_tree
+from gpu_optimizer.checkpoints.catalog import prune_run, scan_run
 from gpu_optimizer.checkpoints.errors import (
     CheckpointCorruptError,
     CheckpointError,
@@ -27,7 +29,6 @@ from gpu_optimizer.checkpoints.errors import (
     CheckpointNotFoundError,
 )
 from gpu_optimizer.checkpoints.manifest import (
-    MANIFEST_NAME,
     CheckpointInfo,
     VerifyResult,
     library_versions,
@@ -37,7 +38,7 @@ from gpu_optimizer.checkpoints.manifest import (
     write_manifest,
 )
 from gpu_optimizer.checkpoints.names import validate_name
-from gpu_optimizer.checkpoints.retention import Mode, select_kept
+from gpu_optimizer.checkpoints.retention import Mode
 from gpu_optimizer.checkpoints.rng import capture_rng
 from gpu_optimizer.checkpoints.rng import restore_rng as _restore_rng
 from gpu_optimizer.checkpoints.statetree import flatten, unflatten
@@ -210,6 +211,7 @@ class CheckpointManager:
         epoch: int | None,
         config_digest: str | None,
     ) -> CheckpointInfo:
+        started = time.perf_counter()
         tmp = self.run_dir / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
@@ -237,6 +239,7 @@ class CheckpointManager:
             files=files,
             components=tuple(snapshot),
             versions=library_versions(),
+            extra={"save_seconds": round(time.perf_counter() - started, 6)},
         )
         write_manifest(info)
         self.prune()
@@ -253,15 +256,7 @@ class CheckpointManager:
         return self._scan()
 
     def _scan(self) -> builtins.list[CheckpointInfo]:
-        infos = []
-        for entry in self.run_dir.iterdir():
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            try:
-                infos.append(read_manifest(entry))
-            except CheckpointCorruptError:
-                continue
-        return sorted(infos, key=lambda i: (i.step, i.created_at))
+        return scan_run(self.run_dir)
 
     def info(self, name: str) -> CheckpointInfo:
         """The manifest of checkpoint ``name``.
@@ -376,17 +371,7 @@ class CheckpointManager:
 
     def prune(self) -> builtins.list[str]:
         """Delete checkpoints outside the retention policy; returns the names removed."""
-        infos = self._scan()
-        kept = select_kept(infos, self.keep_last, self.keep_best, self.best_metric, self.mode)
-        removed = []
-        for info in infos:
-            if info.name not in kept:
-                # Invalidate first: without its manifest a half-deleted directory is never loaded.
-                (info.path / MANIFEST_NAME).unlink(missing_ok=True)
-                fsync_dir(info.path)
-                remove_tree(info.path)
-                removed.append(info.name)
-        return removed
+        return prune_run(self._scan(), self.keep_last, self.keep_best, self.best_metric, self.mode)
 
 
 def _move(state: Any, device: torch.device) -> Any:
