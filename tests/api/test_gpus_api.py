@@ -14,6 +14,10 @@ def test_list_gpus_matches_nvml(gpu_client: TestClient) -> None:
     body = resp.json()
     inventory = read_inventory()
     assert [g["uuid"] for g in body["gpus"]] == [g.uuid for g in inventory.gpus]
+    import torch
+
+    assert body["cuda_runtime_version"] == (torch.version.cuda or "none")
+    assert body["rocm_runtime_version"] == (getattr(torch.version, "hip", None) or "none")
     if not inventory.gpus:
         assert body["mode"] == "cpu"
         assert body["note"]

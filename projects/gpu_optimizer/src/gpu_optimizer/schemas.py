@@ -51,6 +51,7 @@ class GpuListOut(BaseModel):
     driver_version: str | None
     cuda_driver_version: str | None
     cuda_runtime_version: str
+    rocm_runtime_version: str
     note: str | None
     gpus: list[GpuOut]
     alerts: list[AlertOut]

@@ -24,6 +24,7 @@ class HostHardware:
     driver_version: str
     cuda_driver_version: str
     cuda_runtime_version: str
+    rocm_runtime_version: str
     gpu_note: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +50,16 @@ def torch_cuda_runtime() -> str:
     return str(torch.version.cuda) if torch.version.cuda else "none"
 
 
+def torch_rocm_runtime() -> str:
+    """ROCm (HIP) runtime torch was built with ('none' for CUDA and CPU builds or without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return "none"
+    hip = getattr(torch.version, "hip", None)
+    return str(hip) if hip else "none"
+
+
 @lru_cache(maxsize=1)
 def host_hardware() -> HostHardware:
     """Read once per process: CPU, RAM and every GPU NVML reports ('none' where there is none)."""
@@ -66,5 +77,6 @@ def host_hardware() -> HostHardware:
         driver_version=inv.driver_version or "none",
         cuda_driver_version=inv.cuda_driver_version or "none",
         cuda_runtime_version=torch_cuda_runtime(),
+        rocm_runtime_version=torch_rocm_runtime(),
         gpu_note=None if gpus else f"no GPU: {inv.error or 'NVML reports no device'}",
     )

@@ -9,7 +9,7 @@ from gpu_optimizer.devices.nvml_reader import GpuStatus
 from gpu_optimizer.resources import GpuOptResources, ResourcesDep
 from gpu_optimizer.schemas import AlertOut, GpuListOut, GpuOut, GpuProcessOut
 from service_kit.errors import NotFoundError
-from service_kit.hardware import torch_cuda_runtime
+from service_kit.hardware import torch_cuda_runtime, torch_rocm_runtime
 from service_kit.ops import require_api_key
 
 router = APIRouter(prefix="/api/gpus", tags=["gpus"], dependencies=[Depends(require_api_key)])
@@ -56,6 +56,7 @@ def list_gpus(resources: ResourcesDep) -> GpuListOut:
         driver_version=snap.driver_version,
         cuda_driver_version=snap.cuda_driver_version,
         cuda_runtime_version=torch_cuda_runtime(),
+        rocm_runtime_version=torch_rocm_runtime(),
         note=snap.error,
         gpus=gpus,
         alerts=[a for g in gpus for a in g.alerts],
