@@ -7,6 +7,7 @@ from frame to frame.  The caller owns the detector's lifecycle (``setup``/``clos
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES, joint_angles_array
-from pose_analyzer.biomechanics.com import center_of_mass
+from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES
 from pose_analyzer.biomechanics.measures import body_measures
+from pose_analyzer.biomechanics.person import person_angles_and_com
 from pose_analyzer.biomechanics.symmetry import symmetry_indices
 from pose_analyzer.detection.base import Detector
 from pose_analyzer.exercises.counter import RepCounter
@@ -65,18 +66,17 @@ class PoseEngine:
         self.smoothing = smoothing or SmoothingConfig()
         self.person_of_interest = person_of_interest
         self._tracks: dict[int, _TrackState] = {}
-        self._driver_keypoints = self._driver_triples()
+        self._driver_sides, self._driver_keypoints = self._driver_triples()
 
-    def _driver_triples(self) -> dict[str, npt.NDArray[np.intp]]:
-        """The driver angle's keypoints per side, whose confidence picks the 'best' side."""
+    def _driver_triples(self) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
+        """The sides of the driver angle and their keypoints (one row per side), whose confidence
+        picks the 'best' side."""
         if self.exercise is None:
-            return {}
+            return (), np.empty((0, 3), dtype=np.intp)
         name = self.exercise.driver.angle
-        return {
-            side: np.array(JOINT_ANGLES[f"{side}_{name}"], dtype=np.intp)
-            for side in ("left", "right")
-            if f"{side}_{name}" in JOINT_ANGLES
-        }
+        sides = tuple(side for side in ("left", "right") if f"{side}_{name}" in JOINT_ANGLES)
+        rows = [JOINT_ANGLES[f"{side}_{name}"] for side in sides]
+        return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
 
     def process(self, frame: Frame) -> FrameAnalysis:
         """Detect the people of one frame, then analyse them."""
@@ -138,14 +138,13 @@ class PoseEngine:
         mid = time.perf_counter()
         timings["smooth"] += (mid - start) * 1000.0
 
-        values = joint_angles_array(keypoints)
+        values, com = person_angles_and_com(keypoints)
         angles = dict(zip(ANGLE_NAMES, values.tolist(), strict=True))
         velocity: dict[str, float] = {}
         if state.previous_angles is not None and state.previous_t is not None and t > state.previous_t:
             rates = (values - state.previous_angles) / (t - state.previous_t)
             velocity = dict(zip(ANGLE_NAMES, rates.tolist(), strict=True))
         state.previous_angles, state.previous_t = values, t
-        com = center_of_mass(keypoints)
         measures = {**body_measures(keypoints), **symmetry_indices(angles)}
         end = time.perf_counter()
         timings["biomechanics"] += (end - mid) * 1000.0
@@ -154,13 +153,15 @@ class PoseEngine:
             person=smoothed,
             angles=angles,
             angular_velocity=velocity,
-            center_of_mass=None if np.isnan(com).any() else (float(com[0]), float(com[1])),
+            center_of_mass=_point_or_none(com),
             measures=measures,
         )
         if state.counter is not None:
-            visibility = {
-                side: float(person.keypoints[idx, 2].mean()) for side, idx in self._driver_keypoints.items()
-            }
+            # Mean confidence of each side's three keypoints, in the keypoints' dtype as
+            # ndarray.mean would give it, with one reduction for both sides.
+            confidence = person.keypoints[:, 2][self._driver_keypoints]
+            means = (confidence.sum(axis=1) / 3).tolist()
+            visibility = dict(zip(self._driver_sides, means, strict=True))
             rep = state.counter.update(t, angles, measures, visibility)
             analysis.rep_count = state.counter.count
             analysis.phase = state.counter.phase
@@ -201,3 +202,8 @@ class PoseEngine:
     def track_ids(self) -> list[int]:
         """Track ids the engine currently holds state for."""
         return sorted(self._tracks)
+
+
+def _point_or_none(point: FloatArray) -> tuple[float, float] | None:
+    x, y = point.tolist()
+    return None if math.isnan(x) or math.isnan(y) else (x, y)

@@ -70,7 +70,7 @@ class SmoothingConfig:
 def _alpha(cutoff: FloatArray, dt: float) -> FloatArray:
     """Smoothing factor of an exponential filter with the given cutoffs (Hz) at step dt (s)."""
     tau = 1.0 / (_TWO_PI * cutoff)
-    return 1.0 / (1.0 + tau / dt)
+    return np.asarray(1.0 / (1.0 + tau / dt))
 
 
 class OneEuroFilter:
@@ -122,7 +122,7 @@ class OneEuroFilter:
         alpha_d = 1.0 / (1.0 + (1.0 / (2.0 * math.pi * self.d_cutoff)) / dt)
         dx_hat = np.where(fresh, 0.0, self._dx + alpha_d * (dx - self._dx))
         cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)
-        x_hat = prev + _alpha(cutoff, dt) * step
+        x_hat: FloatArray = prev + _alpha(cutoff, dt) * step
         self._x, self._dx, self._t = x_hat, _nan_to_zero(dx_hat), t
         return x_hat
 
@@ -132,7 +132,7 @@ def _nan_to_zero(values: FloatArray) -> FloatArray:
     nan = np.isnan(values)
     out = np.where(nan, 0.0, values)
     if np.isinf(out).any():
-        return np.nan_to_num(values)
+        return np.asarray(np.nan_to_num(values))
     return out
 
 
@@ -147,8 +147,9 @@ def _visible_scale(xy: FloatArray) -> float:
     """``person_scale`` of the visible points only, shaped (N, 2) in the keypoints' dtype."""
     if xy.shape[0] < 2:
         return 1.0
-    span = xy.max(axis=0) - xy.min(axis=0)
-    return max(float(span.mean()), 1.0)
+    span = np.maximum.reduce(xy, axis=0) - np.minimum.reduce(xy, axis=0)
+    # span.mean() without its Python wrapper: the sum halved (exactly, in any float dtype).
+    return max(float(np.add.reduce(span)) / 2, 1.0)
 
 
 class KeypointSmoother:

@@ -16,7 +16,7 @@ pip-install it at import time); see docs/detection.md for how PoseTracker compar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,15 +56,20 @@ class _Track:
 Similarity = Callable[[_Track, Person, float], float]
 
 
-def box_iou(a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]) -> float:
+def box_iou(
+    a: npt.NDArray[np.floating[Any]] | Sequence[float], b: npt.NDArray[np.floating[Any]] | Sequence[float]
+) -> float:
     """Intersection over union of two xyxy boxes; 0.0 when either is empty."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
+    # Plain floats: numpy scalar arithmetic costs more than the IoU itself (same IEEE results).
+    ax1, ay1, ax2, ay2 = (float(v) for v in a[:4])
+    bx1, by1, bx2, by2 = (float(v) for v in b[:4])
+    width = min(ax2, bx2) - max(ax1, bx1)
+    height = min(ay2, by2) - max(ay1, by1)
     if width <= 0 or height <= 0:
         return 0.0
     inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return inter / union if union > 0 else 0.0
 
 
 class _TrackSet:
@@ -122,7 +127,11 @@ class _TrackSet:
         if not self._tracks or not people:
             return {}
         score = np.array([[self._similarity(t, p, timestamp) for p in people] for t in self._tracks])
-        rows, cols = linear_sum_assignment(score, maximize=True)
+        if score.shape == (1, 1):
+            # One track, one person (every MediaPipe frame): the assignment is that pair.
+            rows, cols = np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp)
+        else:
+            rows, cols = linear_sum_assignment(score, maximize=True)
         return {
             int(col): self._tracks[int(row)]
             for row, col in zip(rows, cols, strict=True)
@@ -163,13 +172,13 @@ def _centre_distance(track_box: npt.NDArray[np.float64], box: npt.NDArray[np.flo
 
 
 def _iou_similarity(track: _Track, person: Person, timestamp: float) -> float:
-    return box_iou(track.box, np.asarray(person.box))
+    return box_iou(track.box, person.box)
 
 
 def _pose_similarity(track: _Track, person: Person, timestamp: float) -> float:
     elapsed = min(timestamp - track.last_seen, _MAX_EXTRAPOLATION_S)
     predicted = track.box + track.velocity * elapsed
-    iou = box_iou(predicted, np.asarray(person.box))
+    iou = box_iou(predicted, person.box)
     return max(iou, keypoint_similarity(track.keypoints, person.keypoints, track.box))
 
 

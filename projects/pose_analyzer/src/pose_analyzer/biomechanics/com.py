@@ -41,6 +41,9 @@ _P = np.array([s[0] for s in _SEGMENTS], dtype=np.intp)
 _D = np.array([s[1] for s in _SEGMENTS], dtype=np.intp)
 _M = np.array([s[2] for s in _SEGMENTS], dtype=np.float64)
 _C = np.array([s[3] for s in _SEGMENTS], dtype=np.float64)
+# Mass fractions of every centre ``center_of_mass`` weighs, in its order: the limb
+# segments, the trunk, the head.
+SEGMENT_MASSES = np.concatenate([_M, [_TRUNK_MASS, _HEAD_MASS]])
 
 
 def _mid(xy: FloatArray, left: K, right: K) -> FloatArray:
@@ -60,9 +63,8 @@ def center_of_mass(keypoints: FloatArray) -> FloatArray:
     trunk = shoulders + _TRUNK_COM * (hips - shoulders)
     head = _mid(xy, K.LEFT_EAR, K.RIGHT_EAR)
     centres = np.concatenate([limbs, trunk[..., None, :], head[..., None, :]], axis=-2)
-    mass = np.concatenate([_M, [_TRUNK_MASS, _HEAD_MASS]])
     seen = ~np.isnan(centres).any(axis=-1)
-    w = np.where(seen, mass, 0.0)
+    w = np.where(seen, SEGMENT_MASSES, 0.0)
     total = w.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore"):
         com = (np.nan_to_num(centres) * w[..., None]).sum(axis=-2) / total
