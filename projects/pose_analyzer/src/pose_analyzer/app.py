@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from pose_analyzer.api import analyze, exercises, sessions, status, web
 from pose_analyzer.api import streams as streams_api
 from pose_analyzer.detection.registry import resolve_backend
 from pose_analyzer.metrics import StreamMetrics
@@ -51,13 +52,15 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
         streams = StreamHub(
             settings, metrics, default_backend=backend, device="cuda" if cuda else "cpu", database=database
         )
+        analyzers = analyze.ImageAnalyzers(settings, device="cuda" if cuda else "cpu")
         ops.mark_ready()
         log.info("service started", extra={"version": build.version, "git_commit": build.git_commit})
         try:
-            yield {"ops": ops, "streams": streams, "database": database}
+            yield {"ops": ops, "streams": streams, "database": database, "analyzers": analyzers}
         finally:
             log.info("service stopping")
             await streams.close()
+            await asyncio.to_thread(analyzers.close)
             database.dispose()
 
     app = FastAPI(
@@ -66,4 +69,6 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ops_router())
     app.include_router(streams_api.router)
+    for api in (sessions, exercises, analyze, status, web):
+        app.include_router(api.router)
     return app

@@ -9,6 +9,7 @@ cells and JSON ``null`` (never ``NaN``, which is not JSON).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import defaultdict
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -141,7 +142,7 @@ class AngleHistory:
 
 
 def plot_angle_over_time(
-    path: Path,
+    path: Path | BinaryIO,
     history: AngleHistory,
     angles: Sequence[str],
     reps: dict[int | None, list[RepRecord]],
@@ -192,6 +193,23 @@ def plot_angle_over_time(
     figure.tight_layout()
     # No bbox_inches="tight": the PNG keeps exactly the requested pixel size.
     figure.savefig(path, dpi=_PLOT_DPI, format="png")
+
+
+def angle_plot_png(
+    history: AngleHistory,
+    angles: Sequence[str],
+    reps: dict[int | None, list[RepRecord]],
+    title: str = "",
+    size_px: tuple[int, int] = PLOT_SIZE_PX,
+) -> bytes:
+    """The PNG of :func:`plot_angle_over_time`, as bytes (for HTTP answers).
+
+    Raises:
+        ValueError: ``angles`` is empty.
+    """
+    buffer = io.BytesIO()
+    plot_angle_over_time(buffer, history, angles, reps, title, size_px)
+    return buffer.getvalue()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
