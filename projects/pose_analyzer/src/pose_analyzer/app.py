@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from pose_analyzer.api import analyze, exercises, sessions, status, web
 from pose_analyzer.api import streams as streams_api
 from pose_analyzer.detection.registry import resolve_backend
+from pose_analyzer.image_analysis import ImageAnalyzers
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import create_database, mark_interrupted_streams
@@ -52,7 +53,7 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
         streams = StreamHub(
             settings, metrics, default_backend=backend, device="cuda" if cuda else "cpu", database=database
         )
-        analyzers = analyze.ImageAnalyzers(settings, device="cuda" if cuda else "cpu")
+        analyzers = ImageAnalyzers(settings, device="cuda" if cuda else "cpu")
         ops.mark_ready()
         log.info("service started", extra={"version": build.version, "git_commit": build.git_commit})
         try:

@@ -10,25 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
-import numpy.typing as npt
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
-from pose_analyzer.detection.base import Detector, DetectorError
-from pose_analyzer.detection.registry import BACKENDS, create_detector
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.detection.base import DetectorError
+from pose_analyzer.detection.registry import BACKENDS
 from pose_analyzer.exercises import ExerciseDefinition, available_exercises, load_exercise
+from pose_analyzer.image_analysis import ImageAnalyzers
 from pose_analyzer.keypoints import KEYPOINT_NAMES
-from pose_analyzer.settings import PoseSettings
-from pose_analyzer.smoothing import SmoothingConfig
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import UnsupportedFrameError
-from pose_analyzer.types import Frame, FrameAnalysis, PersonAnalysis
+from pose_analyzer.types import PersonAnalysis
 from service_kit.errors import ServiceError, UnavailableError
 from service_kit.ops import require_api_key
 
@@ -48,62 +43,6 @@ class UnsupportedImageError(ServiceError):
 class InvalidInputError(ServiceError):
     status_code = 422
     code = "invalid_input"
-
-
-class ImageAnalyzers:
-    """Single-image-mode detectors, one per backend, built lazily and used one request at a time.
-
-    ``analyse`` blocks (model inference): call it from a worker thread.  Plain Python, no FastAPI.
-    """
-
-    def __init__(self, settings: PoseSettings, device: str = "cpu") -> None:
-        self.settings = settings
-        self.device = device
-        self._detectors: dict[str, Detector] = {}
-        self._locks = {name: threading.Lock() for name in BACKENDS}
-
-    def _options(self, backend: str) -> dict[str, Any]:
-        if backend == "mediapipe":
-            return {"static_image_mode": True}
-        return {
-            "weights": self.settings.yolo_weights,
-            "device": self.device,
-            "models_dir": self.settings.models_dir,
-            "cache_dir": self.settings.cache_dir / "onnx",
-        }
-
-    def _detector(self, backend: str) -> Detector:
-        """The backend's detector, set up on first use; the caller holds the backend's lock."""
-        detector = self._detectors.get(backend)
-        if detector is None:
-            detector = create_detector(backend, **self._options(backend))
-            detector.setup()
-            self._detectors[backend] = detector
-        return detector
-
-    def analyse(
-        self, image: npt.NDArray[np.uint8], backend: str, exercise: ExerciseDefinition | None = None
-    ) -> FrameAnalysis:
-        """Detect and analyse the people of one BGR image with ``backend`` ("mediapipe" or "yolo").
-
-        Raises:
-            ValueError: an unknown backend.
-            DetectorError: the backend could not start or failed on the image.
-        """
-        if backend not in self._locks:
-            raise ValueError(f"unknown pose backend {backend!r}; valid: {', '.join(BACKENDS)}")
-        with self._locks[backend]:
-            engine = PoseEngine(
-                self._detector(backend), exercise=exercise, smoothing=SmoothingConfig(enabled=False)
-            )
-            return engine.process(Frame(image=image, timestamp=0.0))
-
-    def close(self) -> None:
-        """Release every detector built so far."""
-        for backend, detector in list(self._detectors.items()):
-            with self._locks[backend]:
-                detector.close()
-                del self._detectors[backend]
 
 
 class KeypointOut(BaseModel):

@@ -1,0 +1,77 @@
+"""Static analysis of single images: one detector per backend, built on first use, shared behind a lock.
+
+Building a MediaPipe graph costs far more than running it on one image, so detectors are kept; the
+detector runs in single-image mode and keypoints are not smoothed (there is no previous frame).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pose_analyzer.detection.base import Detector
+from pose_analyzer.detection.registry import BACKENDS, create_detector
+from pose_analyzer.engine import PoseEngine
+from pose_analyzer.exercises import ExerciseDefinition
+from pose_analyzer.settings import PoseSettings
+from pose_analyzer.smoothing import SmoothingConfig
+from pose_analyzer.types import Frame, FrameAnalysis
+
+
+class ImageAnalyzers:
+    """Single-image-mode detectors, one per backend, built lazily and used one request at a time.
+
+    ``analyse`` blocks (model inference): call it from a worker thread.  Plain Python, no FastAPI.
+    """
+
+    def __init__(self, settings: PoseSettings, device: str = "cpu") -> None:
+        self.settings = settings
+        self.device = device
+        self._detectors: dict[str, Detector] = {}
+        self._locks = {name: threading.Lock() for name in BACKENDS}
+
+    def _options(self, backend: str) -> dict[str, Any]:
+        if backend == "mediapipe":
+            return {"static_image_mode": True}
+        return {
+            "weights": self.settings.yolo_weights,
+            "device": self.device,
+            "models_dir": self.settings.models_dir,
+            "cache_dir": self.settings.cache_dir / "onnx",
+        }
+
+    def _detector(self, backend: str) -> Detector:
+        """The backend's detector, set up on first use; the caller holds the backend's lock."""
+        detector = self._detectors.get(backend)
+        if detector is None:
+            detector = create_detector(backend, **self._options(backend))
+            detector.setup()
+            self._detectors[backend] = detector
+        return detector
+
+    def analyse(
+        self, image: npt.NDArray[np.uint8], backend: str, exercise: ExerciseDefinition | None = None
+    ) -> FrameAnalysis:
+        """Detect and analyse the people of one BGR image with ``backend`` ("mediapipe" or "yolo").
+
+        Raises:
+            ValueError: an unknown backend.
+            DetectorError: the backend could not start or failed on the image.
+        """
+        if backend not in self._locks:
+            raise ValueError(f"unknown pose backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        with self._locks[backend]:
+            engine = PoseEngine(
+                self._detector(backend), exercise=exercise, smoothing=SmoothingConfig(enabled=False)
+            )
+            return engine.process(Frame(image=image, timestamp=0.0))
+
+    def close(self) -> None:
+        """Release every detector built so far."""
+        for backend, detector in list(self._detectors.items()):
+            with self._locks[backend]:
+                detector.close()
+                del self._detectors[backend]
