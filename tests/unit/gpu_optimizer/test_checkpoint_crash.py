@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import time
 from pathlib import Path
@@ -25,14 +26,29 @@ def _trainer(seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, optimizer
 
 
-def _save_forever(root: Path, first_step: int) -> None:
-    """Child process body: save checkpoints back to back until killed."""
+def _save_forever(root: Path, first_step: int, report: int) -> None:
+    """Child process body: save checkpoints back to back until killed.
+
+    Writes b"r" to ``report`` when ready to save and b"s" after each completed save, so the
+    parent's random kill points fall while saves run, however slow the machine is.
+    """
     model, optimizer = _trainer(first_step)
     manager = CheckpointManager(root, "run", keep_last=2)
+    os.write(report, b"r")
     step = first_step
     while True:
         manager.save(step, model, optimizer, metrics={"loss": 1.0 / (step + 1)})
+        os.write(report, b"s")
         step += 1
+
+
+def _wait_for(fd: int, wanted: bytes, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+        if ready and os.read(fd, 1) == wanted:
+            return
+    raise TimeoutError(f"child never reported {wanted!r}")
 
 
 def test_sigkill_during_save_never_leaves_a_loadable_partial(tmp_path: Path) -> None:
@@ -46,18 +62,25 @@ def test_sigkill_during_save_never_leaves_a_loadable_partial(tmp_path: Path) -> 
     rng = random.Random(1234)
     ever_completed = False
     next_step = 0
-    for _ in range(TRIALS):
+    for trial in range(TRIALS):
+        read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             try:
-                _save_forever(tmp_path, next_step)
+                os.close(read_end)
+                _save_forever(tmp_path, next_step, write_end)
             finally:
                 os._exit(1)
+        os.close(write_end)
         try:
+            _wait_for(read_end, b"r")
+            if trial == 0:  # at least one checkpoint completes, so the later kills have one to protect
+                _wait_for(read_end, b"s")
             time.sleep(rng.uniform(0.0, spread))
         finally:
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
+            os.close(read_end)
         assert os.WIFSIGNALED(status), "the child must die by the signal, not exit on an error"
 
         manager = CheckpointManager(tmp_path, "run", keep_last=2)  # cleans stale temp dirs
