@@ -3,7 +3,8 @@
 All three write the same bytes and make them durable (fsync), so the ratios compare like with like;
 reads start cold where the kernel allows it (POSIX_FADV_DONTNEED after fsync). Loads read into
 fresh memory and assign the tensors (no copy into a model) for all three; ``raw_load_preallocated``
-is reported beside them for reference. Ours also hashes every byte (SHA-256) both ways.
+is reported beside them for reference. Ours also hashes every byte (SHA-256) both ways. The cases
+take turns round by round, so drift in the machine's load does not favour whichever case ran first.
 The last output line is one JSON object.
 
     python benchmarks/checkpoint.py --size-gb 0.25
@@ -55,23 +56,30 @@ def drop_cache(path: Path) -> bool:
     return hasattr(os, "posix_fadvise")
 
 
-def timed(fn: Callable[[], object], before: Callable[[], object] | None, repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs, ``before`` run untimed ahead of each."""
-    times = []
+def interleaved(
+    cases: dict[str, tuple[Callable[[], object], Callable[[], object] | None]], repeats: int
+) -> dict[str, float]:
+    """Median seconds of each case's function, ``before`` run untimed ahead of each call.
+
+    The cases take turns (one run of each per round), so a change in the machine's load during the
+    run (this benchmark shares its cores) hits every case alike instead of whichever ran last.
+    """
+    times: dict[str, list[float]] = {label: [] for label in cases}
     for _ in range(repeats):
-        if before:
-            before()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for label, (fn, before) in cases.items():
+            if before:
+                before()
+            start = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=1.0, help="state dict size in GiB")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where to write")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     total = int(args.size_gb * (1 << 30))
@@ -133,18 +141,22 @@ def main() -> None:
 
         cold = {"raw": lambda: drop_cache(raw_path), "torch": lambda: drop_cache(torch_path)}
         cold["ours"] = lambda: drop_cache(manager.list()[-1].path)
-        cases = (
-            ("raw", raw_save, raw_load),
-            ("torch", torch_save, torch_load),
-            ("ours", ours_save, ours_load),
+        saves = interleaved(
+            {"raw": (raw_save, None), "torch": (torch_save, None), "ours": (ours_save, None)}, args.repeats
         )
-        for label, save, load in cases:
-            save_s = timed(save, None, args.repeats)
-            load_s = timed(load, cold[label], args.repeats)
-            results[f"{label}_save_gbps"] = round(gib / save_s, 3)
-            results[f"{label}_load_gbps"] = round(gib / load_s, 3)
-        prealloc_s = timed(lambda: raw_read(preallocated), cold["raw"], args.repeats)
-        results["raw_load_preallocated_gbps"] = round(gib / prealloc_s, 3)
+        loads = interleaved(
+            {
+                "raw": (raw_load, cold["raw"]),
+                "torch": (torch_load, cold["torch"]),
+                "ours": (ours_load, cold["ours"]),
+                "raw_load_preallocated": (lambda: raw_read(preallocated), cold["raw"]),
+            },
+            args.repeats,
+        )
+        for label in ("raw", "torch", "ours"):
+            results[f"{label}_save_gbps"] = round(gib / saves[label], 3)
+            results[f"{label}_load_gbps"] = round(gib / loads[label], 3)
+        results["raw_load_preallocated_gbps"] = round(gib / loads["raw_load_preallocated"], 3)
         loaded = StateHolder({})
         manager.load(manager.list()[-1], loaded, restore_rng=False)
         same = all(

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +48,11 @@ from gpu_optimizer.checkpoints.tensorio import FileDigest, read_tensors, write_t
 log = logging.getLogger(__name__)
 
 Snapshot = dict[str, tuple[Any, dict[str, torch.Tensor]]]
+
+# Component files are read concurrently: each file's SHA-256 is one sequential stream bound to one
+# core, so several files (model, optimizer moments) verify on several cores at once (measured for a
+# model plus Adam state on 2 busy cores: 0.47-0.53 -> 0.57-0.60 GB/s).
+_READ_WORKERS = 4
 
 
 class Stateful(Protocol):
@@ -215,6 +221,8 @@ class CheckpointManager:
         tmp = self.run_dir / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
+            # One file after another: written concurrently, the files' writeback interleaves on the
+            # disk and the save got slower (measured: 0.32 -> 0.25 GB/s for a model plus Adam state).
             files: dict[str, FileDigest] = {}
             for component, (skeleton, tensors) in snapshot.items():
                 file = f"{component}.safetensors"
@@ -332,7 +340,9 @@ class CheckpointManager:
                 if component not in info.components:
                     raise KeyError(f"checkpoint {info.name!r} has no {component} state")
                 wanted.append(component)
-        states = {c: self._read(info, c) for c in wanted}
+        with ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="ckpt-read") as pool:
+            reads = {c: pool.submit(self._read, info, c) for c in wanted}
+            states = {c: fut.result() for c, fut in reads.items()}
         read = {f"{c}.safetensors": info.files[f"{c}.safetensors"] for c in wanted}
         rest = verify_files(info, skip=read)
         if not rest.ok:

@@ -5,6 +5,10 @@ instead of through ``safetensors.torch.save_file`` avoids its full in-memory cop
 lets SHA-256 run in a second thread while the bytes go to the disk (both release the GIL), so the
 checkpoint hash costs no extra pass over the data. Reading goes the other way: one preallocated
 buffer, ``readinto`` in chunks, hashing each chunk while the next one is read.
+
+Chunks are 8 MiB: large enough that system-call and thread hand-off costs vanish, small enough that
+the pipeline fills and drains fast (the hasher idles until the first chunk is in, and the last chunk
+is hashed after the I/O is done; with 64 MiB chunks that was a quarter of a 256 MiB file).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 from gpu_optimizer.checkpoints.atomic import write_all
 from gpu_optimizer.checkpoints.errors import CheckpointCorruptError, UnsupportedStateError
 
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 8 << 20
 
 _DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64",
@@ -117,9 +121,10 @@ def write_tensors(
                     pending.append(hasher.submit(digest.update, chunk))
                     write_all(fd, chunk)
                     size += len(chunk)
+            # fsync first: the disk flush releases the GIL and overlaps the hashing still queued.
+            os.fsync(fd)
             for fut in pending:
                 fut.result()
-        os.fsync(fd)
     finally:
         os.close(fd)
     return FileDigest(digest.hexdigest(), size)
@@ -142,6 +147,9 @@ def read_tensors(
     """
     with open(path, "rb", buffering=0) as f:
         file_size = os.fstat(f.fileno()).st_size
+        # A larger readahead window for the one sequential pass (a hint; not every OS has it).
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         if expected is not None and file_size != expected.size:
             raise CheckpointCorruptError(f"{path.name}: size {file_size} != recorded {expected.size}")
         prefix = f.read(8)
