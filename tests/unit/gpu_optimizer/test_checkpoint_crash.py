@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
-import select
 import signal
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import torch
@@ -21,32 +22,34 @@ def _trainer(seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
     optimizer = torch.optim.AdamW(model.parameters())
-    model(torch.randn(4, 64)).sum().backward()
+    # Gradients set directly: a first backward pass in a forked child costs seconds.
+    for parameter in model.parameters():
+        parameter.grad = torch.randn_like(parameter)
     optimizer.step()
     return model, optimizer
 
 
-def _save_forever(root: Path, first_step: int, report: int) -> None:
+def _save_forever(root: Path, first_step: int, report: Connection) -> None:
     """Child process body: save checkpoints back to back until killed.
 
-    Writes b"r" to ``report`` when ready to save and b"s" after each completed save, so the
-    parent's random kill points fall while saves run, however slow the machine is.
+    Sends "ready" when ready to save and "saved" after each completed save, so the parent's
+    random kill points fall while saves run, however slow the machine is.
     """
+    torch.set_num_threads(1)
     model, optimizer = _trainer(first_step)
     manager = CheckpointManager(root, "run", keep_last=2)
-    os.write(report, b"r")
+    report.send("ready")
     step = first_step
     while True:
         manager.save(step, model, optimizer, metrics={"loss": 1.0 / (step + 1)})
-        os.write(report, b"s")
+        report.send("saved")
         step += 1
 
 
-def _wait_for(fd: int, wanted: bytes, timeout: float = 60.0) -> None:
+def _wait_for(conn: Connection, wanted: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
-        if ready and os.read(fd, 1) == wanted:
+    while (left := deadline - time.monotonic()) > 0:
+        if conn.poll(left) and conn.recv() == wanted:
             return
     raise TimeoutError(f"child never reported {wanted!r}")
 
@@ -62,26 +65,26 @@ def test_sigkill_during_save_never_leaves_a_loadable_partial(tmp_path: Path) -> 
     rng = random.Random(1234)
     ever_completed = False
     next_step = 0
+    # Children fork from a clean, single-threaded server: forking this test process, whose
+    # torch and checkpoint thread pools have run, can deadlock the child.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "torch._dynamo", "gpu_optimizer.checkpoints"])
     for trial in range(TRIALS):
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            try:
-                os.close(read_end)
-                _save_forever(tmp_path, next_step, write_end)
-            finally:
-                os._exit(1)
-        os.close(write_end)
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_save_forever, args=(tmp_path, next_step, sender))
+        child.start()
+        sender.close()
         try:
-            _wait_for(read_end, b"r")
+            _wait_for(receiver, "ready")
             if trial == 0:  # at least one checkpoint completes, so the later kills have one to protect
-                _wait_for(read_end, b"s")
+                _wait_for(receiver, "saved")
             time.sleep(rng.uniform(0.0, spread))
         finally:
-            os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            os.close(read_end)
-        assert os.WIFSIGNALED(status), "the child must die by the signal, not exit on an error"
+            if child.pid is not None:
+                os.kill(child.pid, signal.SIGKILL)
+            child.join()
+            receiver.close()
+        assert child.exitcode == -signal.SIGKILL, "the child must die by the signal, not exit on an error"
 
         manager = CheckpointManager(tmp_path, "run", keep_last=2)  # cleans stale temp dirs
         assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
