@@ -28,7 +28,8 @@ endif
 TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
 
 .PHONY: help install lock validate validate-cuda download-models test lint format run-pose run-vram \
-	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-checkpoint bench-swap clean
+	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
+	bench-swap observe compose-up compose-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -77,7 +78,7 @@ stop-all: ## stop exactly the services run-all started
 dev-session: install ## tmux session with windows pose, vram, monitor
 	@bash scripts/dev_session.sh
 
-bench: bench-pose-engine bench-pose-backends bench-checkpoint bench-swap ## every benchmark; each prints one JSON line last
+bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap ## every benchmark; each prints one JSON line last
 
 bench-pose-engine: install ## engine overhead vs inference on real frames
 	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
@@ -85,11 +86,23 @@ bench-pose-engine: install ## engine overhead vs inference on real frames
 bench-pose-backends: install ## per-frame cost of MediaPipe and YOLO (ONNX single vs batched)
 	@$(RUN) python benchmarks/pose_backends.py $(ARGS)
 
+bench-pose-service: install ## the pose service under 1, 4 and 16 WebSocket clients vs the bare backend loop
+	@$(RUN) python benchmarks/pose_service.py $(ARGS)
+
 bench-checkpoint: install ## checkpoint save/load vs torch.save and raw disk
 	@$(RUN) python benchmarks/checkpoint.py $(ARGS)
 
 bench-swap: install ## tensor swapper throughput vs plain copies
 	@$(RUN) python benchmarks/swap.py $(ARGS)
+
+observe: ## Prometheus from the local install against the running services (make run-all first)
+	@bash scripts/observe.sh
+
+compose-up: ## both services, Prometheus and Grafana with Docker Compose
+	docker compose -f docker/compose.yml up -d --build
+
+compose-down: ## stop what compose-up started
+	docker compose -f docker/compose.yml down
 
 clean: ## remove caches, logs and build leftovers in the clone (the venv cache stays)
 	rm -rf .cache logs .pytest_cache .mypy_cache .ruff_cache build dist

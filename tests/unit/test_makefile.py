@@ -26,6 +26,9 @@ TARGETS = [
     "clean",
     "help",
     "lock",
+    "observe",
+    "compose-up",
+    "compose-down",
 ]
 
 
