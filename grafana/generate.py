@@ -1,0 +1,364 @@
+"""Generate the Grafana dashboards of both services with grafana-foundation-sdk.
+
+The only source of grafana/dashboards/*.json: edit this file, then run
+``python grafana/generate.py`` (``--check`` exits 1 when the committed JSON is stale).
+Queries use the recording rules of prometheus/rules/ where one exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import common, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders.dashboard import Dashboard as DashboardBuilder
+from grafana_foundation_sdk.builders.dashboard import QueryVariable, Row
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    BigValueColorMode,
+    BigValueGraphMode,
+    LegendDisplayMode,
+    LegendPlacement,
+)
+from grafana_foundation_sdk.models.dashboard import (
+    Dashboard,
+    DataSourceRef,
+    VariableRefresh,
+    VariableSort,
+)
+
+DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
+# The datasource uid provisioned in grafana/provisioning/datasources/prometheus.yml.
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="prometheus")
+POSE = 'instance=~"$instance"'
+POSE_STREAM = 'instance=~"$instance", stream=~"$stream"'
+GPU = 'instance=~"$instance", gpu=~"$gpu"'
+
+
+def query(expr: str, legend: str, ref_id: str = "A") -> prometheus.Dataquery:
+    """One range query on the provisioned Prometheus."""
+    return (
+        prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id).range().datasource(DATASOURCE)
+    )
+
+
+def graph(title: str, unit: str, *targets: tuple[str, str], description: str = "") -> timeseries.Panel:
+    """A time series panel with one query per ``(expr, legend)``, lettered A, B, ..."""
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .unit(unit)
+        .datasource(DATASOURCE)
+        .height(8)
+        .span(12)
+        .line_width(1)
+        .fill_opacity(10)
+        .legend(
+            common.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(LegendDisplayMode.LIST)
+            .placement(LegendPlacement.BOTTOM)
+        )
+    )
+    if description:
+        panel = panel.description(description)
+    for index, (expr, legend) in enumerate(targets):
+        panel = panel.with_target(query(expr, legend, chr(ord("A") + index)))
+    return panel
+
+
+def single_stat(title: str, unit: str, expr: str, legend: str) -> stat.Panel:
+    """A stat panel showing the latest value of ``expr``."""
+    return (
+        stat.Panel()
+        .title(title)
+        .unit(unit)
+        .datasource(DATASOURCE)
+        .height(4)
+        .span(6)
+        .graph_mode(BigValueGraphMode.AREA)
+        .color_mode(BigValueColorMode.VALUE)
+        .with_target(query(expr, legend))
+    )
+
+
+def variable(name: str, label: str, label_query: str) -> QueryVariable:
+    """A multi-value template variable filled by ``label_values(...)``, "All" meaning any value."""
+    return (
+        QueryVariable(name)
+        .label(label)
+        .query(label_query)
+        .datasource(DATASOURCE)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
+
+
+def base(uid: str, title: str, tags: list[str]) -> DashboardBuilder:
+    return (
+        DashboardBuilder(title)
+        .uid(uid)
+        .tags(tags)
+        .timezone("browser")
+        .time("now-30m", "now")
+        .refresh("10s")
+        .editable()
+    )
+
+
+def numbered(dashboard: Dashboard) -> Dashboard:
+    """Give every panel and row a distinct id, in layout order (the builder leaves rows at 0)."""
+    for index, panel in enumerate(dashboard.panels or [], start=1):
+        panel.id_val = index
+    return dashboard
+
+
+def pose_analyzer_dashboard() -> Dashboard:
+    """Live streams of pose_analyzer: traffic, latency, inference, exercises and errors."""
+    quantiles = [
+        (f"instance:pose_stream_end_to_end_latency_seconds:{q}_rate1m{{{POSE}}}", f"{q} {{{{instance}}}}")
+        for q in ("p50", "p95", "p99")
+    ]
+    inference = [
+        (f"instance_backend:pose_stream_inference_seconds:{q}_rate1m{{{POSE}}}", f"{q} {{{{backend}}}}")
+        for q in ("p50", "p95", "p99")
+    ]
+    return numbered(
+        base("pose-analyzer", "pose_analyzer", ["pose_analyzer", "aiml"])
+        .with_variable(variable("instance", "Instance", "label_values(pose_stream_active_streams, instance)"))
+        .with_variable(
+            variable(
+                "stream",
+                "Stream",
+                f"label_values(pose_stream_frames_received_total{{{POSE}}}, stream)",
+            )
+        )
+        .with_row(Row("Streams"))
+        .with_panel(
+            single_stat("Active streams", "none", f"sum(pose_stream_active_streams{{{POSE}}})", "streams")
+        )
+        .with_panel(
+            single_stat(
+                "Frames received per second",
+                "fps",
+                f"sum(rate(pose_stream_frames_received_total{{{POSE_STREAM}}}[$__rate_interval]))",
+                "received",
+            )
+        )
+        .with_panel(
+            graph(
+                "Processed vs dropped frames per stream",
+                "fps",
+                (
+                    f"sum by (stream) (rate(pose_stream_frames_processed_total{{{POSE_STREAM}}}"
+                    "[$__rate_interval]))",
+                    "processed {{stream}}",
+                ),
+                (
+                    f"sum by (stream) (rate(pose_stream_frames_dropped_total{{{POSE_STREAM}}}"
+                    "[$__rate_interval]))",
+                    "dropped {{stream}}",
+                ),
+                description="Dropped: replaced by a newer frame of the same stream before analysis.",
+            )
+        )
+        .with_panel(
+            graph(
+                "End-to-end latency",
+                "s",
+                *quantiles,
+                description="From a frame's arrival to its answer (recording rules over 1 minute).",
+            )
+        )
+        .with_row(Row("Inference"))
+        .with_panel(graph("Inference time per detector call", "s", *inference))
+        .with_panel(
+            graph(
+                "Frames per detector call and decode time",
+                "none",
+                (
+                    f"sum(rate(pose_stream_batch_size_frames_sum{{{POSE}}}[$__rate_interval]))"
+                    f" / sum(rate(pose_stream_batch_size_frames_count{{{POSE}}}[$__rate_interval]))",
+                    "mean batch size",
+                ),
+                (
+                    "histogram_quantile(0.95, sum by (le) "
+                    f"(rate(pose_stream_decode_seconds_bucket{{{POSE}}}[$__rate_interval]))) * 1000",
+                    "decode p95 (ms)",
+                ),
+            )
+        )
+        .with_row(Row("Exercises"))
+        .with_panel(
+            graph(
+                "Repetitions by exercise",
+                "none",
+                (f"sum by (exercise) (pose_stream_reps_total{{{POSE}}})", "{{exercise}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Mean form score by exercise",
+                "percent",
+                (
+                    f"sum by (exercise) (pose_stream_form_score_percent_sum{{{POSE}}})"
+                    f" / sum by (exercise) (pose_stream_form_score_percent_count{{{POSE}}})",
+                    "{{exercise}}",
+                ),
+            )
+        )
+        .with_row(Row("Errors"))
+        .with_panel(
+            graph(
+                "WebSocket errors by reason",
+                "none",
+                (
+                    "sum by (reason) "
+                    f"(increase(pose_stream_websocket_errors_total{{{POSE}}}[$__rate_interval]))",
+                    "{{reason}}",
+                ),
+            )
+        )
+        .build()
+    )
+
+
+def gpu_optimizer_dashboard() -> Dashboard:
+    """Per-GPU state from NVML, swap pools, checkpoints and profiling jobs of gpu_optimizer."""
+    return numbered(
+        base("gpu-optimizer", "gpu_optimizer", ["gpu_optimizer", "aiml"])
+        .with_variable(variable("instance", "Instance", "label_values(gpuopt_gpu_count, instance)"))
+        .with_variable(variable("gpu", "GPU", 'label_values(gpu_info{instance=~"$instance"}, gpu)'))
+        .with_row(Row("GPUs"))
+        .with_panel(single_stat("GPUs", "none", 'sum(gpuopt_gpu_count{instance=~"$instance"})', "GPUs"))
+        .with_panel(
+            single_stat(
+                "NVML read errors per second",
+                "none",
+                'sum(rate(gpuopt_nvml_read_errors_total{instance=~"$instance"}[$__rate_interval]))',
+                "errors",
+            )
+        )
+        .with_panel(
+            graph(
+                "Memory used and total",
+                "bytes",
+                (f"gpu_memory_used_bytes{{{GPU}}}", "used GPU {{gpu}}"),
+                (f"gpu_memory_total_bytes{{{GPU}}}", "total GPU {{gpu}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Utilisation",
+                "percentunit",
+                (f"gpu_utilization_ratio{{{GPU}}}", "SM GPU {{gpu}}"),
+                (f"gpu_memory_utilization_ratio{{{GPU}}}", "memory GPU {{gpu}}"),
+            )
+        )
+        .with_panel(graph("Temperature", "celsius", (f"gpu_temperature_celsius{{{GPU}}}", "GPU {{gpu}}")))
+        .with_panel(
+            graph(
+                "Power against limit",
+                "watt",
+                (f"gpu_power_watts{{{GPU}}}", "draw GPU {{gpu}}"),
+                (f"gpu_power_limit_watts{{{GPU}}}", "limit GPU {{gpu}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Throttling reasons",
+                "none",
+                (f"max by (gpu, reason) (gpu_throttle_active{{{GPU}}})", "GPU {{gpu}} {{reason}}"),
+                description="1 while the clock-event reason is active.",
+            )
+        )
+        .with_row(Row("Swapping"))
+        .with_panel(
+            graph(
+                "Swaps per second by tier",
+                "none",
+                (
+                    "sum by (tier, direction) "
+                    '(rate(gpuopt_swaps_total{instance=~"$instance"}[$__rate_interval]))',
+                    "{{tier}} {{direction}}",
+                ),
+            )
+        )
+        .with_panel(
+            graph(
+                "Swap throughput and bytes held by tier",
+                "bytes",
+                ('gpuopt_swap_throughput_bytes_per_second{instance=~"$instance"}', "throughput/s {{pool}}"),
+                ('sum by (tier) (gpuopt_swap_pool_bytes{instance=~"$instance"})', "held {{tier}}"),
+            )
+        )
+        .with_row(Row("Checkpoints and profiling"))
+        .with_panel(
+            graph(
+                "Checkpoint save and verify time",
+                "s",
+                ('gpuopt_checkpoint_last_save_seconds{instance=~"$instance"}', "save {{run}}"),
+                (
+                    "histogram_quantile(0.95, sum by (le) "
+                    '(rate(gpuopt_checkpoint_verify_seconds_bucket{instance=~"$instance"}[$__rate_interval])))',
+                    "verify p95",
+                ),
+            )
+        )
+        .with_panel(
+            graph(
+                "Checkpoint size",
+                "bytes",
+                ('gpuopt_checkpoint_last_size_bytes{instance=~"$instance"}', "newest {{run}}"),
+                ('gpuopt_checkpoint_bytes{instance=~"$instance"}', "all kept {{run}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Profiling jobs by state",
+                "none",
+                ('sum by (kind, state) (gpuopt_jobs_total{instance=~"$instance"})', "{{kind}} {{state}}"),
+            )
+        )
+        .build()
+    )
+
+
+DASHBOARDS = {"pose_analyzer": pose_analyzer_dashboard, "gpu_optimizer": gpu_optimizer_dashboard}
+
+
+def render(dashboard: Dashboard) -> str:
+    """The dashboard as Grafana JSON, stable across runs (sorted keys, trailing newline)."""
+    return json.dumps(dashboard, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
+    parser.add_argument("--out", type=Path, default=DASHBOARDS_DIR, help="folder to write into")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = args.out / f"{name}.json"
+        text = render(build())
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    if stale:
+        print(f"stale, run python grafana/generate.py: {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
