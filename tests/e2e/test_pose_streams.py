@@ -67,11 +67,16 @@ def stream_and_wait(
 def close_after_sending(url: str, data: bytes) -> tuple[int, str]:
     """Send one binary message; returns the close code and reason the server answered with."""
     with connect(url, open_timeout=30, close_timeout=10, max_size=None) as ws:
-        ws.send(data)
-        with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(timeout=60)
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code, closed.value.rcvd.reason
+        try:
+            ws.send(data)
+        except ConnectionClosed as closed_while_sending:  # refused before the message was all out
+            rcvd = closed_while_sending.rcvd
+        else:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=60)
+            rcvd = closed.value.rcvd
+    assert rcvd is not None
+    return rcvd.code, rcvd.reason
 
 
 def test_four_cameras_and_an_exercise_clip_at_once(
@@ -143,11 +148,17 @@ def test_four_cameras_and_an_exercise_clip_at_once(
     assert 'pose_stream_reps_total{exercise="biceps_curl"} 3.0' in text
     assert 'pose_stream_form_score_percent_count{exercise="biceps_curl"} 3.0' in text
 
-    # Oversize frames: over the service's limit (10 MB) -> 1009 with its reason; a 50 MB one is
-    # refused by the WebSocket layer (uvicorn's 16 MiB message limit) with 1009 as well.
+    # JPEG frames do not compress: the service declines permessage-deflate, which the client offers.
+    with connect(f"{base}/ws/streams/plain", open_timeout=30, close_timeout=10) as ws:
+        assert ws.response is not None
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+
+    # Oversize frames (12 MB, 50 MB) over the service's limit (10 MB): 1009 with the service's reason.
     for size in (12 * 1024 * 1024, 50 * 1024 * 1024):
         code, reason = close_after_sending(f"{base}/ws/streams/big{size}", b"\xff\xd8\xff" + bytes(size))
-        assert code == 1009, (size, code, reason)
+        assert (code, reason) == (1009, f"frame of {size + 3} bytes is over the 10485760 byte limit"), size
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as resp:
+        assert 'pose_stream_websocket_errors_total{reason="frame_too_large"} 2.0' in resp.read().decode()
     assert close_after_sending(f"{base}/ws/streams/cut", curl[0][1][:1000])[0] == 1003
 
     expected = {name: len(frames) for name, (frames, _) in jobs.items()}

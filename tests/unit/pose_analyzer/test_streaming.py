@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import OTHER_STREAMS, StreamMetrics
+from pose_analyzer.schemas import FrameResult
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.streaming.batcher import DetectionBatcher
 from pose_analyzer.streaming.connection import StreamConnection
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import UnsupportedFrameError
-from pose_analyzer.streaming.hub import StreamHub
+from pose_analyzer.streaming.hub import StreamDetection, StreamHub
+from pose_analyzer.streaming.session import RawFrame, StreamSession
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.types import Detections, Frame, Person
 
@@ -227,3 +230,95 @@ async def test_a_client_that_never_reads_is_closed_with_1008(tmp_path: Path, sha
     assert "did not read" in client.closed[1]
     assert registry.get_sample_value("pose_stream_websocket_errors_total", {"reason": "slow_client"}) == 1
     assert hub.active == 0
+
+
+class CountingDetector:
+    """A per-stream detector that takes ``delay_s`` per frame and records how many run at once."""
+
+    name = "counting"
+    multi_person = False
+    batched = False
+
+    def __init__(self, delay_s: float, gauge: dict[str, int]) -> None:
+        self.delay_s = delay_s
+        self.gauge = gauge
+        self.seen: list[int] = []
+        self._lock = threading.Lock()
+
+    def setup(self) -> None:
+        return None
+
+    def detect(self, frames: list[Frame]) -> list[Detections]:
+        with self._lock:
+            self.gauge["now"] += 1
+            self.gauge["max"] = max(self.gauge["max"], self.gauge["now"])
+        threading.Event().wait(self.delay_s)
+        with self._lock:
+            self.gauge["now"] -= 1
+        self.seen.extend(f.index for f in frames)
+        return [Detections() for _ in frames]
+
+    def close(self) -> None:
+        return None
+
+
+def _session(stream_id: str, detector: CountingDetector, compute: asyncio.Semaphore) -> StreamSession:
+    async def nothing() -> None:
+        return None
+
+    detection = StreamDetection(
+        "counting", detector, None, nothing, lambda: None, lambda f: detector.detect([f])[0]
+    )  # type: ignore[arg-type]
+    metrics = StreamMetrics(CollectorRegistry())
+    return StreamSession(stream_id, PoseEngine(detector), detection, metrics, compute=compute)
+
+
+def _raw(frame_id: int) -> RawFrame:
+    jpeg = cv2.imencode(".jpg", np.full((32, 32, 3), 128, np.uint8))[1].tobytes()
+    return RawFrame(jpeg, frame_id, capture_ts=0.0, received_ts=0.0, received_perf=0.0)
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_compute_slots_bound_the_frames_in_analysis_across_streams(slots: int) -> None:
+    gauge = {"now": 0, "max": 0}
+    compute = asyncio.Semaphore(slots)
+    sessions = [_session(f"cam{i}", CountingDetector(0.1, gauge), compute) for i in range(3)]
+    answers: list[str] = []
+
+    async def send(text: str) -> None:
+        answers.append(text)
+
+    runs = [asyncio.ensure_future(s.run(send)) for s in sessions]
+    for session in sessions:
+        session.offer(_raw(1))
+    for session in sessions:
+        session.slot.close()
+    await asyncio.wait_for(asyncio.gather(*runs), 10)
+    assert len(answers) == 3
+    assert gauge["max"] == slots
+
+
+async def test_a_stream_waiting_for_a_slot_answers_its_newest_frame() -> None:
+    gauge = {"now": 0, "max": 0}
+    compute = asyncio.Semaphore(1)
+    busy = _session("busy", CountingDetector(0.3, gauge), compute)
+    waiting_detector = CountingDetector(0.0, gauge)
+    waiting = _session("waiting", waiting_detector, compute)
+    answers: list[FrameResult] = []
+
+    async def send(text: str) -> None:
+        answers.append(FrameResult.model_validate_json(text))
+
+    runs = [asyncio.ensure_future(busy.run(send)), asyncio.ensure_future(waiting.run(send))]
+    busy.offer(_raw(1))
+    await asyncio.sleep(0.05)  # busy now holds the only slot
+    waiting.offer(_raw(1))
+    await asyncio.sleep(0.05)
+    waiting.offer(_raw(2))  # replaces frame 1 while the stream waits for the slot
+    busy.slot.close()
+    waiting.slot.close()
+    await asyncio.wait_for(asyncio.gather(*runs), 10)
+    assert waiting_detector.seen == [2]
+    mine = [a for a in answers if a.stream_id == "waiting"]
+    assert [(a.frame_id, a.dropped) for a in mine] == [(2, 1)]
+    assert waiting.frames_dropped == 1

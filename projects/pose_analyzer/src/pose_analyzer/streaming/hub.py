@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 from collections.abc import Awaitable, Callable
@@ -25,13 +26,19 @@ DetectFn = Callable[[Frame], Awaitable[Detections]]
 
 @dataclass(slots=True)
 class StreamDetection:
-    """How one stream gets its frames detected, and what to release when it ends."""
+    """How one stream gets its frames detected, and what to release when it ends.
+
+    ``detect_now`` (per-stream detectors only) detects in the calling thread, so a worker
+    thread can decode, detect and analyse a frame in one hop; it is None for the shared
+    batcher, whose ``detect`` must be awaited on the event loop.
+    """
 
     backend: str
     detector: Detector
     detect: DetectFn
     release: Callable[[], Awaitable[None]]
     release_now: Callable[[], None]
+    detect_now: Callable[[Frame], Detections] | None = None
 
 
 async def _nothing() -> None:
@@ -67,6 +74,9 @@ class StreamHub:
         self._batcher: DetectionBatcher | None = None
         self._shared: Detector | None = None
         self._shared_lock = asyncio.Lock()
+        self.compute_slots = settings.stream_compute_slots or (os.cpu_count() or 1) + 1
+        # Bounds the frames of per-stream detectors in analysis at once (see the setting).
+        self.compute = asyncio.Semaphore(self.compute_slots)
 
     @property
     def active(self) -> int:
@@ -149,7 +159,7 @@ class StreamHub:
             async def release() -> None:
                 await asyncio.to_thread(release_now)
 
-            return StreamDetection(name, detector, detect, release, release_now)
+            return StreamDetection(name, detector, detect, release, release_now, detect_one)
         batcher = await self._shared_batcher(name)
         return StreamDetection(name, batcher.detector, batcher.detect, _nothing, _nothing_now)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from pose_analyzer.engine import PoseEngine
@@ -18,7 +19,7 @@ from pose_analyzer.streaming.errors import ServerFailureError, StreamClosedError
 from pose_analyzer.streaming.hub import StreamDetection
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
-from pose_analyzer.types import Frame, FrameAnalysis, PersonAnalysis, RepRecord
+from pose_analyzer.types import Detections, Frame, FrameAnalysis, PersonAnalysis, RepRecord
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,28 @@ def person_out(analysis: PersonAnalysis) -> PersonOut:
     )
 
 
+@contextlib.contextmanager
+def _analysis_failures() -> Iterator[None]:
+    """Turn a failure of detection or analysis into ``ServerFailureError`` (stream errors pass)."""
+    try:
+        yield
+    except StreamClosedError:
+        raise
+    except Exception as exc:
+        raise ServerFailureError(f"analysis failed: {type(exc).__name__}: {exc}", "analysis_failed") from exc
+
+
 class StreamSession:
     """Analyses one stream's frames, newest first, and sends one ``FrameResult`` per processed frame.
 
     The receive side calls ``offer`` for each frame; ``run`` takes the newest waiting frame,
     decodes it in a worker thread, detects (the stream's own path: MediaPipe instance or
     the shared YOLO batcher), analyses it with the stream's engine and sends the answer.
+
+    With a per-stream detector, decode, detection and analysis run in one worker-thread hop,
+    and ``compute`` (shared by all streams) bounds how many streams do so at once; a stream
+    takes its newest frame only once it holds a slot, so the wait drops stale frames instead
+    of answering them late.
     """
 
     def __init__(
@@ -85,8 +102,10 @@ class StreamSession:
         recording: StreamRecording | None = None,
         database: Database | None = None,
         flush_interval_s: float = 10.0,
+        compute: asyncio.Semaphore | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self.compute = compute
         self.recording = recording
         self.database = database
         self.engine = engine
@@ -129,10 +148,12 @@ class StreamSession:
         """
         while True:
             try:
-                raw, dropped = await self.slot.take()
+                await self.slot.ready()
             except SlotClosedError:
                 return
-            result = await self.process(raw, dropped)
+            async with self.compute if self.compute is not None else contextlib.nullcontext():
+                raw, dropped = self.slot.take_nowait()
+                result = await self.process(raw, dropped)
             await send(result.model_dump_json())
             self.metrics.end_to_end_seconds.observe(time.perf_counter() - raw.received_perf)
             if self.recording is not None and time.monotonic() - self._last_flush >= self.flush_interval_s:
@@ -152,20 +173,18 @@ class StreamSession:
     async def process(self, raw: RawFrame, dropped: int) -> FrameResult:
         """Decode, detect and analyse one frame into its answer (see ``run`` for the errors)."""
         start = time.perf_counter()
-        image = await asyncio.to_thread(decode_frame, raw.data)
-        decoded = time.perf_counter()
+        detect_now = self.detection.detect_now
+        if detect_now is not None:
+            analysis, decoded, detected = await asyncio.to_thread(self._analyse_now, raw, detect_now)
+        else:
+            image = await asyncio.to_thread(decode_frame, raw.data)
+            decoded = time.perf_counter()
+            frame = Frame(image=image, timestamp=raw.capture_ts, index=raw.frame_id)
+            with _analysis_failures():
+                detections = await self.detection.detect(frame)
+                detected = time.perf_counter()
+                analysis = await asyncio.to_thread(self.engine.analyse, frame, detections)
         self.metrics.decode_seconds.observe(decoded - start)
-        frame = Frame(image=image, timestamp=raw.capture_ts, index=raw.frame_id)
-        try:
-            detections = await self.detection.detect(frame)
-            detected = time.perf_counter()
-            analysis = await asyncio.to_thread(self.engine.analyse, frame, detections)
-        except StreamClosedError:
-            raise
-        except Exception as exc:
-            raise ServerFailureError(
-                f"analysis failed: {type(exc).__name__}: {exc}", "analysis_failed"
-            ) from exc
         self.frames_processed += 1
         self._processed.inc()
         self._count_reps(analysis)
@@ -191,6 +210,19 @@ class StreamSession:
             rep_count=self.engine.rep_count(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
+
+    def _analyse_now(
+        self, raw: RawFrame, detect_now: Callable[[Frame], Detections]
+    ) -> tuple[FrameAnalysis, float, float]:
+        """Decode, detect and analyse in this (worker) thread; returns the analysis and the
+        ``perf_counter`` times at which decoding and detection ended."""
+        image = decode_frame(raw.data)
+        decoded = time.perf_counter()
+        frame = Frame(image=image, timestamp=raw.capture_ts, index=raw.frame_id)
+        with _analysis_failures():
+            detections = detect_now(frame)
+            detected = time.perf_counter()
+            return self.engine.analyse(frame, detections), decoded, detected
 
     def _count_reps(self, analysis: FrameAnalysis) -> None:
         """Count each completed rep once in the metrics (the engine repeats ``last_rep`` every frame)."""

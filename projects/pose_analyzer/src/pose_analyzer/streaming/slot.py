@@ -46,10 +46,8 @@ class LatestSlot(Generic[T]):
         self._event.set()
         return replaced
 
-    async def take(self) -> tuple[T, int]:
-        """Wait for the newest item; returns it with the number of items dropped since the last take.
-
-        A closed slot still hands out its last item, then raises.
+    async def ready(self) -> None:
+        """Wait until an item is waiting (a closed slot may still hold its last one).
 
         Raises:
             SlotClosedError: the slot is closed and empty.
@@ -59,9 +57,29 @@ class LatestSlot(Generic[T]):
                 raise SlotClosedError("the slot is closed")
             self._event.clear()
             await self._event.wait()
+
+    def take_nowait(self) -> tuple[T, int]:
+        """The waiting item with the number of items dropped since the last take.
+
+        Raises:
+            SlotClosedError: no item is waiting.
+        """
+        if not self._has_item:
+            raise SlotClosedError("the slot is empty")
         item, dropped = self._item, self._dropped
         self._item, self._has_item, self._dropped = None, False, 0
         return cast(T, item), dropped  # _has_item says it is a T, even when T admits None
+
+    async def take(self) -> tuple[T, int]:
+        """Wait for the newest item; returns it with the number of items dropped since the last take.
+
+        A closed slot still hands out its last item, then raises.
+
+        Raises:
+            SlotClosedError: the slot is closed and empty.
+        """
+        await self.ready()
+        return self.take_nowait()
 
     def close(self) -> None:
         """Refuse new items and wake a waiting ``take``; a waiting item may still be taken."""
