@@ -155,6 +155,7 @@ def test_retention_keeps_last_n_and_best_k(tmp_path: Path, trained: Trainer) -> 
         manager.save(step, trained[0], metrics={"loss": loss})
     kept = {i.step for i in manager.list()}
     assert kept == {5, 6} | {3, 1}  # last two, and the two lowest losses
+    manager.wait()  # the pruned checkpoints' files are deleted in the background
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [f"step-{s:09d}" for s in sorted(kept)]
 
 

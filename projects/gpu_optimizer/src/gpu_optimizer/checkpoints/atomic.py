@@ -57,15 +57,31 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree: first rename it to a hidden trash name, so a crash mid-way leaves
-    nothing that looks like a checkpoint."""
+def retire_tree(path: Path) -> Path | None:
+    """Rename a directory tree to a hidden trash name, durably; returns that name (None: no tree).
+
+    From then on nothing looks like a checkpoint there, and the slow part, deleting the files,
+    can happen later: ``clean_stale`` removes trash a crash left behind.
+    """
     if not path.exists():
-        return
+        return None
     trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{uuid.uuid4().hex}")
     os.rename(path, trash)
     fsync_dir(path.parent)
-    shutil.rmtree(trash, ignore_errors=True)
+    return trash
+
+
+def delete_tree(path: Path) -> None:
+    """Delete a (retired) tree, ignoring what is already gone."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree: retire it first, so a crash mid-way leaves nothing that looks like
+    a checkpoint, then delete it."""
+    trash = retire_tree(path)
+    if trash is not None:
+        delete_tree(trash)
 
 
 def clean_stale(run_dir: Path) -> list[Path]:

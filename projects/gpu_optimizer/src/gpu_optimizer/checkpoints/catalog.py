@@ -7,9 +7,10 @@ runs must not remove the half-written save of a training process that is still r
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from pathlib import Path
 
-from gpu_optimizer.checkpoints.atomic import fsync_dir, remove_tree
+from gpu_optimizer.checkpoints.atomic import delete_tree, fsync_dir, remove_tree, retire_tree
 from gpu_optimizer.checkpoints.errors import CheckpointCorruptError, CheckpointNotFoundError
 from gpu_optimizer.checkpoints.manifest import (
     MANIFEST_NAME,
@@ -37,22 +38,33 @@ def scan_run(run_dir: Path) -> list[CheckpointInfo]:
     return sorted(infos, key=lambda i: (i.step, i.created_at))
 
 
-def remove_checkpoint(info: CheckpointInfo) -> None:
-    """Delete a checkpoint: its manifest goes first, so a half-deleted directory is never loaded."""
+def remove_checkpoint(info: CheckpointInfo, delete: Callable[[Path], None] = delete_tree) -> None:
+    """Delete a checkpoint: its manifest goes first, so a half-deleted directory is never loaded.
+
+    Once this returns the checkpoint is gone for every reader; ``delete`` gets the retired
+    directory to delete (a caller may hand it to a background thread).
+    """
     (info.path / MANIFEST_NAME).unlink(missing_ok=True)
     fsync_dir(info.path)
-    remove_tree(info.path)
+    trash = retire_tree(info.path)
+    if trash is not None:
+        delete(trash)
 
 
 def prune_run(
-    infos: list[CheckpointInfo], keep_last: int | None, keep_best: int, best_metric: str | None, mode: Mode
+    infos: list[CheckpointInfo],
+    keep_last: int | None,
+    keep_best: int,
+    best_metric: str | None,
+    mode: Mode,
+    delete: Callable[[Path], None] = delete_tree,
 ) -> list[str]:
     """Remove the checkpoints outside the retention policy; returns the names removed."""
     kept = select_kept(infos, keep_last, keep_best, best_metric, mode)
     removed = []
     for info in infos:
         if info.name not in kept:
-            remove_checkpoint(info)
+            remove_checkpoint(info, delete)
             removed.append(info.name)
     return removed
 
