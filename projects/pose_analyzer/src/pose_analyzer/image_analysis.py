@@ -32,6 +32,8 @@ class ImageAnalyzers:
         self.device = device
         self._detectors: dict[str, Detector] = {}
         self._locks = {name: threading.Lock() for name in BACKENDS}
+        # Detectors set up so far (model loads); stays at one per backend while they are reused.
+        self.setups = 0
 
     def _options(self, backend: str) -> dict[str, Any]:
         if backend == "mediapipe":
@@ -49,6 +51,7 @@ class ImageAnalyzers:
         if detector is None:
             detector = create_detector(backend, **self._options(backend))
             detector.setup()
+            self.setups += 1
             self._detectors[backend] = detector
         return detector
 

@@ -34,13 +34,16 @@ _SEGMENTS: tuple[tuple[K, K, float, float], ...] = (
     (K.RIGHT_ANKLE, K.RIGHT_FOOT_INDEX, 0.0145, 0.50),
 )
 
-_TRUNK_MASS, _TRUNK_COM = 0.497, 0.50  # shoulder midpoint to hip midpoint ("greater trochanter")
+_TRUNK_MASS = 0.497
+TRUNK_COM_FRACTION = 0.50  # shoulder midpoint to hip midpoint ("greater trochanter")
 _HEAD_MASS = 0.081
 
-_P = np.array([s[0] for s in _SEGMENTS], dtype=np.intp)
-_D = np.array([s[1] for s in _SEGMENTS], dtype=np.intp)
+# The limb segments as arrays (proximal and distal keypoints, COM fraction from proximal), shared
+# with ``person.py``, which computes the same centres fused with the angles.
+SEGMENT_PROXIMAL = np.array([s[0] for s in _SEGMENTS], dtype=np.intp)
+SEGMENT_DISTAL = np.array([s[1] for s in _SEGMENTS], dtype=np.intp)
 _M = np.array([s[2] for s in _SEGMENTS], dtype=np.float64)
-_C = np.array([s[3] for s in _SEGMENTS], dtype=np.float64)
+SEGMENT_COM_FRACTION = np.array([s[3] for s in _SEGMENTS], dtype=np.float64)
 # Mass fractions of every centre ``center_of_mass`` weighs, in its order: the limb
 # segments, the trunk, the head.
 SEGMENT_MASSES = np.concatenate([_M, [_TRUNK_MASS, _HEAD_MASS]])
@@ -57,10 +60,11 @@ def center_of_mass(keypoints: FloatArray) -> FloatArray:
     Returns shape (..., 2); NaN where no segment is seen.
     """
     xy = np.asarray(keypoints, dtype=np.float64)[..., :2]
-    limbs = xy[..., _P, :] + _C[:, None] * (xy[..., _D, :] - xy[..., _P, :])
+    proximal, distal = xy[..., SEGMENT_PROXIMAL, :], xy[..., SEGMENT_DISTAL, :]
+    limbs = proximal + SEGMENT_COM_FRACTION[:, None] * (distal - proximal)
     shoulders = _mid(xy, K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
     hips = _mid(xy, K.LEFT_HIP, K.RIGHT_HIP)
-    trunk = shoulders + _TRUNK_COM * (hips - shoulders)
+    trunk = shoulders + TRUNK_COM_FRACTION * (hips - shoulders)
     head = _mid(xy, K.LEFT_EAR, K.RIGHT_EAR)
     centres = np.concatenate([limbs, trunk[..., None, :], head[..., None, :]], axis=-2)
     seen = ~np.isnan(centres).any(axis=-1)

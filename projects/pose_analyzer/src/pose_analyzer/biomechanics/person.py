@@ -18,7 +18,13 @@ import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.biomechanics.angles import JOINT_ANGLES
-from pose_analyzer.biomechanics.com import _C, _D, _P, _TRUNK_COM, SEGMENT_MASSES
+from pose_analyzer.biomechanics.com import (
+    SEGMENT_COM_FRACTION,
+    SEGMENT_DISTAL,
+    SEGMENT_MASSES,
+    SEGMENT_PROXIMAL,
+    TRUNK_COM_FRACTION,
+)
 from pose_analyzer.keypoints import NUM_KEYPOINTS
 from pose_analyzer.keypoints import Keypoint as K
 
@@ -45,9 +51,9 @@ _ANGLE_ENDS = tuple(
 
 # Segment centres as in com.py: proximal + fraction * (distal - proximal) for the limbs
 # and the trunk (shoulder midpoint towards hip midpoint); the head's is the ear midpoint.
-_PROXIMAL = np.array([*_P, _SHOULDERS], dtype=np.intp)
-_DISTAL = np.array([*_D, _HIPS], dtype=np.intp)
-_FRACTION = np.array([*_C, _TRUNK_COM], dtype=np.float64)[:, None]
+_PROXIMAL = np.array([*SEGMENT_PROXIMAL, _SHOULDERS], dtype=np.intp)
+_DISTAL = np.array([*SEGMENT_DISTAL, _HIPS], dtype=np.intp)
+_FRACTION = np.array([*SEGMENT_COM_FRACTION, TRUNK_COM_FRACTION], dtype=np.float64)[:, None]
 
 
 def person_angles_and_com(keypoints: FloatArray) -> tuple[FloatArray, FloatArray]:
