@@ -125,6 +125,10 @@ def pose_analyzer_dashboard() -> Dashboard:
         (f"instance:pose_stream_end_to_end_latency_seconds:{q}_rate1m{{{POSE}}}", f"{q} {{{{instance}}}}")
         for q in ("p50", "p95", "p99")
     ]
+    per_stream_quantiles = [
+        (f"stream:pose_stream_end_to_end_latency_seconds:{q}_rate1m{{{POSE_STREAM}}}", f"{q} {{{{stream}}}}")
+        for q in ("p50", "p95")
+    ]
     inference = [
         (f"instance_backend:pose_stream_inference_seconds:{q}_rate1m{{{POSE}}}", f"{q} {{{{backend}}}}")
         for q in ("p50", "p95", "p99")
@@ -174,6 +178,14 @@ def pose_analyzer_dashboard() -> Dashboard:
                 "s",
                 *quantiles,
                 description="From a frame's arrival to its answer (recording rules over 1 minute).",
+            )
+        )
+        .with_panel(
+            graph(
+                "End-to-end latency per stream",
+                "s",
+                *per_stream_quantiles,
+                description='Streams beyond the service\'s label limit share the stream "other".',
             )
         )
         .with_row(Row("Inference"))

@@ -293,7 +293,7 @@ def test_latest_frame_wins_when_frames_come_faster_than_analysis(
     lost = metric(text, "pose_stream_frames_dropped_total", stream="burst")
     assert (received, processed, lost) == (len(frames), len(answers), dropped)
     assert received == processed + lost
-    assert metric(text, "pose_stream_end_to_end_latency_seconds_count") == len(answers)
+    assert metric(text, "pose_stream_end_to_end_latency_seconds_count", stream="burst") == len(answers)
 
 
 def test_an_open_stream_commits_what_it_recorded_periodically(

@@ -49,6 +49,7 @@ class StreamMetrics:
         self.end_to_end_seconds = Histogram(
             "pose_stream_end_to_end_latency_seconds",
             "From a frame's arrival to its answer being sent",
+            ["stream"],
             registry=registry,
             buckets=_LATENCY_BUCKETS,
         )

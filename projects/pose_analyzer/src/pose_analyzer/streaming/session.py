@@ -124,6 +124,7 @@ class StreamSession:
         self._received = metrics.frames_received.labels(label)
         self._processed = metrics.frames_processed.labels(label)
         self._dropped = metrics.frames_dropped.labels(label)
+        self._latency = metrics.end_to_end_seconds.labels(label)
 
     def offer(self, frame: RawFrame) -> None:
         """Hand a new frame to the stream; a frame still waiting is dropped (and counted)."""
@@ -155,7 +156,7 @@ class StreamSession:
                 raw, dropped = self.slot.take_nowait()
                 result = await self.process(raw, dropped)
             await send(result.model_dump_json())
-            self.metrics.end_to_end_seconds.observe(time.perf_counter() - raw.received_perf)
+            self._latency.observe(time.perf_counter() - raw.received_perf)
             if self.recording is not None and time.monotonic() - self._last_flush >= self.flush_interval_s:
                 await self._flush()
 
