@@ -87,15 +87,16 @@ def wait_for_no_streams(client: TestClient) -> None:
     raise AssertionError("streams still open on the server")
 
 
-def test_four_concurrent_streams_get_answers_with_people(
-    client: TestClient, cameras: dict[str, list[bytes]]
-) -> None:
+def stream_together(client: TestClient, cameras: dict[str, list[bytes]]) -> dict[str, list[dict[str, Any]]]:
+    """Stream each camera over its own WebSocket, all starting at once; one answer per frame."""
     answers: dict[str, list[dict[str, Any]]] = {}
     failures: list[BaseException] = []
+    barrier = threading.Barrier(len(cameras))
 
     def stream(name: str, frames: list[bytes]) -> None:
         try:
             with client.websocket_connect(f"/ws/streams/{name}") as ws:
+                barrier.wait(timeout=30)
                 got = []
                 for frame in frames:
                     ws.send_bytes(frame)
@@ -110,6 +111,13 @@ def test_four_concurrent_streams_get_answers_with_people(
     for t in threads:
         t.join(timeout=120)
     assert not failures, failures
+    return answers
+
+
+def test_four_concurrent_streams_get_answers_with_people(
+    client: TestClient, cameras: dict[str, list[bytes]]
+) -> None:
+    answers = stream_together(client, cameras)
     assert sorted(answers) == sorted(cameras)
     for name, got in answers.items():
         assert all(a["type"] == "frame" for a in got)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from pose_analyzer.app import create_app
 from pose_analyzer.settings import PoseSettings
-from tests.api.test_streams import camera_frames, metric
+from tests.api.test_streams import camera_frames, metric, stream_together
 
 FRAMES = 4
 
@@ -34,33 +32,12 @@ def test_streams_share_batches_of_one_yolo_model(tmp_path: Path, cameras: dict[s
         stream_batch_window_ms=50,
         stream_max_batch=8,
     )
-    answers: dict[str, list[dict[str, Any]]] = {}
-    failures: list[BaseException] = []
     with TestClient(create_app(settings)) as client:
         # The first stream sets up the shared model; the others then start together.
         with client.websocket_connect("/ws/streams/warmup") as ws:
             ws.send_bytes(cameras["cam01"][0])
             assert ws.receive_json()["people"]
-        barrier = threading.Barrier(len(cameras))
-
-        def stream(name: str, frames: list[bytes]) -> None:
-            try:
-                with client.websocket_connect(f"/ws/streams/{name}") as ws:
-                    barrier.wait(timeout=30)
-                    got = []
-                    for frame in frames:
-                        ws.send_bytes(frame)
-                        got.append(ws.receive_json())
-                    answers[name] = got
-            except BaseException as exc:  # reported by the main thread
-                failures.append(exc)
-
-        threads = [threading.Thread(target=stream, args=item) for item in cameras.items()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not failures, failures
+        answers = stream_together(client, cameras)
 
         # A stream may still choose the per-stream backend.
         with client.websocket_connect("/ws/streams/solo") as ws:
