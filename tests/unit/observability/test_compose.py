@@ -20,6 +20,18 @@ def compose() -> dict[str, Any]:
     return data
 
 
+def dockerfile_stages() -> dict[str, str]:
+    """The text of each named stage (``FROM ... AS name``) of docker/Dockerfile."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in (ROOT / "docker" / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["FROM"] and len(words) == 4 and words[2].upper() == "AS":
+            current = stages.setdefault(words[3], [])
+        current.append(line)
+    return {name: "\n".join(lines) for name, lines in stages.items()}
+
+
 def host_path(volume: str) -> Path:
     """The host side of a ``../path:/container[:ro]`` bind mount, resolved against docker/."""
     return (COMPOSE.parent / volume.split(":", 1)[0]).resolve()
@@ -40,7 +52,14 @@ def test_services_run_from_the_project_image(
     assert (COMPOSE.parent / spec["build"]["context"] / spec["build"]["dockerfile"]).resolve() == (
         ROOT / "docker" / "Dockerfile"
     )
+    assert spec["build"]["target"] == service
+    assert spec["image"] == f"ai-ml-pipeline/{service}:latest"
     assert spec["command"] == ["python", "-m", module]
+    # The image's own stage runs the same service on the same port, with or without compose.
+    stage = dockerfile_stages()[service]
+    assert f'CMD ["python", "-m", "{module}"]' in stage
+    assert f"EXPOSE {port}" in stage
+    assert f"HEALTH_PORT={port}" in stage
     assert spec["ports"] == [f"{port}:{port}"]
     # The Dockerfile's HEALTHCHECK probes HEALTH_PORT.
     assert spec["environment"]["HEALTH_PORT"] == str(port)
