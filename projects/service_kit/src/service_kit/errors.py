@@ -49,6 +49,23 @@ class UnavailableError(ServiceError):
     code = "unavailable"
 
 
+class InvalidInputError(ServiceError):
+    """Well-formed but unacceptable input (an unknown name, an empty upload)."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class PayloadTooLargeError(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 

@@ -24,25 +24,15 @@ from pose_analyzer.keypoints import KEYPOINT_NAMES
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import UnsupportedFrameError
 from pose_analyzer.types import PersonAnalysis
-from service_kit.errors import ServiceError, UnavailableError
+from service_kit.errors import (
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnavailableError,
+    UnsupportedMediaTypeError,
+)
 from service_kit.ops import require_api_key
 
 router = APIRouter(prefix="/api", tags=["analyze"], dependencies=[Depends(require_api_key)])
-
-
-class PayloadTooLargeError(ServiceError):
-    status_code = 413
-    code = "payload_too_large"
-
-
-class UnsupportedImageError(ServiceError):
-    status_code = 415
-    code = "unsupported_media_type"
-
-
-class InvalidInputError(ServiceError):
-    status_code = 422
-    code = "invalid_input"
 
 
 class KeypointOut(BaseModel):
@@ -147,7 +137,7 @@ async def analyze(
     try:
         image = await asyncio.to_thread(decode_frame, data)
     except UnsupportedFrameError as exc:
-        raise UnsupportedImageError(str(exc)) from exc
+        raise UnsupportedMediaTypeError(str(exc)) from exc
     start = time.perf_counter()
     try:
         result = await asyncio.to_thread(analyzers.analyse, image, chosen, definition)

@@ -28,7 +28,7 @@ from pose_analyzer.storage import (
     session_summary,
 )
 from pose_analyzer.types import RepRecord
-from service_kit.errors import NotFoundError, ServiceError
+from service_kit.errors import InvalidInputError, NotFoundError
 from service_kit.ops import require_api_key
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
@@ -46,11 +46,6 @@ REP_CSV_COLUMNS: tuple[str, ...] = (
     "fault_codes",
 )
 T = TypeVar("T")
-
-
-class UnknownAngleError(ServiceError):
-    status_code = 422
-    code = "invalid_input"
 
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such session"}}
@@ -312,7 +307,7 @@ def plot(
 ) -> Response:
     unknown = sorted(set(angle or ()) - set(ANGLE_NAMES))
     if unknown:
-        raise UnknownAngleError(
+        raise InvalidInputError(
             f"unknown angle {', '.join(map(repr, unknown))}; valid: {', '.join(ANGLE_NAMES)}",
             {"valid": list(ANGLE_NAMES)},
         )
