@@ -31,6 +31,8 @@ def test_streams_share_batches_of_one_yolo_model(tmp_path: Path, cameras: dict[s
         database_url=f"sqlite:///{tmp_path}/pose.db",
         stream_batch_window_ms=50,
         stream_max_batch=8,
+        # Compute slots bound per-stream detectors only; here they must not cap the batches.
+        stream_compute_slots=1,
     )
     with TestClient(create_app(settings)) as client:
         # The first stream sets up the shared model; the others then start together.

@@ -267,10 +267,10 @@ def _session(stream_id: str, detector: CountingDetector, compute: asyncio.Semaph
         return None
 
     detection = StreamDetection(
-        "counting", detector, None, nothing, lambda: None, lambda f: detector.detect([f])[0]
+        "counting", detector, None, nothing, lambda: None, lambda f: detector.detect([f])[0], compute
     )  # type: ignore[arg-type]
     metrics = StreamMetrics(CollectorRegistry())
-    return StreamSession(stream_id, PoseEngine(detector), detection, metrics, compute=compute)
+    return StreamSession(stream_id, PoseEngine(detector), detection, metrics)
 
 
 def _raw(frame_id: int) -> RawFrame:

@@ -241,7 +241,6 @@ class StreamConnection:
             recording,
             self.hub.database,
             self.hub.settings.stream_flush_interval_s,
-            self.hub.compute,
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
         if not announce:

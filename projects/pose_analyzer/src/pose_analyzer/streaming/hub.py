@@ -29,8 +29,9 @@ class StreamDetection:
     """How one stream gets its frames detected, and what to release when it ends.
 
     ``detect_now`` (per-stream detectors only) detects in the calling thread, so a worker
-    thread can decode, detect and analyse a frame in one hop; it is None for the shared
-    batcher, whose ``detect`` must be awaited on the event loop.
+    thread can decode, detect and analyse a frame in one hop, and ``compute`` bounds how many
+    streams do that at once.  Both are None for the shared batcher: its ``detect`` is awaited on
+    the event loop, and bounding the streams would bound its batches.
     """
 
     backend: str
@@ -39,6 +40,7 @@ class StreamDetection:
     release: Callable[[], Awaitable[None]]
     release_now: Callable[[], None]
     detect_now: Callable[[Frame], Detections] | None = None
+    compute: asyncio.Semaphore | None = None
 
 
 async def _nothing() -> None:
@@ -159,7 +161,7 @@ class StreamHub:
             async def release() -> None:
                 await asyncio.to_thread(release_now)
 
-            return StreamDetection(name, detector, detect, release, release_now, detect_one)
+            return StreamDetection(name, detector, detect, release, release_now, detect_one, self.compute)
         batcher = await self._shared_batcher(name)
         return StreamDetection(name, batcher.detector, batcher.detect, _nothing, _nothing_now)
 

@@ -87,9 +87,9 @@ class StreamSession:
     the shared YOLO batcher), analyses it with the stream's engine and sends the answer.
 
     With a per-stream detector, decode, detection and analysis run in one worker-thread hop,
-    and ``compute`` (shared by all streams) bounds how many streams do so at once; a stream
-    takes its newest frame only once it holds a slot, so the wait drops stale frames instead
-    of answering them late.
+    and the detection's ``compute`` (shared by all streams) bounds how many streams do so at
+    once; a stream takes its newest frame only once it holds a slot, so the wait drops stale
+    frames instead of answering them late.
     """
 
     def __init__(
@@ -102,10 +102,8 @@ class StreamSession:
         recording: StreamRecording | None = None,
         database: Database | None = None,
         flush_interval_s: float = 10.0,
-        compute: asyncio.Semaphore | None = None,
     ) -> None:
         self.stream_id = stream_id
-        self.compute = compute
         self.recording = recording
         self.database = database
         self.engine = engine
@@ -152,7 +150,8 @@ class StreamSession:
                 await self.slot.ready()
             except SlotClosedError:
                 return
-            async with self.compute if self.compute is not None else contextlib.nullcontext():
+            compute = self.detection.compute
+            async with compute if compute is not None else contextlib.nullcontext():
                 raw, dropped = self.slot.take_nowait()
                 result = await self.process(raw, dropped)
             await send(result.model_dump_json())
