@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +247,29 @@ def test_stale_temp_dirs_are_removed_and_ignored(tmp_path: Path, trained: Traine
     assert [i.step for i in manager.list()] == [1]
     CheckpointManager(tmp_path, "run")
     assert not stale.exists()
+
+
+def test_a_forked_child_still_deletes_pruned_checkpoints(tmp_path: Path, trained: Trainer) -> None:
+    parent = CheckpointManager(tmp_path, "parent", keep_last=1)
+    for step in range(2):
+        parent.save(step, trained[0])  # the deleting thread has run in this process
+    parent.wait()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            child = CheckpointManager(tmp_path, "child", keep_last=1)
+            for step in range(2):
+                child.save(step, trained[0])
+            child.wait()
+            code = 0 if sorted(p.name for p in (tmp_path / "child").iterdir()) == ["step-000000001"] else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child hung waiting for its deletions")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

@@ -53,6 +53,20 @@ Snapshot = dict[str, tuple[Any, dict[str, torch.Tensor]]]
 # core, so several files (model, optimizer moments) verify on several cores at once (measured for a
 # model plus Adam state on 2 busy cores: 0.47-0.53 -> 0.57-0.60 GB/s).
 _READ_WORKERS = 4
+# Retention removes checkpoints at once (see ``remove_checkpoint``); deleting their files happens
+# in this one thread per process, off the training loop (on a disk mounted with discard, unlinking
+# 1 GiB took 0.6 s, a fifth of a save).  It finishes its queue before the interpreter exits.
+_DELETER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-delete")
+
+
+def _fresh_deleter_in_child() -> None:
+    # A forked child has no copy of the parent's thread, yet the executor would believe it does
+    # and queue deletions that never run (and ``wait`` would hang on them).
+    global _DELETER
+    _DELETER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-delete")
+
+
+os.register_at_fork(after_in_child=_fresh_deleter_in_child)
 
 
 class Stateful(Protocol):
@@ -108,10 +122,6 @@ class CheckpointManager:
         clean_stale(self.run_dir)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        # Retention removes checkpoints at once (see ``remove_checkpoint``); deleting their files
-        # happens here, off the training loop (on a disk mounted with discard, unlinking 1 GiB took
-        # 0.6 s, a fifth of a save).  Its thread finishes the queue before the interpreter exits.
-        self._deleter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-delete")
         self._deleting: list[Future[None]] = []
 
     # -- saving -------------------------------------------------------------------------------
@@ -399,7 +409,7 @@ class CheckpointManager:
         )
 
     def _delete_later(self, trash: Path) -> None:
-        self._deleting.append(self._deleter.submit(delete_tree, trash))
+        self._deleting.append(_DELETER.submit(delete_tree, trash))
 
 
 def _move(state: Any, device: torch.device) -> Any:
