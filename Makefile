@@ -19,15 +19,17 @@ ifneq ($(shell command -v pixi 2>/dev/null),)
   ENSURE_ENV := pixi install --environment $(PIXI_ENV)
   RUN := pixi run --environment $(PIXI_ENV)
 else
-  VENV = $(shell $(PYTHON) scripts/bootstrap_venv.py path)
+  # The clone's own .venv (its packages, editable) over a shared venv of the lock's packages.
+  VENV := $(CURDIR)/.venv
+  SHARED_VENV = $(shell $(PYTHON) scripts/bootstrap_venv.py shared-path)
   ENSURE_ENV := $(PYTHON) scripts/bootstrap_venv.py ensure
-  RUN = env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
+  RUN = env PATH="$(VENV)/bin:$(SHARED_VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 endif
 
 # System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server); installed when missing.
 TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
 
-.PHONY: help install lock validate validate-cuda download-models test lint format run-pose run-vram \
+.PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
 	bench-swap observe compose-up compose-down clean
 
@@ -54,10 +56,18 @@ test: install ## run the whole test suite (installs the system packages its test
 	@bash scripts/system_deps.sh $(TEST_SYSTEM_PACKAGES)
 	@$(RUN) python -m pytest $(ARGS)
 
+test-simd: install ## unit tests again with numpy's AVX-512, then also AVX2, kernels off (other CPUs' paths)
+	@for level in avx512 avx2; do \
+		features="$$($(RUN) python scripts/simd_features.py $$level)"; \
+		echo "unit tests with NPY_DISABLE_CPU_FEATURES=\"$$features\""; \
+		[ -z "$$features" ] || NPY_DISABLE_CPU_FEATURES="$$features" $(RUN) python scripts/simd_features.py --check || exit 1; \
+		NPY_DISABLE_CPU_FEATURES="$$features" $(RUN) python -m pytest tests/unit -q -p no:cacheprovider $(ARGS) || exit 1; \
+	done
+
 lint: install ## ruff (lint + format check) and mypy on the packages
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy
+	@$(RUN) python -m mypy
 
 format: install ## format and autofix with ruff
 	@$(RUN) ruff format .

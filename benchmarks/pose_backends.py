@@ -19,7 +19,7 @@ from pose_analyzer.detection.yolo import YoloDetector
 from pose_analyzer.detection.yolo_onnx import OnnxPoseModel
 from pose_analyzer.types import Frame
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA
 ROUNDS = 5
 

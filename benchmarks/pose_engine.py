@@ -32,7 +32,7 @@ from pose_analyzer.types import Frame
 from pose_analyzer.video_io import iter_frames, probe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT.parent / "shared" / "data"
+DATA = REPO_ROOT / "tests" / "data"
 CLIPS = (
     "videos/squat_8reps.mp4",
     "multicam/videos/cam01.mp4",
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-width", type=int, default=640, help="frames are downscaled to this width")
     parser.add_argument("--exercise", default="squat", help="exercise counted and scored")
     args = parser.parse_args(argv)
-    # Keep ultralytics offline and its files inside the project (see ../shared/ENVIRONMENT.md);
+    # Keep ultralytics offline and its files inside the project (docs/environment.md);
     # set before a backend is built, since the registry imports the backends lazily.
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")

@@ -73,7 +73,7 @@ from pose_analyzer.tracking import create_tracker
 from pose_analyzer.types import Frame
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT.parent / "shared" / "data"
+DATA = REPO_ROOT / "tests" / "data"
 CAMERAS = tuple(f"multicam/videos/cam0{i}.mp4" for i in range(1, 5))
 BACKEND = "mediapipe"
 SEND_FPS = 30.0

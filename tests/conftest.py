@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+TEST_DATA = REPO_ROOT / "tests" / "data"
 CACHE = REPO_ROOT / ".cache"
 
-# Keep ultralytics offline and its settings inside the project (see ../shared/ENVIRONMENT.md).
+# Keep ultralytics offline and its settings inside the project (docs/environment.md).
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(CACHE / "ultralytics"))
@@ -40,8 +40,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data, the real images and videos with ground truth."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"test data missing: {SHARED_DATA} (see DEVELOPERS.md)")
-    return SHARED_DATA
+def test_data() -> Path:
+    """tests/data: the real images and videos with ground truth (sources in its README)."""
+    if not TEST_DATA.is_dir():
+        pytest.fail(f"test data missing: {TEST_DATA}")
+    return TEST_DATA

@@ -36,10 +36,10 @@ def analyze(client: TestClient, data: bytes, name: str = "image.jpg", **form: st
 
 
 def test_mediapipe_keypoints_match_mediapipes_expected_landmarks(
-    client: TestClient, shared_data: Path
+    client: TestClient, test_data: Path
 ) -> None:
-    image = (shared_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
-    expected = json.loads((shared_data / "expected/mediapipe_pose_test_image.landmarks.json").read_text())
+    image = (test_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
+    expected = json.loads((test_data / "expected/mediapipe_pose_test_image.landmarks.json").read_text())
     response = analyze(client, image, exercise="squat")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -56,8 +56,8 @@ def test_mediapipe_keypoints_match_mediapipes_expected_landmarks(
     assert 0 < knee < 180
 
 
-def test_yolo_finds_the_four_people_on_the_bus(client: TestClient, shared_data: Path) -> None:
-    response = analyze(client, (shared_data / "images/bus.jpg").read_bytes(), backend="yolo")
+def test_yolo_finds_the_four_people_on_the_bus(client: TestClient, test_data: Path) -> None:
+    response = analyze(client, (test_data / "images/bus.jpg").read_bytes(), backend="yolo")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["backend"] == "yolo"
@@ -70,8 +70,8 @@ def test_yolo_finds_the_four_people_on_the_bus(client: TestClient, shared_data: 
         assert len(person["keypoints"]) == len(MEDIAPIPE_TO_OURS)
 
 
-def test_the_detector_is_reused_across_requests(client: TestClient, shared_data: Path) -> None:
-    image = (shared_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
+def test_the_detector_is_reused_across_requests(client: TestClient, test_data: Path) -> None:
+    image = (test_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
     analyzers = client.app_state["analyzers"]
     assert analyze(client, image).status_code == 200  # sets the MediaPipe detector up if no test did
     loaded = analyzers.setups
@@ -95,13 +95,13 @@ def test_the_detector_is_reused_across_requests(client: TestClient, shared_data:
 )
 def test_bad_uploads_get_a_clear_4xx(
     client: TestClient,
-    shared_data: Path,
+    test_data: Path,
     payload: bytes | str,
     form: dict[str, str],
     status: int,
     phrase: str,
 ) -> None:
-    image = (shared_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
+    image = (test_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
     if payload == "truncated":
         payload = image[: len(image) // 2]
     elif payload == "corrupt":

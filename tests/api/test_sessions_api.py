@@ -42,13 +42,13 @@ def clip_frames(video: Path) -> list[tuple[float, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[dict[str, Any]]:
+def recorded(tmp_path_factory: pytest.TempPathFactory, test_data: Path) -> Iterator[dict[str, Any]]:
     """A client whose database holds one curl session, with what the stream answered."""
     tmp = tmp_path_factory.mktemp("sessions_api")
     settings = PoseSettings(
         log_dir=tmp / "logs", backend="mediapipe", database_url=f"sqlite:///{tmp}/pose.db"
     )
-    frames = clip_frames(shared_data / "videos/curl_3reps_starts_midrep.mp4")
+    frames = clip_frames(test_data / "videos/curl_3reps_starts_midrep.mp4")
     with TestClient(create_app(settings)) as client:
         with client.websocket_connect("/ws/streams/curl") as ws:
             ws.send_text(json.dumps({"type": "start", "exercise": "biceps_curl"}))

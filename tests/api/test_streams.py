@@ -42,8 +42,8 @@ def camera_frames(video: Path, count: int, step: int = 3) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def cameras(shared_data: Path) -> dict[str, list[bytes]]:
-    return {f"cam0{i}": camera_frames(shared_data / f"multicam/videos/cam0{i}.mp4", 8) for i in range(1, 5)}
+def cameras(test_data: Path) -> dict[str, list[bytes]]:
+    return {f"cam0{i}": camera_frames(test_data / f"multicam/videos/cam0{i}.mp4", 8) for i in range(1, 5)}
 
 
 def make_client(tmp_path: Path, **overrides: Any) -> TestClient:

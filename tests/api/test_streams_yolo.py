@@ -16,9 +16,9 @@ FRAMES = 4
 
 
 @pytest.fixture(scope="module")
-def cameras(shared_data: Path) -> dict[str, list[bytes]]:
+def cameras(test_data: Path) -> dict[str, list[bytes]]:
     return {
-        f"cam0{i}": camera_frames(shared_data / f"multicam/videos/cam0{i}.mp4", FRAMES) for i in (1, 2, 3)
+        f"cam0{i}": camera_frames(test_data / f"multicam/videos/cam0{i}.mp4", FRAMES) for i in (1, 2, 3)
     }
 
 

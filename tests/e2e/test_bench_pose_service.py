@@ -14,8 +14,8 @@ CLIENTS = (1, 2)
 PER_N = ("fps", "service_vs_bare", "p50_ms", "p99_ms", "drop_rate", "latency_drift")
 
 
-def test_short_run_reports_every_figure_with_sane_values(shared_data: Path) -> None:
-    assert (shared_data / "multicam/videos/cam01.mp4").is_file()
+def test_short_run_reports_every_figure_with_sane_values(test_data: Path) -> None:
+    assert (test_data / "multicam/videos/cam01.mp4").is_file()
     args = ["--seconds", "4", "--clients", ",".join(map(str, CLIENTS)), "--bare-seconds", "1"]
     done = subprocess.run(
         [sys.executable, "benchmarks/pose_service.py", *args],

@@ -44,11 +44,11 @@ def fake_camera_clip(video: Path, out: Path) -> Path:
 
 
 def test_page_streams_a_camera_and_draws_keypoints(
-    start_service: StartService, shared_data: Path, tmp_path: Path
+    start_service: StartService, test_data: Path, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    clip = fake_camera_clip(shared_data / "videos" / "bridging_1rep.mp4", tmp_path / "clip.y4m")
+    clip = fake_camera_clip(test_data / "videos" / "bridging_1rep.mp4", tmp_path / "clip.y4m")
     service = start_service(
         "pose_analyzer",
         "POSE_",

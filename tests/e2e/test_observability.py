@@ -160,16 +160,16 @@ def rule_queries() -> list[Query]:
     return queries
 
 
-def drive_pose_traffic(service: RunningService, shared_data: Path) -> None:
+def drive_pose_traffic(service: RunningService, test_data: Path) -> None:
     """Two streams at once (a camera, and a curl clip that completes reps), then a refused frame."""
     base = service.url.replace("http://", "ws://")
     jobs = {
         "cam01": (
-            encoded_frames(shared_data / "multicam/videos/cam01.mp4", step=5, limit=12),
+            encoded_frames(test_data / "multicam/videos/cam01.mp4", step=5, limit=12),
             None,
         ),
         "curl": (
-            encoded_frames(shared_data / "videos/curl_3reps_starts_midrep.mp4", step=3),
+            encoded_frames(test_data / "videos/curl_3reps_starts_midrep.mp4", step=3),
             {"type": "start", "exercise": "biceps_curl"},
         ),
     }
@@ -246,7 +246,7 @@ def prometheus_factory() -> Iterator[list[Prometheus]]:
 def test_every_dashboard_and_rule_query_returns_data(
     start_service: StartService,
     prometheus_factory: list[Prometheus],
-    shared_data: Path,
+    test_data: Path,
     tmp_path: Path,
 ) -> None:
     checkpoint_root = tmp_path / "checkpoints"
@@ -269,7 +269,7 @@ def test_every_dashboard_and_rule_query_returns_data(
     prom.wait_ready()
 
     drive_gpu_traffic(gpu, checkpoint_root)
-    drive_pose_traffic(pose, shared_data)
+    drive_pose_traffic(pose, test_data)
 
     # Until the last events are scraped and the 1 s rule groups have run on them.
     sentinels = [

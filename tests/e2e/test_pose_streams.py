@@ -80,7 +80,7 @@ def close_after_sending(url: str, data: bytes) -> tuple[int, str]:
 
 
 def test_four_cameras_and_an_exercise_clip_at_once(
-    start_service: StartService, shared_data: Path, tmp_path: Path
+    start_service: StartService, test_data: Path, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path}/pose.db"
     service = start_service("pose_analyzer", "POSE_", backend="mediapipe", database_url=url)
@@ -90,10 +90,10 @@ def test_four_cameras_and_an_exercise_clip_at_once(
         multicam = start_session(db, meta={"rig": "pose2sim demo"})
     base = service.url.replace("http://", "ws://")
     cameras = {
-        f"cam0{i}": encoded_frames(shared_data / f"multicam/videos/cam0{i}.mp4", step=3, limit=CAMERA_FRAMES)
+        f"cam0{i}": encoded_frames(test_data / f"multicam/videos/cam0{i}.mp4", step=3, limit=CAMERA_FRAMES)
         for i in range(1, 5)
     }
-    curl = encoded_frames(shared_data / "videos/curl_3reps_starts_midrep.mp4", step=3)
+    curl = encoded_frames(test_data / "videos/curl_3reps_starts_midrep.mp4", step=3)
     jobs: dict[str, tuple[list[tuple[float, bytes]], dict[str, Any] | None]] = {
         **{name: (frames, {"type": "start", "session_id": multicam}) for name, frames in cameras.items()},
         "curl": (curl, {"type": "start", "exercise": "biceps_curl"}),

@@ -23,8 +23,8 @@ def cuda_detector() -> Iterator[YoloDetector]:
 
 
 @pytest.fixture(scope="module")
-def bus(shared_data: Path) -> Frame:
-    image = cv2.imread(str(shared_data / "images" / "bus.jpg"))
+def bus(test_data: Path) -> Frame:
+    image = cv2.imread(str(test_data / "images" / "bus.jpg"))
     assert image is not None
     return Frame(image, 0.0)
 

@@ -15,6 +15,7 @@ TARGETS = [
     "validate-cuda",
     "download-models",
     "test",
+    "test-simd",
     "lint",
     "format",
     "run-pose",

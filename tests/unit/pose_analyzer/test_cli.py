@@ -43,11 +43,11 @@ def _csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 @pytest.fixture(scope="module")
-def bridging_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def bridging_run(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """One full analysis (every output) of the 1-rep glute bridge clip, shared by the tests below."""
     out = tmp_path_factory.mktemp("bridging")
     result, summary = _analyze(
-        str(shared_data / "videos" / "bridging_1rep.mp4"), "--exercise", "glute_bridge", "--output", str(out)
+        str(test_data / "videos" / "bridging_1rep.mp4"), "--exercise", "glute_bridge", "--output", str(out)
     )
     assert result.exit_code == 0, result.output
     return out, summary
@@ -67,10 +67,10 @@ def test_bridging_clip_counts_one_rep(bridging_run: tuple[Path, dict[str, Any]])
 
 @pytest.mark.slow
 def test_bridging_outputs_are_complete_and_consistent(
-    bridging_run: tuple[Path, dict[str, Any]], shared_data: Path
+    bridging_run: tuple[Path, dict[str, Any]], test_data: Path
 ) -> None:
     out, summary = bridging_run
-    source = shared_data / "videos" / "bridging_1rep.mp4"
+    source = test_data / "videos" / "bridging_1rep.mp4"
     frames = _frame_count(source)
     assert summary["files"][0]["frames"] == frames
 
@@ -103,9 +103,9 @@ def test_bridging_outputs_are_complete_and_consistent(
 
 
 @pytest.mark.slow
-def test_curl_clip_starting_mid_rep_counts_three(shared_data: Path, tmp_path: Path) -> None:
+def test_curl_clip_starting_mid_rep_counts_three(test_data: Path, tmp_path: Path) -> None:
     # Every 2nd frame (15 fps) keeps this 439-frame test short; the engine tests count at full rate.
-    clip = shared_data / "videos" / "curl_3reps_starts_midrep.mp4"
+    clip = test_data / "videos" / "curl_3reps_starts_midrep.mp4"
     args = ("--exercise", "biceps_curl", "-o", str(tmp_path), "--no-overlay", "--no-plot", "--every", "2")
     result, summary = _analyze(str(clip), *args)
     assert result.exit_code == 0, result.output
@@ -116,10 +116,10 @@ def test_curl_clip_starting_mid_rep_counts_three(shared_data: Path, tmp_path: Pa
     assert written == [f"{stem}.analysis.json", f"{stem}.angles.csv", f"{stem}.keypoints.csv"]
 
 
-def test_folder_with_bad_files_skips_them_and_analyses_the_rest(shared_data: Path, tmp_path: Path) -> None:
+def test_folder_with_bad_files_skips_them_and_analyses_the_rest(test_data: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    clip = shared_data / "videos" / "bridging_1rep.mp4"
+    clip = test_data / "videos" / "bridging_1rep.mp4"
     shutil.copy(clip, folder / "good.mp4")
     data = clip.read_bytes()
     (folder / "broken.mp4").write_bytes(data[: len(data) // 3])
@@ -156,8 +156,8 @@ def test_empty_folder_exits_non_zero(tmp_path: Path) -> None:
     assert "no files" in result.stderr
 
 
-def test_unknown_exercise_is_a_usage_error(shared_data: Path, tmp_path: Path) -> None:
-    clip = shared_data / "videos" / "bridging_1rep.mp4"
+def test_unknown_exercise_is_a_usage_error(test_data: Path, tmp_path: Path) -> None:
+    clip = test_data / "videos" / "bridging_1rep.mp4"
     result = runner.invoke(app, ["analyze", str(clip), "--exercise", "handstand", "-o", str(tmp_path)])
     assert result.exit_code == 2
     assert "unknown exercise 'handstand'" in result.stderr
@@ -170,8 +170,8 @@ def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_single_image_is_analysed_statically(shared_data: Path, tmp_path: Path) -> None:
-    image_path = shared_data / "images" / "mediapipe_pose_test_image.jpg"
+def test_single_image_is_analysed_statically(test_data: Path, tmp_path: Path) -> None:
+    image_path = test_data / "images" / "mediapipe_pose_test_image.jpg"
     result, summary = _analyze(str(image_path), "-o", str(tmp_path), "--backend", "mediapipe")
     assert result.exit_code == 0, result.output
     (file,) = summary["files"]
@@ -202,8 +202,8 @@ def test_output_stems_disambiguate_same_stem_files() -> None:
     }
 
 
-def test_multi_person_image_with_yolo_reports_every_person(shared_data: Path, tmp_path: Path) -> None:
-    image_path = shared_data / "images" / "bus.jpg"
+def test_multi_person_image_with_yolo_reports_every_person(test_data: Path, tmp_path: Path) -> None:
+    image_path = test_data / "images" / "bus.jpg"
     result, summary = _analyze(str(image_path), "-o", str(tmp_path), "--backend", "yolo", "--no-plot")
     assert result.exit_code == 0, result.output
     (file,) = summary["files"]

@@ -28,16 +28,16 @@ def static_detector() -> Iterator[MediaPipeDetector]:
 
 
 @pytest.fixture(scope="module")
-def test_image(shared_data: Path) -> np.ndarray:
-    image = cv2.imread(str(shared_data / "images" / "mediapipe_pose_test_image.jpg"))
+def test_image(test_data: Path) -> np.ndarray:
+    image = cv2.imread(str(test_data / "images" / "mediapipe_pose_test_image.jpg"))
     assert image is not None
     return image
 
 
 def test_reproduces_mediapipe_expected_landmarks(
-    static_detector: MediaPipeDetector, test_image: np.ndarray, shared_data: Path
+    static_detector: MediaPipeDetector, test_image: np.ndarray, test_data: Path
 ) -> None:
-    expected = json.loads((shared_data / "expected" / "mediapipe_pose_test_image.landmarks.json").read_text())
+    expected = json.loads((test_data / "expected" / "mediapipe_pose_test_image.landmarks.json").read_text())
     full = np.array(expected["models"]["full"], dtype=np.float32)[:, :2]
 
     (detections,) = static_detector.detect([Frame(test_image, 0.0)])
@@ -72,8 +72,8 @@ def test_maps_landmarks_to_our_layout_in_pixels(
     assert 0.0 < person.score <= 1.0
 
 
-def test_tracking_mode_follows_a_video_in_order(shared_data: Path) -> None:
-    capture = cv2.VideoCapture(str(shared_data / "videos" / "bridging_1rep.mp4"))
+def test_tracking_mode_follows_a_video_in_order(test_data: Path) -> None:
+    capture = cv2.VideoCapture(str(test_data / "videos" / "bridging_1rep.mp4"))
     frames = []
     for index in range(10):
         ok, image = capture.read()

@@ -39,9 +39,9 @@ def detector() -> Iterator[YoloDetector]:
 
 @pytest.mark.parametrize(("name", "count"), [("bus.jpg", 4), ("zidane.jpg", 2)])
 def test_counts_people_in_real_photos(
-    detector: YoloDetector, shared_data: Path, name: str, count: int
+    detector: YoloDetector, test_data: Path, name: str, count: int
 ) -> None:
-    (detections,) = detector.detect([Frame(_read(shared_data / "images" / name), 0.0)])
+    (detections,) = detector.detect([Frame(_read(test_data / "images" / name), 0.0)])
 
     assert len(detections.people) == count
     for person in detections.people:
@@ -55,8 +55,8 @@ def test_counts_people_in_real_photos(
     assert detections.inference_ms > 0
 
 
-def test_coco_keypoint_ap_holds(detector: YoloDetector, shared_data: Path) -> None:
-    coco_dir = shared_data / "images" / "coco"
+def test_coco_keypoint_ap_holds(detector: YoloDetector, test_data: Path) -> None:
+    coco_dir = test_data / "images" / "coco"
     annotations = json.loads((coco_dir / "test_coco.json").read_text())
     evaluated = []
     for image in annotations["images"]:
@@ -76,9 +76,9 @@ def test_coco_keypoint_ap_holds(detector: YoloDetector, shared_data: Path) -> No
     assert keypoint_average_precision(evaluated) >= MIN_COCO_AP
 
 
-def test_a_batch_equals_single_frames(detector: YoloDetector, shared_data: Path) -> None:
-    images = [_read(shared_data / "images" / n) for n in ("bus.jpg", "zidane.jpg")]
-    images += [_read(p) for p in sorted((shared_data / "images" / "coco").glob("*.jpg"))[:2]]
+def test_a_batch_equals_single_frames(detector: YoloDetector, test_data: Path) -> None:
+    images = [_read(test_data / "images" / n) for n in ("bus.jpg", "zidane.jpg")]
+    images += [_read(p) for p in sorted((test_data / "images" / "coco").glob("*.jpg"))[:2]]
     frames = [Frame(image, float(i), i) for i, image in enumerate(images)]
 
     batched = detector.detect(frames)
@@ -94,8 +94,8 @@ def test_a_batch_equals_single_frames(detector: YoloDetector, shared_data: Path)
             np.testing.assert_allclose(a.box, b.box, atol=0.5)
 
 
-def test_torch_runtime_agrees_with_onnx(detector: YoloDetector, shared_data: Path) -> None:
-    frame = Frame(_read(shared_data / "images" / "bus.jpg"), 0.0)
+def test_torch_runtime_agrees_with_onnx(detector: YoloDetector, test_data: Path) -> None:
+    frame = Frame(_read(test_data / "images" / "bus.jpg"), 0.0)
     torch_detector = YoloDetector(runtime="torch")
     torch_detector.setup()
     try:

@@ -58,29 +58,61 @@ def _reference_angle(u: tuple[float, float], v: tuple[float, float]) -> float:
     return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
 
 
-def _reference_angles(kps: Array) -> list[float]:
-    out = []
+def _angle_vectors(kps: Array) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The two vectors of every angle in ANGLE_NAMES order."""
+    pairs = []
     for a, b, c in JOINT_ANGLES.values():
         u = (kps[a, 0] - kps[b, 0], kps[a, 1] - kps[b, 1])
         v = (kps[c, 0] - kps[b, 0], kps[c, 1] - kps[b, 1])
-        out.append(_reference_angle(u, v))
+        pairs.append((u, v))
     hips, shoulders = _mid(kps, K.LEFT_HIP, K.RIGHT_HIP), _mid(kps, K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
     ears = _mid(kps, K.LEFT_EAR, K.RIGHT_EAR)
-    out.append(_reference_angle((shoulders[0] - hips[0], shoulders[1] - hips[1]), (0.0, -1.0)))
-    out.append(
-        _reference_angle(
-            (hips[0] - shoulders[0], hips[1] - shoulders[1]), (ears[0] - shoulders[0], ears[1] - shoulders[1])
-        )
+    pairs.append(((shoulders[0] - hips[0], shoulders[1] - hips[1]), (0.0, -1.0)))
+    pairs.append(
+        ((hips[0] - shoulders[0], hips[1] - shoulders[1]), (ears[0] - shoulders[0], ears[1] - shoulders[1]))
     )
-    return out
+    return pairs
+
+
+def _reference_angles(kps: Array) -> list[float]:
+    return [_reference_angle(u, v) for u, v in _angle_vectors(kps)]
+
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _rounding_bound_deg(kps: Array) -> Array:
+    """How far two correct float64 evaluations of each angle may differ, in degrees.
+
+    Each path computes atan2(|cross|, dot) from the same float64 coordinates, but in its own
+    order of operations (numpy's SIMD kernels, with or without FMA, against plain floats).
+    The cross and dot products are each off by at most 2 eps * |u||v| (two roundings of terms
+    bounded by |u||v|), which moves the angle by at most (|d cross| + |d dot|) / (|u||v|) = 4 eps
+    radians; atan2 and the conversion to degrees add 2 eps relative.  Midpoints round once:
+    a coordinate error of eps * |x| on a segment of length |u| turns it by eps * |x| / |u|.
+    Summed, and doubled because both paths carry such an error.
+    """
+    scale = float(np.nanmax(np.abs(kps[:, :2])))
+    bounds = []
+    for u, v in _angle_vectors(kps):
+        nu, nv = math.hypot(*u), math.hypot(*v)
+        if math.isnan(nu) or math.isnan(nv) or nu == 0 or nv == 0:
+            bounds.append(0.0)
+            continue
+        radians = 6 * EPS + EPS * scale * (1 / nu + 1 / nv)
+        bounds.append(2 * math.degrees(radians) + 2 * EPS * 180)
+    return np.array(bounds)
 
 
 def test_person_angles_match_a_per_joint_formula_and_the_batch_function() -> None:
     rng = np.random.default_rng(7)
     for kps in _random_poses(rng, 300):
         angles, _ = person_angles_and_com(kps.astype(np.float32))
-        # Same arithmetic as the batch function: equal, NaNs included.
-        np.testing.assert_array_equal(angles, joint_angles_array(kps.astype(np.float32)))
+        batch = joint_angles_array(kps.astype(np.float32))
+        # Same formula as the batch function, other operation order: equal within rounding, NaNs alike.
+        np.testing.assert_array_equal(np.isnan(angles), np.isnan(batch))
+        bound = _rounding_bound_deg(kps.astype(np.float32).astype(np.float64))
+        assert (np.abs(angles - batch)[~np.isnan(batch)] <= bound[~np.isnan(batch)]).all()
         expected = _reference_angles(kps.astype(np.float32).astype(np.float64))
         assert angles.shape == (len(ANGLE_NAMES),)
         np.testing.assert_allclose(angles, expected, atol=1e-6)
@@ -121,7 +153,10 @@ def test_person_centre_of_mass_matches_a_per_segment_formula_and_the_batch_funct
     nobody = np.full((NUM_KEYPOINTS, 3), np.nan)
     for kps in [*poses, nobody]:
         _, com = person_angles_and_com(kps)
-        np.testing.assert_array_equal(com, center_of_mass(kps))
+        # A weighted mean of at most 12 segment centres: each product and sum rounds once, so two
+        # operation orders differ by at most 2 * 3 * 12 eps times the largest coordinate.
+        scale = float(np.nanmax(np.abs(kps[:, :2]), initial=0.0))
+        np.testing.assert_allclose(com, center_of_mass(kps), rtol=0, atol=72 * EPS * scale)
         expected = _reference_com(kps)
         if expected is None:
             assert np.isnan(com).all()

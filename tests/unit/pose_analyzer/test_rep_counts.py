@@ -77,8 +77,8 @@ def _run(path: Path, exercise: str) -> ClipRun:
 
 
 @pytest.fixture(scope="module")
-def runs(shared_data: Path) -> dict[str, ClipRun]:
-    return {name: _run(shared_data / "videos" / name, exercise) for name, (exercise, _) in CLIPS.items()}
+def runs(test_data: Path) -> dict[str, ClipRun]:
+    return {name: _run(test_data / "videos" / name, exercise) for name, (exercise, _) in CLIPS.items()}
 
 
 @pytest.mark.parametrize(("clip", "expected"), [(name, count) for name, (_, count) in CLIPS.items()])

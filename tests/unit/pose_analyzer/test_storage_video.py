@@ -37,7 +37,7 @@ Recorded = tuple[Database, str, PoseEngine, list[FrameAnalysis]]
 
 
 @pytest.fixture(scope="module")
-def recorded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+def recorded(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     database = create_database(f"sqlite:///{tmp_path_factory.mktemp('video') / 'pose.db'}")
     with database.session() as db:
         session_id = start_session(db, exercise=EXERCISE, meta={"clip": CLIP})
@@ -47,7 +47,7 @@ def recorded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     frames = []
     try:
         with StreamRecorder.start(database, session_id, "file", "mediapipe") as recorder:
-            for frame in iter_frames(probe(shared_data / "videos" / CLIP), max_width=640, every=2):
+            for frame in iter_frames(probe(test_data / "videos" / CLIP), max_width=640, every=2):
                 recorder.note_received()
                 analysis = engine.process(frame)
                 recorder.add_frame(analysis)

@@ -165,8 +165,8 @@ async def test_batcher_refuses_work_when_not_running() -> None:
         DetectionBatcher(RecordingDetector(), max_batch=0)
 
 
-def test_decode_accepts_whole_jpeg_and_png_and_refuses_the_rest(shared_data: Path) -> None:
-    image = cv2.imread(str(shared_data / "images/zidane.jpg"))
+def test_decode_accepts_whole_jpeg_and_png_and_refuses_the_rest(test_data: Path) -> None:
+    image = cv2.imread(str(test_data / "images/zidane.jpg"))
     jpeg = cv2.imencode(".jpg", image)[1].tobytes()
     png = cv2.imencode(".png", image[:64, :64])[1].tobytes()
     assert decode_frame(jpeg).shape == image.shape
@@ -216,11 +216,11 @@ class StuckClient:
         self.closed = (code, reason)
 
 
-async def test_a_client_that_never_reads_is_closed_with_1008(tmp_path: Path, shared_data: Path) -> None:
+async def test_a_client_that_never_reads_is_closed_with_1008(tmp_path: Path, test_data: Path) -> None:
     settings = PoseSettings(log_dir=tmp_path, backend="mediapipe", stream_send_timeout_s=0.3)
     registry = CollectorRegistry()
     hub = StreamHub(settings, StreamMetrics(registry), default_backend="mediapipe")
-    image = cv2.imread(str(shared_data / "images/mediapipe_pose_test_image.jpg"))
+    image = cv2.imread(str(test_data / "images/mediapipe_pose_test_image.jpg"))
     client = StuckClient(cv2.imencode(".jpg", image)[1].tobytes())
     await asyncio.wait_for(StreamConnection(hub, "stuck", client).serve(authorised=True), 60)
     await hub.close()

@@ -34,12 +34,12 @@ Tracks = dict[int, list[tuple[float, Box]]]
 
 
 @pytest.fixture(scope="module")
-def tracks(shared_data: Path) -> Tracks:
+def tracks(test_data: Path) -> Tracks:
     """Track id -> (timestamp, box) of every confident detection, in order."""
     detector = YoloDetector()
     detector.setup()
     tracker = create_tracker("yolo")
-    capture = cv2.VideoCapture(str(shared_data / "videos" / "three_people_sports2d.mp4"))
+    capture = cv2.VideoCapture(str(test_data / "videos" / "three_people_sports2d.mp4"))
     fps = capture.get(cv2.CAP_PROP_FPS)
     found: Tracks = defaultdict(list)
     index = 0
@@ -84,8 +84,8 @@ def test_no_track_jumps_to_someone_else(tracks: Tracks) -> None:
             assert np.linalg.norm(centre_a - centre_b) <= size
 
 
-def test_each_person_keeps_one_id(tracks: Tracks, shared_data: Path) -> None:
-    capture = cv2.VideoCapture(str(shared_data / "videos" / "three_people_sports2d.mp4"))
+def test_each_person_keeps_one_id(tracks: Tracks, test_data: Path) -> None:
+    capture = cv2.VideoCapture(str(test_data / "videos" / "three_people_sports2d.mp4"))
     height = capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
     capture.release()
     long = list(_long(tracks).values())

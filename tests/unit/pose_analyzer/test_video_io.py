@@ -23,8 +23,8 @@ from pose_analyzer.video_io import (
 
 
 @pytest.fixture(scope="module")
-def bridging(shared_data: Path) -> Path:
-    return shared_data / "videos" / "bridging_1rep.mp4"
+def bridging(test_data: Path) -> Path:
+    return test_data / "videos" / "bridging_1rep.mp4"
 
 
 def _opencv_facts(path: Path) -> tuple[int, int, float, int]:
@@ -69,8 +69,8 @@ def test_probe_real_video_matches_the_container(bridging: Path) -> None:
     assert info.fps == pytest.approx(fps)
 
 
-def test_probe_real_image(shared_data: Path) -> None:
-    path = shared_data / "images" / "bus.jpg"
+def test_probe_real_image(test_data: Path) -> None:
+    path = test_data / "images" / "bus.jpg"
     info = probe(path)
     image = cv2.imread(str(path))
     assert info.kind is MediaKind.IMAGE
@@ -137,10 +137,10 @@ def test_iter_frames_downscales_to_max_width(bridging: Path, tmp_path: Path) -> 
     assert np.array_equal(first.image, expected)
 
 
-def test_iter_frames_of_an_image_yields_one_frame(shared_data: Path, tmp_path: Path) -> None:
+def test_iter_frames_of_an_image_yields_one_frame(test_data: Path, tmp_path: Path) -> None:
     # A copy with a non-ASCII name: np.fromfile + imdecode reads it where cv2.imread may not.
     path = tmp_path / "zidané.jpg"
-    shutil.copy(shared_data / "images" / "zidane.jpg", path)
+    shutil.copy(test_data / "images" / "zidane.jpg", path)
     frames = list(iter_frames(probe(path), max_width=640))
     assert len(frames) == 1
     assert frames[0].timestamp == 0.0
