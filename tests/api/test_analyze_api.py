@@ -35,9 +35,7 @@ def analyze(client: TestClient, data: bytes, name: str = "image.jpg", **form: st
     return client.post("/api/analyze", files={"file": (name, data, "image/jpeg")}, data=form)
 
 
-def test_mediapipe_keypoints_match_mediapipes_expected_landmarks(
-    client: TestClient, test_data: Path
-) -> None:
+def test_mediapipe_keypoints_match_mediapipes_expected_landmarks(client: TestClient, test_data: Path) -> None:
     image = (test_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
     expected = json.loads((test_data / "expected/mediapipe_pose_test_image.landmarks.json").read_text())
     response = analyze(client, image, exercise="squat")

@@ -17,9 +17,7 @@ FRAMES = 4
 
 @pytest.fixture(scope="module")
 def cameras(test_data: Path) -> dict[str, list[bytes]]:
-    return {
-        f"cam0{i}": camera_frames(test_data / f"multicam/videos/cam0{i}.mp4", FRAMES) for i in (1, 2, 3)
-    }
+    return {f"cam0{i}": camera_frames(test_data / f"multicam/videos/cam0{i}.mp4", FRAMES) for i in (1, 2, 3)}
 
 
 def test_streams_share_batches_of_one_yolo_model(tmp_path: Path, cameras: dict[str, list[bytes]]) -> None:

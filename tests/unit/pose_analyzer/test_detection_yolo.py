@@ -38,9 +38,7 @@ def detector() -> Iterator[YoloDetector]:
 
 
 @pytest.mark.parametrize(("name", "count"), [("bus.jpg", 4), ("zidane.jpg", 2)])
-def test_counts_people_in_real_photos(
-    detector: YoloDetector, test_data: Path, name: str, count: int
-) -> None:
+def test_counts_people_in_real_photos(detector: YoloDetector, test_data: Path, name: str, count: int) -> None:
     (detections,) = detector.detect([Frame(_read(test_data / "images" / name), 0.0)])
 
     assert len(detections.people) == count
