@@ -21,9 +21,8 @@ ifneq ($(shell command -v pixi 2>/dev/null),)
 else
   # The clone's own .venv (its packages, editable) over a shared venv of the lock's packages.
   VENV := $(CURDIR)/.venv
-  SHARED_VENV = $(shell $(PYTHON) scripts/bootstrap_venv.py shared-path)
   ENSURE_ENV := $(PYTHON) scripts/bootstrap_venv.py ensure
-  RUN = env PATH="$(VENV)/bin:$(SHARED_VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
+  RUN = env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 endif
 
 # System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server); installed when missing.

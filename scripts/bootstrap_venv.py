@@ -92,7 +92,7 @@ def _drop_local_packages(env: Path) -> None:
 
 
 def _clone_stamp(shared: Path) -> str:
-    parts = [str(ROOT), str(shared)]
+    parts = [str(ROOT), str(shared), Path(__file__).read_text()]
     parts += [(ROOT / "projects" / p / "pyproject.toml").read_text() for p in PROJECTS]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
@@ -113,8 +113,30 @@ def ensure() -> Path:
     editable = [arg for p in PROJECTS for arg in ("-e", str(ROOT / "projects" / p))]
     python = CLONE_VENV / "bin" / "python"
     _pip(python, "install", "--quiet", "--no-deps", "--no-build-isolation", *editable)
+    _expose_shared_commands(shared)
     stamp.write_text(_clone_stamp(shared))
     return CLONE_VENV
+
+
+def _expose_shared_commands(shared: Path) -> None:
+    """Put the shared venv's commands (pytest, torchrun, schemathesis, ruff...) in the clone's bin.
+
+    A Python entry point of the shared venv would run the shared interpreter, which does not see
+    this clone's packages; its wrapper here runs the same script with the clone's interpreter.
+    Native programs are linked as they are.
+    """
+    bin_dir = CLONE_VENV / "bin"
+    for command in sorted((shared / "bin").iterdir()):
+        target = bin_dir / command.name
+        if target.exists() or command.name.startswith(("python", "activate", "Activate")):
+            continue
+        with command.open("rb") as head:
+            first_line = head.readline()
+        if first_line.startswith(b"#!") and b"python" in first_line:
+            target.write_text(f'#!/bin/sh\nexec "{bin_dir / "python"}" "{command}" "$@"\n')
+            target.chmod(0o755)
+        else:
+            target.symlink_to(command)
 
 
 def main() -> int:

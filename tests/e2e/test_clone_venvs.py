@@ -76,6 +76,18 @@ def test_each_clone_runs_its_own_code_and_survives_the_other_being_deleted(tmp_p
     assert _where(first, "fastapi").startswith(str(_shared_venv()))
     assert (first / ".venv" / "bin" / "pose-analyzer").read_text().startswith(f"#!{first}/.venv/bin/python")
 
+    # The shared venv's commands run with the clone's interpreter: torchrun workers see its code.
+    worker = tmp_path / "worker.py"
+    worker.write_text("import gpu_optimizer\nprint('worker', gpu_optimizer.__file__)\n")
+    launched = subprocess.run(
+        [str(first / ".venv" / "bin" / "torchrun"), "--nproc-per-node", "1", str(worker)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert launched.returncode == 0, launched.stderr
+    assert f"worker {first / 'projects'}" in launched.stdout
+
     shutil.rmtree(second)
     assert _where(first, "pose_analyzer").startswith(str(first / "projects"))
     assert _where(first, "torch").startswith(str(_shared_venv()))
