@@ -2,7 +2,8 @@
 
 Layout of one checkpoint directory: one safetensors file per component (``model``, ``optimizer``,
 ``scheduler``, ``rng``, ``extra``) whose ``__metadata__`` holds the JSON skeleton of the non-tensor
-state, and ``MANIFEST.json``, written last, with the metadata block and every file's SHA-256.
+state, and ``MANIFEST.json``, written last, with the metadata block and every file's BLAKE3 hash
+(SHA-256 in checkpoints of format 1, which are still read).
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
 import torch
 
-from gpu_optimizer.checkpoints.atomic import TEMP_PREFIX, clean_stale, delete_tree, fsync_dir, remove_tree
+from gpu_optimizer.checkpoints.atomic import TEMP_PREFIX, clean_stale, fsync_dir, remove_tree
 from gpu_optimizer.checkpoints.catalog import prune_run, scan_run
+from gpu_optimizer.checkpoints.deleter import BackgroundDeleter
 from gpu_optimizer.checkpoints.errors import (
     CheckpointCorruptError,
     CheckpointError,
     CheckpointExistsError,
     CheckpointNotFoundError,
+    UnsafePathError,
 )
 from gpu_optimizer.checkpoints.manifest import (
     CheckpointInfo,
@@ -39,34 +43,20 @@ from gpu_optimizer.checkpoints.manifest import (
     write_manifest,
 )
 from gpu_optimizer.checkpoints.names import validate_name
+from gpu_optimizer.checkpoints.paths import check_contained, is_real_dir
 from gpu_optimizer.checkpoints.retention import Mode
 from gpu_optimizer.checkpoints.rng import capture_rng
 from gpu_optimizer.checkpoints.rng import restore_rng as _restore_rng
-from gpu_optimizer.checkpoints.statetree import flatten, unflatten
+from gpu_optimizer.checkpoints.statetree import flatten, host_copy, move_to, to_cpu, unflatten
 from gpu_optimizer.checkpoints.tensorio import FileDigest, read_tensors, write_tensors
 
 log = logging.getLogger(__name__)
 
 Snapshot = dict[str, tuple[Any, dict[str, torch.Tensor]]]
 
-# Component files are read concurrently: each file's SHA-256 is one sequential stream bound to one
-# core, so several files (model, optimizer moments) verify on several cores at once (measured for a
-# model plus Adam state on 2 busy cores: 0.47-0.53 -> 0.57-0.60 GB/s).
+# Component files are read concurrently, each hashed in its own thread beside the read, so several
+# files (model, optimizer moments) keep both cores busy.
 _READ_WORKERS = 4
-# Retention removes checkpoints at once (see ``remove_checkpoint``); deleting their files happens
-# in this one thread per process, off the training loop (on a disk mounted with discard, unlinking
-# 1 GiB took 0.6 s, a fifth of a save).  It finishes its queue before the interpreter exits.
-_DELETER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-delete")
-
-
-def _fresh_deleter_in_child() -> None:
-    # A forked child has no copy of the parent's thread, yet the executor would believe it does
-    # and queue deletions that never run (and ``wait`` would hang on them).
-    global _DELETER
-    _DELETER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-delete")
-
-
-os.register_at_fork(after_in_child=_fresh_deleter_in_child)
 
 
 class Stateful(Protocol):
@@ -77,24 +67,14 @@ class Stateful(Protocol):
     def load_state_dict(self, state_dict: Any, /) -> Any: ...
 
 
-def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
-    """A private CPU copy (pinned when the source is on a GPU, so the copy is a fast DMA)."""
-    tensor = tensor.detach()
-    if tensor.device.type == "cpu":
-        return tensor.clone(memory_format=torch.contiguous_format)
-    out = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    return out.copy_(tensor, non_blocking=True)
-
-
-def _to_cpu(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.detach().cpu()
-
-
 class CheckpointManager:
     """Save, verify, list, prune and resume the checkpoints of one training run.
 
     One manager (one process) writes a run at a time. Stale temp dirs from interrupted saves are
-    removed when the manager opens the run.
+    removed when the manager opens the run. The run directory must be a real directory under the
+    root (a symbolic link there is refused). The manager owns the thread that deletes pruned
+    checkpoints: :meth:`close` (or leaving a ``with`` block) finishes its work and stops it; a
+    manager nobody closes keeps no idle thread.
     """
 
     def __init__(
@@ -119,10 +99,30 @@ class CheckpointManager:
         self.run_dir = self.root / self.run
         self.keep_last, self.keep_best, self.best_metric, self.mode = keep_last, keep_best, best_metric, mode
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_contained(self.root, self.run_dir)
         clean_stale(self.run_dir)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._deleting: list[Future[None]] = []
+        self._deleter = BackgroundDeleter()
+
+    def close(self) -> None:
+        """Wait for a pending save and for deletions, then stop the deleting thread.
+
+        Raises:
+            CheckpointError: a pending ``save_async`` failed.
+        """
+        try:
+            self.wait()
+        finally:
+            self._deleter.close()
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     # -- saving -------------------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class CheckpointManager:
         """
         self.wait()
         name = self.reserve_name(step, name)
-        snapshot = self._snapshot(model, optimizer, scheduler, extra, _to_cpu)
+        snapshot = self._snapshot(model, optimizer, scheduler, extra, to_cpu)
         return self._write(name, step, snapshot, metrics, epoch, config_digest)
 
     def save_async(
@@ -171,7 +171,7 @@ class CheckpointManager:
         """
         self.wait()
         name = self.reserve_name(step, name)
-        snapshot = self._snapshot(model, optimizer, scheduler, extra, _host_copy)
+        snapshot = self._snapshot(model, optimizer, scheduler, extra, host_copy)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
@@ -190,8 +190,7 @@ class CheckpointManager:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        while self._deleting:
-            self._deleting.pop().result()
+        self._deleter.wait()
         if self._error is not None:
             error, self._error = self._error, None
             raise CheckpointError(f"background checkpoint save failed: {error}") from error
@@ -293,12 +292,16 @@ class CheckpointManager:
             CheckpointCorruptError: the directory has no valid manifest.
         """
         path = self.run_dir / validate_name(name)
-        if not path.is_dir():
+        try:
+            check_contained(self.root, path)
+        except CheckpointNotFoundError as exc:
+            raise CheckpointNotFoundError(f"no checkpoint {name!r} in run {self.run!r}") from exc
+        if not is_real_dir(path):
             raise CheckpointNotFoundError(f"no checkpoint {name!r} in run {self.run!r}")
         return read_manifest(path)
 
     def verify(self, name: str | CheckpointInfo) -> VerifyResult:
-        """Check every file of a checkpoint against the SHA-256 and size in its manifest."""
+        """Check every file of a checkpoint against the hash and size in its manifest."""
         self.wait()
         label = name.name if isinstance(name, CheckpointInfo) else name
         try:
@@ -325,10 +328,12 @@ class CheckpointManager:
         file = f"{component}.safetensors"
         if file not in info.files:
             raise CheckpointCorruptError(f"{info.name}: manifest lists no {file}")
-        path = info.path / file
-        if not path.is_file():
-            raise CheckpointCorruptError(f"{info.name}: {file} is missing")
-        tensors, metadata = read_tensors(path, info.files[file])
+        try:
+            tensors, metadata = read_tensors(info.path / file, info.files[file])
+        except FileNotFoundError as exc:
+            raise CheckpointCorruptError(f"{info.name}: {file} is missing") from exc
+        except UnsafePathError as exc:
+            raise CheckpointCorruptError(f"{info.name}: {file} is a symbolic link") from exc
         if "skeleton" not in metadata:
             raise CheckpointCorruptError(f"{info.name}: {file} has no state skeleton")
         return unflatten(json.loads(metadata["skeleton"]), tensors)
@@ -369,7 +374,7 @@ class CheckpointManager:
             )
         location = torch.device(map_location)
         if location.type != "cpu":
-            states = {c: _move(s, location) for c, s in states.items()}
+            states = {c: move_to(s, location) for c, s in states.items()}
         model.load_state_dict(states["model"])
         if optimizer is not None:
             optimizer.load_state_dict(states["optimizer"])
@@ -403,20 +408,6 @@ class CheckpointManager:
         They are gone for every reader on return; their files are deleted in the background
         (:meth:`wait` waits for that).
         """
-        self._deleting = [f for f in self._deleting if not f.done()]
         return prune_run(
-            self._scan(), self.keep_last, self.keep_best, self.best_metric, self.mode, self._delete_later
+            self._scan(), self.keep_last, self.keep_best, self.best_metric, self.mode, self._deleter.submit
         )
-
-    def _delete_later(self, trash: Path) -> None:
-        self._deleting.append(_DELETER.submit(delete_tree, trash))
-
-
-def _move(state: Any, device: torch.device) -> Any:
-    if isinstance(state, torch.Tensor):
-        return state.to(device)
-    if isinstance(state, dict):
-        return {k: _move(v, device) for k, v in state.items()}
-    if isinstance(state, list | tuple):
-        return type(state)(_move(v, device) for v in state)
-    return state

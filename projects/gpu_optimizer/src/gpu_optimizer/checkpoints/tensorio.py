@@ -2,9 +2,11 @@
 
 The files are standard safetensors (``safetensors.torch.load_file`` reads them); writing them here
 instead of through ``safetensors.torch.save_file`` avoids its full in-memory copy of every tensor, and
-lets SHA-256 run in a second thread while the bytes go to the disk (both release the GIL), so the
-checkpoint hash costs no extra pass over the data. Reading goes the other way: one preallocated
-buffer, ``readinto`` in chunks, hashing each chunk while the next one is read.
+lets the hash (BLAKE3, or SHA-256 for format-1 checkpoints; see ``hashing``) run in a second thread
+while the bytes go to the disk (both release the GIL), so the checkpoint hash costs no extra pass
+over the data. Reading goes the other way: one preallocated buffer that the returned tensors are
+views of (no copy after the read), ``readinto`` in chunks, hashing each chunk while the next one is
+read.
 
 Chunks are 8 MiB: large enough that system-call and thread hand-off costs vanish, small enough that
 the pipeline fills and drains fast (the hasher idles until the first chunk is in, and the last chunk
@@ -13,7 +15,6 @@ is hashed after the I/O is done; with 64 MiB chunks that was a quarter of a 256 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -26,6 +27,8 @@ import torch
 
 from gpu_optimizer.checkpoints.atomic import write_all
 from gpu_optimizer.checkpoints.errors import CheckpointCorruptError, UnsupportedStateError
+from gpu_optimizer.checkpoints.hashing import DEFAULT, new_hasher
+from gpu_optimizer.checkpoints.paths import open_file
 
 CHUNK_BYTES = 8 << 20
 
@@ -52,10 +55,11 @@ _BY_NAME = {code: dtype for dtype, code in _DTYPES.items()}
 
 @dataclass(frozen=True)
 class FileDigest:
-    """SHA-256 (hex) and size in bytes of a written or read file."""
+    """Hash (hex), size in bytes and hash algorithm of a written or read file."""
 
-    sha256: str
+    digest: str
     size: int
+    algorithm: str = DEFAULT
 
 
 def _byte_view(tensor: torch.Tensor) -> memoryview:
@@ -94,12 +98,15 @@ def _header(
 
 
 def write_tensors(
-    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+    path: Path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+    algorithm: str = DEFAULT,
 ) -> FileDigest:
     """Write CPU ``tensors`` as a safetensors file at ``path`` and fsync it.
 
     Returns:
-        The SHA-256 and size of the file, computed from the bytes as they were written.
+        The hash (``algorithm``) and size of the file, computed from the bytes as they were written.
 
     Raises:
         UnsupportedStateError: a tensor is not on the CPU or has a dtype safetensors cannot hold.
@@ -109,12 +116,12 @@ def write_tensors(
             raise UnsupportedStateError(f"tensor {key!r} is on {tensor.device}; copy it to the CPU first")
     contiguous = {k: t.detach().contiguous() for k, t in tensors.items()}
     head, order = _header(contiguous, metadata)
-    digest = hashlib.sha256()
+    digest = new_hasher(algorithm)
     size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-hash") as hasher:
-            pending: list[Future[None]] = []
+            pending: list[Future[object]] = []
             for piece in [memoryview(head)] + [_byte_view(contiguous[k]) for k in order]:
                 for start in range(0, len(piece), CHUNK_BYTES):
                     chunk = piece[start : start + CHUNK_BYTES]
@@ -127,7 +134,7 @@ def write_tensors(
                 fut.result()
     finally:
         os.close(fd)
-    return FileDigest(digest.hexdigest(), size)
+    return FileDigest(digest.hexdigest(), size, algorithm)
 
 
 def read_tensors(
@@ -140,12 +147,13 @@ def read_tensors(
 
     Args:
         path: the file.
-        expected: when given, the SHA-256 and size the file must have; checked over the bytes read.
+        expected: when given, the hash and size the file must have; checked over the bytes read.
 
     Raises:
         CheckpointCorruptError: the size or hash does not match, or the header is malformed.
+        UnsafePathError: ``path`` is a symbolic link (never followed).
     """
-    with open(path, "rb", buffering=0) as f:
+    with os.fdopen(open_file(path), "rb", buffering=0) as f:
         file_size = os.fstat(f.fileno()).st_size
         # A larger readahead window for the one sequential pass (a hint; not every OS has it).
         if hasattr(os, "posix_fadvise"):
@@ -159,12 +167,13 @@ def read_tensors(
         if header_len > file_size - 8:
             raise CheckpointCorruptError(f"{path.name}: header length {header_len} exceeds the file")
         head = f.read(header_len)
-        digest = hashlib.sha256(prefix)
+        digest = new_hasher(expected.algorithm if expected is not None else DEFAULT)
+        digest.update(prefix)
         digest.update(head)
         data = torch.empty(file_size - 8 - header_len, dtype=torch.uint8)
         view = data.numpy().data if data.numel() else memoryview(bytearray())
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-hash") as hasher:
-            pending: list[Future[None]] = []
+            pending: list[Future[object]] = []
             for start in range(0, len(view), CHUNK_BYTES):
                 chunk = view[start : start + CHUNK_BYTES]
                 got = 0
@@ -176,8 +185,8 @@ def read_tensors(
                 pending.append(hasher.submit(digest.update, chunk))
             for fut in pending:
                 fut.result()
-    if expected is not None and digest.hexdigest() != expected.sha256:
-        raise CheckpointCorruptError(f"{path.name}: SHA-256 does not match the manifest")
+    if expected is not None and digest.hexdigest() != expected.digest:
+        raise CheckpointCorruptError(f"{path.name}: {expected.algorithm} hash does not match the manifest")
     return _split(path, head, data)
 
 
@@ -197,12 +206,31 @@ def _split(path: Path, head: bytes, data: torch.Tensor) -> tuple[dict[str, torch
     return out, {str(k): str(v) for k, v in metadata.items()}
 
 
-def hash_file(path: Path) -> FileDigest:
-    """SHA-256 and size of any file, read in large chunks."""
-    digest = hashlib.sha256()
+def hash_file(path: Path, algorithm: str = DEFAULT) -> FileDigest:
+    """Hash and size of any file, hashing one chunk while the next one is read.
+
+    Raises:
+        UnsafePathError: ``path`` is a symbolic link (never followed).
+        FileNotFoundError: ``path`` does not exist.
+    """
+    digest = new_hasher(algorithm)
     size = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return FileDigest(digest.hexdigest(), size)
+    with (
+        os.fdopen(open_file(path), "rb", buffering=0) as f,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-hash") as hasher,
+    ):
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        # Two buffers: one is hashed while the next chunk is read into the other.
+        buffers = [memoryview(bytearray(CHUNK_BYTES)), memoryview(bytearray(CHUNK_BYTES))]
+        pending: Future[object] | None = None
+        turn = 0
+        while n := f.readinto(buffers[turn]):
+            if pending is not None:
+                pending.result()
+            pending = hasher.submit(digest.update, buffers[turn][:n])
+            size += n
+            turn ^= 1
+        if pending is not None:
+            pending.result()
+    return FileDigest(digest.hexdigest(), size, algorithm)
