@@ -104,6 +104,7 @@ class CheckpointManager:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._deleter = BackgroundDeleter()
+        self._closed = False
 
     def close(self) -> None:
         """Wait for a pending save and for deletions, then stop the deleting thread.
@@ -111,6 +112,7 @@ class CheckpointManager:
         Raises:
             CheckpointError: a pending ``save_async`` failed.
         """
+        self._closed = True
         try:
             self.wait()
         finally:
@@ -146,6 +148,7 @@ class CheckpointManager:
             UnsupportedStateError: some state cannot be stored without pickle.
             CheckpointError: a previous ``save_async`` failed.
         """
+        self._check_open()
         self.wait()
         name = self.reserve_name(step, name)
         snapshot = self._snapshot(model, optimizer, scheduler, extra, to_cpu)
@@ -169,6 +172,7 @@ class CheckpointManager:
         The caller may change the model and optimizer as soon as this returns. A failure of the
         background write is raised by the next call on this manager (or by :meth:`wait`).
         """
+        self._check_open()
         self.wait()
         name = self.reserve_name(step, name)
         snapshot = self._snapshot(model, optimizer, scheduler, extra, host_copy)
@@ -183,6 +187,10 @@ class CheckpointManager:
 
         self._thread = threading.Thread(target=run, name=f"ckpt-save-{name}", daemon=False)
         self._thread.start()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the checkpoint manager of run {self.run!r} was closed")
 
     def wait(self) -> None:
         """Wait for a pending ``save_async`` and for pruned checkpoints' files to be deleted; raise
