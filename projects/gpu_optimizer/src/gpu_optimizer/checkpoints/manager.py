@@ -9,29 +9,33 @@ state, and ``MANIFEST.json``, written last, with the metadata block and every fi
 from __future__ import annotations
 
 import builtins
-import json
 import logging
-import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from gpu_optimizer.checkpoints.atomic import TEMP_PREFIX, clean_stale, fsync_dir, remove_tree
+from gpu_optimizer.checkpoints import hashing
+from gpu_optimizer.checkpoints.atomic import clean_stale
 from gpu_optimizer.checkpoints.catalog import prune_run, scan_run
+from gpu_optimizer.checkpoints.components import (
+    Snapshot,
+    Stateful,
+    read_component_file,
+    snapshot_state,
+    write_components,
+)
 from gpu_optimizer.checkpoints.deleter import BackgroundDeleter
 from gpu_optimizer.checkpoints.errors import (
     CheckpointCorruptError,
     CheckpointError,
     CheckpointExistsError,
     CheckpointNotFoundError,
-    UnsafePathError,
 )
 from gpu_optimizer.checkpoints.manifest import (
     CheckpointInfo,
@@ -45,26 +49,14 @@ from gpu_optimizer.checkpoints.manifest import (
 from gpu_optimizer.checkpoints.names import validate_name
 from gpu_optimizer.checkpoints.paths import check_contained, is_real_dir
 from gpu_optimizer.checkpoints.retention import Mode
-from gpu_optimizer.checkpoints.rng import capture_rng
 from gpu_optimizer.checkpoints.rng import restore_rng as _restore_rng
-from gpu_optimizer.checkpoints.statetree import flatten, host_copy, move_to, to_cpu, unflatten
-from gpu_optimizer.checkpoints.tensorio import FileDigest, read_tensors, write_tensors
+from gpu_optimizer.checkpoints.statetree import host_copy, move_to, to_cpu
 
 log = logging.getLogger(__name__)
-
-Snapshot = dict[str, tuple[Any, dict[str, torch.Tensor]]]
 
 # Component files are read concurrently, each hashed in its own thread beside the read, so several
 # files (model, optimizer moments) keep both cores busy.
 _READ_WORKERS = 4
-
-
-class Stateful(Protocol):
-    """Anything with ``state_dict``/``load_state_dict``: modules, optimizers, LR schedulers."""
-
-    def state_dict(self) -> Any: ...
-
-    def load_state_dict(self, state_dict: Any, /) -> Any: ...
 
 
 class CheckpointManager:
@@ -85,7 +77,22 @@ class CheckpointManager:
         keep_best: int = 0,
         best_metric: str | None = None,
         mode: Mode = "min",
+        *,
+        hash_algorithm: str = hashing.DEFAULT,
     ) -> None:
+        """Open (or create) ``root/run``.
+
+        ``hash_algorithm`` hashes the files of new checkpoints: ``blake3`` (default) or ``sha256``;
+        every algorithm is read whatever this says.
+
+        Raises:
+            ValueError: an inconsistent retention policy or an unknown hash algorithm.
+            InvalidCheckpointNameError: an unsafe run name.
+            UnsafePathError: the run directory is a symbolic link.
+        """
+        if hash_algorithm not in hashing.ALGORITHMS:
+            raise ValueError(f"hash_algorithm must be one of {hashing.ALGORITHMS}, got {hash_algorithm!r}")
+        self.hash_algorithm = hash_algorithm
         if (keep_last is not None and keep_last < 0) or keep_best < 0:
             raise ValueError("keep_last and keep_best must be >= 0")
         if keep_last is not None and keep_last + keep_best == 0:
@@ -151,7 +158,7 @@ class CheckpointManager:
         self._check_open()
         self.wait()
         name = self.reserve_name(step, name)
-        snapshot = self._snapshot(model, optimizer, scheduler, extra, to_cpu)
+        snapshot = snapshot_state(model, optimizer, scheduler, extra, to_cpu)
         return self._write(name, step, snapshot, metrics, epoch, config_digest)
 
     def save_async(
@@ -175,7 +182,7 @@ class CheckpointManager:
         self._check_open()
         self.wait()
         name = self.reserve_name(step, name)
-        snapshot = self._snapshot(model, optimizer, scheduler, extra, host_copy)
+        snapshot = snapshot_state(model, optimizer, scheduler, extra, host_copy)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
@@ -220,19 +227,6 @@ class CheckpointManager:
             return name
         raise CheckpointExistsError(f"checkpoint {name!r} already exists in run {self.run!r}")
 
-    @staticmethod
-    def _snapshot(
-        model: Stateful, optimizer: Stateful | None, scheduler: Stateful | None, extra: Any, copy: Any
-    ) -> Snapshot:
-        parts: dict[str, Any] = {"model": model.state_dict(), "rng": capture_rng()}
-        if optimizer is not None:
-            parts["optimizer"] = optimizer.state_dict()
-        if scheduler is not None:
-            parts["scheduler"] = scheduler.state_dict()
-        if extra is not None:
-            parts["extra"] = extra
-        return {key: flatten(value, copy) for key, value in parts.items()}
-
     def _write(
         self,
         name: str,
@@ -243,24 +237,7 @@ class CheckpointManager:
         config_digest: str | None,
     ) -> CheckpointInfo:
         started = time.perf_counter()
-        tmp = self.run_dir / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            # One file after another: written concurrently, the files' writeback interleaves on the
-            # disk and the save got slower (measured: 0.32 -> 0.25 GB/s for a model plus Adam state).
-            files: dict[str, FileDigest] = {}
-            for component, (skeleton, tensors) in snapshot.items():
-                file = f"{component}.safetensors"
-                files[file] = write_tensors(tmp / file, tensors, {"skeleton": json.dumps(skeleton)})
-            fsync_dir(tmp)
-            final = self.run_dir / name
-            # A directory without a manifest is the remains of a crash after the rename: replace it.
-            remove_tree(final)
-            os.rename(tmp, final)
-            fsync_dir(self.run_dir)
-        except BaseException:
-            remove_tree(tmp)
-            raise
+        final, files = write_components(self.run_dir, name, snapshot, self.hash_algorithm)
         info = CheckpointInfo(
             name=name,
             path=final,
@@ -329,22 +306,7 @@ class CheckpointManager:
         info = self.info(name.name if isinstance(name, CheckpointInfo) else name)
         if component not in info.components:
             raise KeyError(f"checkpoint {info.name!r} has no component {component!r}")
-        return self._read(info, component)
-
-    @staticmethod
-    def _read(info: CheckpointInfo, component: str) -> Any:
-        file = f"{component}.safetensors"
-        if file not in info.files:
-            raise CheckpointCorruptError(f"{info.name}: manifest lists no {file}")
-        try:
-            tensors, metadata = read_tensors(info.path / file, info.files[file])
-        except FileNotFoundError as exc:
-            raise CheckpointCorruptError(f"{info.name}: {file} is missing") from exc
-        except UnsafePathError as exc:
-            raise CheckpointCorruptError(f"{info.name}: {file} is a symbolic link") from exc
-        if "skeleton" not in metadata:
-            raise CheckpointCorruptError(f"{info.name}: {file} has no state skeleton")
-        return unflatten(json.loads(metadata["skeleton"]), tensors)
+        return read_component_file(info, component)
 
     def load(
         self,
@@ -372,7 +334,7 @@ class CheckpointManager:
                     raise KeyError(f"checkpoint {info.name!r} has no {component} state")
                 wanted.append(component)
         with ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="ckpt-read") as pool:
-            reads = {c: pool.submit(self._read, info, c) for c in wanted}
+            reads = {c: pool.submit(read_component_file, info, c) for c in wanted}
             states = {c: fut.result() for c, fut in reads.items()}
         read = {f"{c}.safetensors": info.files[f"{c}.safetensors"] for c in wanted}
         rest = verify_files(info, skip=read)
