@@ -132,3 +132,29 @@ def test_manager_load_reads_components_together_and_applies_nothing_if_one_is_co
     with pytest.raises(CheckpointCorruptError, match=r"optimizer\.safetensors"):
         manager.load(info, untouched, torch.optim.Adam(untouched.parameters()))
     assert torch.equal(untouched.weight, before)
+
+
+def test_load_with_assign_gives_a_meta_model_the_verified_tensors_without_a_copy(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.LayerNorm(32))
+    manager = CheckpointManager(tmp_path, "run")
+    info = manager.save(1, trained)
+    with torch.device("meta"):
+        skeleton = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.LayerNorm(32))
+    manager.load(info, skeleton, restore_rng=False, assign=True)
+    for (key, got), want in zip(skeleton.state_dict().items(), trained.state_dict().values(), strict=True):
+        assert got.device.type == "cpu", key
+        assert torch.equal(got, want), key
+    # Every parameter is a view of the one buffer the model file was read into.
+    storages = {p.untyped_storage().data_ptr() for p in skeleton.parameters()}
+    assert len(storages) == 1
+    with pytest.raises(TypeError, match="Module"):
+        manager.load(info, _NotAModule(), assign=True)
+
+
+class _NotAModule:
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], /) -> None:
+        raise AssertionError("never called")

@@ -316,15 +316,24 @@ class CheckpointManager:
         scheduler: Stateful | None = None,
         restore_rng: bool = True,
         map_location: str | torch.device = "cpu",
+        *,
+        assign: bool = False,
     ) -> CheckpointInfo:
         """Verify every file, then load the states into the given objects.
 
-        Nothing is applied unless the whole checkpoint verifies.
+        Nothing is applied unless the whole checkpoint verifies. Each file is read once into one
+        buffer that the loaded tensors are views of; ``load_state_dict`` then copies them into the
+        model's own tensors. With ``assign=True`` (a ``torch.nn.Module`` built on the ``meta``
+        device, before its optimizer) the model takes those verified tensors as its parameters and
+        buffers instead: no copy at all after the read.
 
         Raises:
             CheckpointNotFoundError, CheckpointCorruptError, InvalidCheckpointNameError.
             KeyError: an optimizer/scheduler was given but the checkpoint has none.
+            TypeError: ``assign=True`` with a model that is not a ``torch.nn.Module``.
         """
+        if assign and not isinstance(model, torch.nn.Module):
+            raise TypeError("assign=True needs a torch.nn.Module")
         self.wait()
         info = self.info(name.name if isinstance(name, CheckpointInfo) else name)
         wanted = ["model", "rng"]
@@ -345,7 +354,10 @@ class CheckpointManager:
         location = torch.device(map_location)
         if location.type != "cpu":
             states = {c: move_to(s, location) for c, s in states.items()}
-        model.load_state_dict(states["model"])
+        if isinstance(model, torch.nn.Module):
+            model.load_state_dict(states["model"], assign=assign)
+        else:
+            model.load_state_dict(states["model"])
         if optimizer is not None:
             optimizer.load_state_dict(states["optimizer"])
         if scheduler is not None:
