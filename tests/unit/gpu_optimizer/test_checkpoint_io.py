@@ -19,9 +19,14 @@ from gpu_optimizer.checkpoints.errors import CheckpointCorruptError
 from gpu_optimizer.checkpoints.tensorio import FileDigest, hash_file, read_tensors, write_tensors
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, params=["buffered", "direct"])
+def small_chunks(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Small chunks; every test runs with buffered reads and with O_DIRECT reads (the path taken for
+    large files that are not in the page cache), which fall back to buffered where refused."""
     monkeypatch.setattr(tensorio, "CHUNK_BYTES", 4096)
+    if request.param == "direct":
+        monkeypatch.setattr(tensorio, "DIRECT_MIN_BYTES", 0)
+        monkeypatch.setattr(tensorio, "_cached", lambda fd, size: False)
 
 
 def mixed_tensors() -> dict[str, torch.Tensor]:
