@@ -3,16 +3,21 @@
 All three write the same bytes and make them durable (fsync), so the ratios compare like with like;
 reads start cold where the kernel allows it (POSIX_FADV_DONTNEED after fsync). Loads read into
 fresh memory and assign the tensors (no copy into a model) for all three; ``raw_load_preallocated``
-is reported beside them for reference. Ours also hashes every byte (SHA-256) both ways. The cases
-take turns round by round, so drift in the machine's load does not favour whichever case ran first.
+is reported beside them for reference. Ours also hashes every byte both ways (BLAKE3; with
+``--with-sha256`` a second case hashes with SHA-256, as format-1 checkpoints did, for a before/after
+in the same run). The cases take turns round by round, so drift in the machine's load does not
+favour whichever case ran first; each ratio is the median of the per-round ratios (both cases of a
+ratio ran under the same load), reported with its spread (min and max over the rounds), and each
+speed with the spread of its rounds.
 Every save writes a new file and the previous copy is deleted untimed, between cases: replacing
 a 1 GiB file costs the disk a discard of its blocks (0.6 s on this machine's ext4 with
 ``discard``), and the manager deletes pruned checkpoints in a background thread, which must not
-slow the next case down.  ``sha256_gbps`` (hashlib over the same bytes in memory) bounds a verified
-load: with ``cores`` = 2, reading into fresh pages and hashing each take about one core, so ours
-cannot match ``torch.load``, which checks nothing.  The last output line is one JSON object.
+slow the next case down.  ``blake3_gbps`` and ``sha256_gbps`` (each hash over the same bytes in
+memory, one thread) bound a verified load: with ``cores`` = 2, reading into fresh pages takes one
+core and hashing the other, so the hash must be faster than the disk for a verified load to keep
+up with ``torch.load``, which checks nothing.  The last output line is one JSON object.
 
-    python benchmarks/checkpoint.py --size-gb 0.25
+    python benchmarks/checkpoint.py --size-gb 0.25 [--repeats 5] [--with-sha256]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import blake3
 import torch
 
 from gpu_optimizer.checkpoints import CheckpointManager
@@ -65,8 +71,10 @@ def drop_cache(path: Path) -> bool:
 Hook = Callable[[], object] | None
 
 
-def interleaved(cases: dict[str, tuple[Callable[[], object], Hook, Hook]], repeats: int) -> dict[str, float]:
-    """Median seconds of each case's function, ``before`` and ``after`` run untimed around each call.
+def interleaved(
+    cases: dict[str, tuple[Callable[[], object], Hook, Hook]], repeats: int
+) -> dict[str, list[float]]:
+    """Seconds of each call of each case's function, ``before`` and ``after`` run untimed around it.
 
     The cases take turns (one run of each per round), so a change in the machine's load during the
     run (this benchmark shares its cores) hits every case alike instead of whichever ran last.
@@ -81,7 +89,19 @@ def interleaved(cases: dict[str, tuple[Callable[[], object], Hook, Hook]], repea
             times[label].append(time.perf_counter() - start)
             if after:
                 after()
-    return {label: statistics.median(t) for label, t in times.items()}
+    return times
+
+
+def speed(gib: float, seconds: list[float]) -> tuple[float, list[float]]:
+    """Median GiB/s over the rounds, and [slowest, fastest]."""
+    rates = [gib / t for t in seconds]
+    return round(statistics.median(rates), 3), [round(min(rates), 3), round(max(rates), 3)]
+
+
+def ratio(ours: list[float], other: list[float]) -> tuple[float, list[float]]:
+    """Median over the rounds of other's time / ours (> 1: ours is faster), and [min, max]."""
+    per_round = [o / u for u, o in zip(ours, other, strict=True)]
+    return round(statistics.median(per_round), 3), [round(min(per_round), 3), round(max(per_round), 3)]
 
 
 def main() -> None:
@@ -89,6 +109,9 @@ def main() -> None:
     parser.add_argument("--size-gb", type=float, default=1.0, help="state dict size in GiB")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where to write")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--with-sha256", action="store_true", help="also time ours hashing with SHA-256 (format 1)"
+    )
     args = parser.parse_args()
 
     total = int(args.size_gb * (1 << 30))
@@ -101,7 +124,12 @@ def main() -> None:
         }
         nbytes = sum(t.numel() * t.element_size() for t in state.values())
         gib = nbytes / 2**30
-        results: dict[str, Any] = {"size_gib": round(gib, 3), "dir": str(args.dir), "repeats": args.repeats}
+        results: dict[str, Any] = {
+            "size_gib": round(gib, 3),
+            "dir": str(args.dir),
+            "repeats": args.repeats,
+            "hash": "blake3",
+        }
 
         raw_path = work / "raw.bin"
         raw = blob[:nbytes]
@@ -145,57 +173,64 @@ def main() -> None:
         def torch_load() -> None:
             StateHolder({}).load_state_dict(torch.load(torch_path, weights_only=True))
 
-        manager = CheckpointManager(work, "bench", keep_last=1)
         holder = StateHolder(state)
         steps = iter(range(10**6))
+        managers = {"ours": CheckpointManager(work, "bench", keep_last=1)}
+        if args.with_sha256:
+            managers["ours_sha256"] = CheckpointManager(
+                work, "bench-sha256", keep_last=1, hash_algorithm="sha256"
+            )
 
-        def ours_save() -> None:
-            manager.save(next(steps), holder)
+        def ours_save(manager: CheckpointManager) -> Callable[[], object]:
+            return lambda: manager.save(next(steps), holder)
 
-        def ours_load() -> None:
-            manager.load(manager.list()[-1], StateHolder({}), restore_rng=False)
+        def ours_load(manager: CheckpointManager) -> Callable[[], object]:
+            return lambda: manager.load(manager.list()[-1], StateHolder({}), restore_rng=False)
 
-        cold = {"raw": lambda: drop_cache(raw_path), "torch": lambda: drop_cache(torch_path)}
-        cold["ours"] = lambda: drop_cache(manager.list()[-1].path)
-        saves = interleaved(
-            {
-                "raw": (raw_save, None, replace(raw_path)),
-                "torch": (torch_save, None, replace(torch_path)),
-                "ours": (ours_save, None, manager.wait),
-            },
-            args.repeats,
-        )
-        loads = interleaved(
-            {
-                "raw": (raw_load, cold["raw"], None),
-                "torch": (torch_load, cold["torch"], None),
-                "ours": (ours_load, cold["ours"], None),
-                "raw_load_preallocated": (lambda: raw_read(preallocated), cold["raw"], None),
-            },
-            args.repeats,
-        )
-        for label in ("raw", "torch", "ours"):
-            results[f"{label}_save_gbps"] = round(gib / saves[label], 3)
-            results[f"{label}_load_gbps"] = round(gib / loads[label], 3)
-        results["raw_load_preallocated_gbps"] = round(gib / loads["raw_load_preallocated"], 3)
+        def ours_cold(manager: CheckpointManager) -> Callable[[], object]:
+            return lambda: drop_cache(manager.list()[-1].path)
+
+        save_cases: dict[str, tuple[Callable[[], object], Hook, Hook]] = {
+            "raw": (raw_save, None, replace(raw_path)),
+            "torch": (torch_save, None, replace(torch_path)),
+        }
+        save_cases |= {label: (ours_save(m), None, m.wait) for label, m in managers.items()}
+        saves = interleaved(save_cases, args.repeats)
+        load_cases: dict[str, tuple[Callable[[], object], Hook, Hook]] = {
+            "raw": (raw_load, lambda: drop_cache(raw_path), None),
+            "torch": (torch_load, lambda: drop_cache(torch_path), None),
+            "raw_load_preallocated": (lambda: raw_read(preallocated), lambda: drop_cache(raw_path), None),
+        }
+        load_cases |= {label: (ours_load(m), ours_cold(m), None) for label, m in managers.items()}
+        loads = interleaved(load_cases, args.repeats)
+        for label in ("raw", "torch", *managers):
+            for op, times in (("save", saves), ("load", loads)):
+                results[f"{label}_{op}_gbps"], results[f"{label}_{op}_gbps_spread"] = speed(gib, times[label])
+        results["raw_load_preallocated_gbps"] = speed(gib, loads["raw_load_preallocated"])[0]
         # The bound of a verified load: every byte is read (kernel copy into fresh pages) and hashed.
-        hash_seconds = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            hashlib.sha256(raw.numpy().data).digest()
-            hash_seconds.append(time.perf_counter() - start)
-        results["sha256_gbps"] = round(gib / statistics.median(hash_seconds), 3)
+        for name, hasher in (("blake3", lambda: blake3.blake3()), ("sha256", hashlib.sha256)):
+            hash_seconds = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                hasher().update(raw.numpy().data)
+                hash_seconds.append(time.perf_counter() - start)
+            results[f"{name}_gbps"] = speed(gib, hash_seconds)[0]
         results["cores"] = os.cpu_count()
-        loaded = StateHolder({})
-        manager.load(manager.list()[-1], loaded, restore_rng=False)
-        same = all(
-            torch.equal(loaded.state[k].view(torch.uint8), v.view(torch.uint8)) for k, v in state.items()
-        )
-        assert same, "round trip changed bytes"
+        for manager in managers.values():
+            loaded = StateHolder({})
+            manager.load(manager.list()[-1], loaded, restore_rng=False)
+            same = all(
+                torch.equal(loaded.state[k].view(torch.uint8), v.view(torch.uint8)) for k, v in state.items()
+            )
+            assert same, "round trip changed bytes"
+            manager.close()
 
-        for op in ("save", "load"):
-            results[f"{op}_vs_raw"] = round(results[f"ours_{op}_gbps"] / results[f"raw_{op}_gbps"], 3)
-            results[f"{op}_vs_torch"] = round(results[f"ours_{op}_gbps"] / results[f"torch_{op}_gbps"], 3)
+        for label in managers:
+            prefix = "" if label == "ours" else f"{label}_"
+            for op, times in (("save", saves), ("load", loads)):
+                for other in ("raw", "torch"):
+                    key = f"{prefix}{op}_vs_{other}"
+                    results[key], results[f"{key}_spread"] = ratio(times[label], times[other])
         results["page_cache_dropped"] = hasattr(os, "posix_fadvise")
         print(json.dumps(results))
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,129 @@ def test_checkpoint_metrics(client: TestClient) -> None:
     assert samples[("gpuopt_checkpoint_last_save_seconds", "run-a")] > 0
     assert samples[("gpuopt_checkpoint_verified_bytes_total", None)] > 0
     assert samples[("gpuopt_checkpoint_verify_seconds_count", None)] == 1
+
+
+def _outside(tmp_path: Path) -> Path:
+    """A run of real checkpoints outside the root, the target of the planted links."""
+    manager = CheckpointManager(tmp_path / "outside", "victim", keep_last=None)
+    for step in range(3):
+        manager.save(step, torch.nn.Linear(8, 4), metrics={"loss": 0.1 * step})
+    return tmp_path / "outside" / "victim"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_linked_outside_the_root_is_not_listed_read_pruned_or_deleted(
+    client: TestClient, root: Path, tmp_path: Path
+) -> None:
+    outside = _outside(tmp_path)
+    (root / "evil").symlink_to(outside, target_is_directory=True)
+    before = _files(outside)
+
+    assert [r["run"] for r in client.get("/api/checkpoints").json()] == ["run-a", "run-b"]
+    for resp in (
+        client.get("/api/checkpoints/evil"),
+        client.post("/api/checkpoints/evil/prune", json={"keep_last": 1}),
+        client.delete("/api/checkpoints/evil/step-000000000"),
+        client.delete("/api/checkpoints/evil/step-000000001", params={"force": "true"}),
+        client.post("/api/checkpoints/evil/step-000000002/verify"),
+    ):
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["error"]["code"] == "unsafe_path"
+    assert _files(outside) == before
+
+
+def test_a_checkpoint_linked_outside_is_listed_invalid_and_never_deleted(
+    client: TestClient, root: Path, tmp_path: Path
+) -> None:
+    outside = _outside(tmp_path)
+    (root / "run-b" / "step-linked").symlink_to(outside / "step-000000001", target_is_directory=True)
+    before = _files(outside)
+
+    run_b = client.get("/api/checkpoints/run-b").json()
+    assert [c["step"] for c in run_b["checkpoints"]] == [1]
+    assert [i["name"] for i in run_b["invalid"]] == ["step-linked"]
+    assert "symbolic link" in run_b["invalid"][0]["error"]
+    for params in ({}, {"force": "true"}):
+        resp = client.delete("/api/checkpoints/run-b/step-linked", params=params)
+        assert resp.status_code == 409
+        assert resp.json()["error"]["code"] == "unsafe_path"
+    assert client.post("/api/checkpoints/run-b/step-linked/verify").status_code == 409
+    assert client.post("/api/checkpoints/run-b/prune", json={"keep_last": 1}).status_code == 200
+    assert _files(outside) == before
+    assert (root / "run-b" / "step-linked").is_symlink()
+
+
+@pytest.mark.parametrize("planted", ["/etc/hostname", "../../../outside-secret", "../../../no-such-file"])
+def test_verify_never_reports_on_paths_outside_the_checkpoint(
+    client: TestClient, root: Path, tmp_path: Path, planted: str
+) -> None:
+    (tmp_path / "outside-secret").write_text("secret")
+    name = "step-000000020"
+    manifest = root / "run-a" / name / "MANIFEST.json"
+    body = json.loads(manifest.read_text())
+    body["files"][planted] = {body["hash"]: "0" * 64, "size": 6}
+    manifest.write_text(json.dumps(body))
+
+    result = client.post(f"/api/checkpoints/run-a/{name}/verify")
+    assert result.status_code == 200
+    verdict = result.json()
+    assert verdict["ok"] is False
+    assert (verdict["mismatched"], verdict["missing"]) == ([], [])
+    assert "invalid manifest" in verdict["error"]
+    assert "secret" not in result.text
+    assert "hostname" not in result.text
+    listing = client.get("/api/checkpoints/run-a").json()
+    assert name not in [c["name"] for c in listing["checkpoints"]]
+    assert [i["name"] for i in listing["invalid"]] == [name]
+    assert (tmp_path / "outside-secret").read_text() == "secret"
+
+
+def test_a_step_of_1e400_makes_one_checkpoint_invalid_not_the_service_fail(
+    client: TestClient, root: Path
+) -> None:
+    name = "step-000000030"
+    manifest = root / "run-a" / name / "MANIFEST.json"
+    manifest.write_text(manifest.read_text().replace('"step": 30,', '"step": 1e400,'))
+    assert "1e400" in manifest.read_text()
+
+    listing = client.get("/api/checkpoints")
+    assert listing.status_code == 200
+    run_a = listing.json()[0]
+    assert [c["step"] for c in run_a["checkpoints"]] == [10, 20, 40]
+    (invalid,) = run_a["invalid"]
+    assert invalid["name"] == name
+    assert "step" in invalid["error"]
+    assert client.get("/api/checkpoints/run-a", params={"verify": "true"}).status_code == 200
+    verify = client.post(f"/api/checkpoints/run-a/{name}/verify")
+    assert verify.status_code == 200
+    assert verify.json()["ok"] is False
+    refused = client.delete(f"/api/checkpoints/run-a/{name}")
+    assert refused.status_code == 409
+    assert "Overflow" not in refused.text
+    assert client.delete(f"/api/checkpoints/run-a/{name}", params={"force": "true"}).status_code == 204
+    assert not (root / "run-a" / name).exists()
+    assert client.get("/api/checkpoints/run-a").json()["invalid"] == []
+
+
+def test_prune_keeps_the_best_loss_when_one_is_nan(client: TestClient, root: Path) -> None:
+    manager = CheckpointManager(root, "nan-run", keep_last=None)
+    for step, loss in enumerate([0.5, float("nan"), 0.3, 0.9]):
+        manager.save(step, torch.nn.Linear(8, 4), metrics={"loss": loss})
+    listed = client.get("/api/checkpoints/nan-run")
+    assert listed.status_code == 200
+    assert [c["metrics"]["loss"] for c in listed.json()["checkpoints"]] == [0.5, None, 0.3, 0.9]
+
+    resp = client.post(
+        "/api/checkpoints/nan-run/prune", json={"keep_last": 0, "keep_best": 1, "best_metric": "loss"}
+    )
+    assert resp.status_code == 200, resp.text
+    (kept,) = client.get("/api/checkpoints/nan-run").json()["checkpoints"]
+    assert (kept["step"], kept["metrics"]) == (2, {"loss": 0.3})
+
+
+def test_listing_names_the_hash_of_each_checkpoint(client: TestClient) -> None:
+    run_a = client.get("/api/checkpoints/run-a").json()
+    assert {c["hash"] for c in run_a["checkpoints"]} == {"blake3"}

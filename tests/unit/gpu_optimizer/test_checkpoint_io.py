@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import blake3
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -18,9 +19,14 @@ from gpu_optimizer.checkpoints.errors import CheckpointCorruptError
 from gpu_optimizer.checkpoints.tensorio import FileDigest, hash_file, read_tensors, write_tensors
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, params=["buffered", "direct"])
+def small_chunks(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Small chunks; every test runs with buffered reads and with O_DIRECT reads (the path taken for
+    large files that are not in the page cache), which fall back to buffered where refused."""
     monkeypatch.setattr(tensorio, "CHUNK_BYTES", 4096)
+    if request.param == "direct":
+        monkeypatch.setattr(tensorio, "DIRECT_MIN_BYTES", 0)
+        monkeypatch.setattr(tensorio, "_cached", lambda fd, size: False)
 
 
 def mixed_tensors() -> dict[str, torch.Tensor]:
@@ -39,13 +45,17 @@ def mixed_tensors() -> dict[str, torch.Tensor]:
     }
 
 
-def test_round_trip_across_chunks_is_exact_and_standard(tmp_path: Path) -> None:
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
+def test_round_trip_across_chunks_is_exact_and_standard(tmp_path: Path, algorithm: str) -> None:
     tensors = mixed_tensors()
     path = tmp_path / "state.safetensors"
-    digest = write_tensors(path, tensors, {"skeleton": "{}"})
+    digest = write_tensors(path, tensors, {"skeleton": "{}"}, algorithm=algorithm)
 
-    assert digest == hash_file(path)
-    assert digest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest == hash_file(path, algorithm)
+    # The streamed, pipelined hash equals the library's one-shot hash of the whole file.
+    whole = path.read_bytes()
+    reference = blake3.blake3(whole) if algorithm == "blake3" else hashlib.sha256(whole)
+    assert (digest.algorithm, digest.digest) == (algorithm, reference.hexdigest())
     assert digest.size > 10 * tensorio.CHUNK_BYTES
 
     loaded, metadata = read_tensors(path, digest)
@@ -79,7 +89,7 @@ def test_flipped_byte_in_any_chunk_is_detected(tmp_path: Path, where: float) -> 
     offset = header_end + int((len(raw) - header_end - 1) * where)
     raw[offset] ^= 0x01
     path.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointCorruptError, match="SHA-256"):
+    with pytest.raises(CheckpointCorruptError, match="hash does not match"):
         read_tensors(path, digest)
 
 
@@ -96,7 +106,7 @@ def test_truncated_file_is_detected_with_and_without_a_digest(tmp_path: Path) ->
 def test_wrong_recorded_hash_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "state.safetensors"
     digest = write_tensors(path, mixed_tensors())
-    with pytest.raises(CheckpointCorruptError, match="SHA-256"):
+    with pytest.raises(CheckpointCorruptError, match="hash does not match"):
         read_tensors(path, FileDigest("0" * 64, digest.size))
 
 
@@ -127,3 +137,29 @@ def test_manager_load_reads_components_together_and_applies_nothing_if_one_is_co
     with pytest.raises(CheckpointCorruptError, match=r"optimizer\.safetensors"):
         manager.load(info, untouched, torch.optim.Adam(untouched.parameters()))
     assert torch.equal(untouched.weight, before)
+
+
+def test_load_with_assign_gives_a_meta_model_the_verified_tensors_without_a_copy(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.LayerNorm(32))
+    manager = CheckpointManager(tmp_path, "run")
+    info = manager.save(1, trained)
+    with torch.device("meta"):
+        skeleton = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.LayerNorm(32))
+    manager.load(info, skeleton, restore_rng=False, assign=True)
+    for (key, got), want in zip(skeleton.state_dict().items(), trained.state_dict().values(), strict=True):
+        assert got.device.type == "cpu", key
+        assert torch.equal(got, want), key
+    # Every parameter is a view of the one buffer the model file was read into.
+    storages = {p.untyped_storage().data_ptr() for p in skeleton.parameters()}
+    assert len(storages) == 1
+    with pytest.raises(TypeError, match="Module"):
+        manager.load(info, _NotAModule(), assign=True)
+
+
+class _NotAModule:
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], /) -> None:
+        raise AssertionError("never called")

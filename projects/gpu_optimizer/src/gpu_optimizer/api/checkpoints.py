@@ -1,4 +1,10 @@
-"""Checkpoints under the configured root: list, verify, delete, prune by a retention policy."""
+"""Checkpoints under the configured root: list, verify, delete, prune by a retention policy.
+
+Nothing below the root is followed through a symbolic link: a linked run is not listed, a linked
+checkpoint is listed as invalid, and verify, delete and prune refuse it with 409 ``unsafe_path``.
+A checkpoint whose manifest is invalid is listed under ``invalid`` with the reason while the rest
+of the listing goes on.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,14 @@ from pydantic import BaseModel, Field, model_validator
 
 from gpu_optimizer.checkpoints import (
     CheckpointCorruptError,
+    CheckpointError,
     CheckpointInfo,
     CheckpointNotFoundError,
     InvalidCheckpointNameError,
+    UnsafePathError,
 )
 from gpu_optimizer.checkpoints.catalog import CheckpointCatalog
+from gpu_optimizer.checkpoints.manifest_schema import finite_or_none
 from gpu_optimizer.resources import ResourcesDep
 from service_kit.errors import ConflictError, NotFoundError, ServiceError
 from service_kit.ops import require_api_key
@@ -29,18 +38,25 @@ class CheckpointOut(BaseModel):
     name: str
     step: int
     epoch: int | None
-    metrics: dict[str, float]
+    metrics: dict[str, float | None] = Field(description="null for NaN or infinite values")
     created_at: str
     kind: str
     size_bytes: int
     files: int
+    hash: str = Field(description="hash of every file in the manifest: blake3, or sha256 (format 1)")
     config_digest: str | None
     verified: bool | None = Field(description="null until verified; hashes are checked on request")
+
+
+class InvalidCheckpointOut(BaseModel):
+    name: str
+    error: str = Field(description="why it is not a valid checkpoint (manifest missing or invalid, a link)")
 
 
 class RunOut(BaseModel):
     run: str
     checkpoints: list[CheckpointOut]
+    invalid: list[InvalidCheckpointOut] = Field(description="directories that are not valid checkpoints")
     size_bytes: int
 
 
@@ -79,6 +95,11 @@ class BadNameError(ServiceError):
     code = "invalid_name"
 
 
+class UnsafePathHTTPError(ServiceError):
+    status_code = 409
+    code = "unsafe_path"
+
+
 def _catalog(resources: ResourcesDep) -> CheckpointCatalog:
     return resources.checkpoints
 
@@ -91,20 +112,35 @@ def _out(info: CheckpointInfo, verified: bool | None) -> CheckpointOut:
         name=info.name,
         step=info.step,
         epoch=info.epoch,
-        metrics=info.metrics,
+        metrics={k: finite_or_none(v) for k, v in info.metrics.items()},
         created_at=info.created_at,
         kind=info.kind,
         size_bytes=info.size_bytes,
         files=len(info.files),
+        hash=info.hash_algorithm,
         config_digest=info.config_digest,
         verified=verified,
     )
 
 
 def _run_out(catalog: CheckpointCatalog, run: str, verify: bool) -> RunOut:
-    infos = catalog.list(run)
-    outs = [_out(i, catalog.verify(run, i.name).ok if verify else None) for i in infos]
-    return RunOut(run=run, checkpoints=outs, size_bytes=sum(o.size_bytes for o in outs))
+    scan = catalog.scan(run)
+    outs = []
+    invalid = dict(scan.invalid)
+    for info in scan.valid:
+        if not verify:
+            outs.append(_out(info, None))
+            continue
+        try:
+            outs.append(_out(info, catalog.verify(run, info.name).ok))
+        except CheckpointError as exc:  # removed or replaced since the scan
+            invalid[info.name] = str(exc)
+    return RunOut(
+        run=run,
+        checkpoints=outs,
+        invalid=[InvalidCheckpointOut(name=n, error=e) for n, e in sorted(invalid.items())],
+        size_bytes=sum(o.size_bytes for o in outs),
+    )
 
 
 def _translate(exc: Exception) -> ServiceError:
@@ -112,26 +148,37 @@ def _translate(exc: Exception) -> ServiceError:
         return NotFoundError(str(exc))
     if isinstance(exc, InvalidCheckpointNameError):
         return BadNameError(str(exc))
+    if isinstance(exc, UnsafePathError):
+        return UnsafePathHTTPError(str(exc))
     return ConflictError(str(exc))
+
+
+_REFUSED = (CheckpointNotFoundError, InvalidCheckpointNameError, UnsafePathError)
 
 
 @router.get("", summary="Every run with its checkpoints (step, metrics, size; hashes with ?verify=true)")
 def list_runs(catalog: CheckpointCatalog = CatalogDep, verify: bool = Query(default=False)) -> list[RunOut]:
-    return [_run_out(catalog, run, verify) for run in catalog.runs()]
+    runs = []
+    for run in catalog.runs():
+        try:
+            runs.append(_run_out(catalog, run, verify))
+        except _REFUSED:  # removed, or replaced by a link, since it was listed
+            continue
+    return runs
 
 
 @router.get("/{run}", summary="One run", responses={404: {"description": "no such run"}})
 def get_run(catalog: CheckpointCatalog = CatalogDep, run: str = RunName, verify: bool = False) -> RunOut:
     try:
         return _run_out(catalog, run, verify)
-    except (CheckpointNotFoundError, InvalidCheckpointNameError) as exc:
+    except _REFUSED as exc:
         raise _translate(exc) from exc
 
 
 @router.post(
     "/{run}/{name}/verify",
-    summary="Check every file against the SHA-256 in the manifest",
-    responses={404: {"description": "no such checkpoint"}},
+    summary="Check every file against the hash in the manifest",
+    responses={404: {"description": "no such checkpoint"}, 409: {"description": "a symbolic link"}},
 )
 def verify_checkpoint(resources: ResourcesDep, run: str = RunName, name: str = CheckpointName) -> VerifyOut:
     catalog = resources.checkpoints
@@ -139,11 +186,13 @@ def verify_checkpoint(resources: ResourcesDep, run: str = RunName, name: str = C
     try:
         catalog.run_dir(run)
         result = catalog.verify(run, name)
-    except (CheckpointNotFoundError, InvalidCheckpointNameError) as exc:
+        verified_bytes = catalog.info(run, name).size_bytes if result.ok else 0
+    except _REFUSED as exc:
         raise _translate(exc) from exc
+    except CheckpointCorruptError as exc:  # its manifest changed since it verified
+        raise ConflictError(str(exc)) from exc
     resources.metrics.checkpoint_verify_seconds.observe(time.perf_counter() - started)
-    if result.ok:
-        resources.metrics.checkpoint_verified_bytes.inc(catalog.info(run, name).size_bytes)
+    resources.metrics.checkpoint_verified_bytes.inc(verified_bytes)
     return VerifyOut(
         run=run,
         name=result.name,
@@ -158,7 +207,10 @@ def verify_checkpoint(resources: ResourcesDep, run: str = RunName, name: str = C
     "/{run}/{name}",
     status_code=204,
     summary="Delete a checkpoint",
-    responses={404: {"description": "no such checkpoint"}, 409: {"description": "no valid manifest"}},
+    responses={
+        404: {"description": "no such checkpoint"},
+        409: {"description": "no valid manifest (use force), or a symbolic link (never deleted through)"},
+    },
 )
 def delete_checkpoint(
     catalog: CheckpointCatalog = CatalogDep,
@@ -170,7 +222,7 @@ def delete_checkpoint(
         catalog.delete(run, name, force=force)
     except CheckpointCorruptError as exc:
         raise ConflictError(f"{exc}; it may be a save in progress (use ?force=true to remove it)") from exc
-    except (CheckpointNotFoundError, InvalidCheckpointNameError) as exc:
+    except _REFUSED as exc:
         raise _translate(exc) from exc
     return Response(status_code=204)
 
@@ -178,12 +230,12 @@ def delete_checkpoint(
 @router.post(
     "/{run}/prune",
     summary="Apply a retention policy: keep the last N and the best K by a metric",
-    responses={404: {"description": "no such run"}},
+    responses={404: {"description": "no such run"}, 409: {"description": "a symbolic link"}},
 )
 def prune_run(policy: PruneIn, catalog: CheckpointCatalog = CatalogDep, run: str = RunName) -> PruneOut:
     try:
         removed = catalog.prune(run, policy.keep_last, policy.keep_best, policy.best_metric, policy.mode)
         kept = [i.name for i in catalog.list(run)]
-    except (CheckpointNotFoundError, InvalidCheckpointNameError) as exc:
+    except _REFUSED as exc:
         raise _translate(exc) from exc
     return PruneOut(run=run, removed=removed, kept=kept)

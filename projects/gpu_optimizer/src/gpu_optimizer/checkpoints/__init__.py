@@ -1,17 +1,20 @@
 """Atomic, verified, retained training checkpoints (single process and DCP shards)."""
 
+from gpu_optimizer.checkpoints.deleter import BackgroundDeleter
 from gpu_optimizer.checkpoints.errors import (
     CheckpointCorruptError,
     CheckpointError,
     CheckpointExistsError,
     CheckpointNotFoundError,
     InvalidCheckpointNameError,
+    UnsafePathError,
     UnsupportedStateError,
 )
 from gpu_optimizer.checkpoints.manager import CheckpointManager
 from gpu_optimizer.checkpoints.manifest import CheckpointInfo, VerifyResult
 
 __all__ = [
+    "BackgroundDeleter",
     "CheckpointCorruptError",
     "CheckpointError",
     "CheckpointExistsError",
@@ -19,6 +22,7 @@ __all__ = [
     "CheckpointManager",
     "CheckpointNotFoundError",
     "InvalidCheckpointNameError",
+    "UnsafePathError",
     "UnsupportedStateError",
     "VerifyResult",
 ]

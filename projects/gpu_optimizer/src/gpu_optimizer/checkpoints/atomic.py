@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
+
+from gpu_optimizer.checkpoints.errors import CheckpointNotFoundError
+from gpu_optimizer.checkpoints.paths import is_real_dir, open_dir
 
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 
 
 def fsync_file(path: Path) -> None:
-    """Flush a file's data and metadata to the disk."""
-    fd = os.open(path, os.O_RDONLY)
+    """Flush a file's data and metadata to the disk (a symbolic link is refused, not followed)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -44,7 +48,7 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     the directory is fsynced last so the rename itself is durable.
     """
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         write_all(fd, memoryview(data))
         os.fsync(fd)
@@ -61,19 +65,41 @@ def retire_tree(path: Path) -> Path | None:
     """Rename a directory tree to a hidden trash name, durably; returns that name (None: no tree).
 
     From then on nothing looks like a checkpoint there, and the slow part, deleting the files,
-    can happen later: ``clean_stale`` removes trash a crash left behind.
+    can happen later: ``clean_stale`` removes trash a crash left behind. The parent directory is
+    reached without following a link below its own parent (see ``paths.open_dir``); a link at
+    ``path`` itself is renamed, never followed.
     """
-    if not path.exists():
+    trash = f"{TRASH_PREFIX}{path.name}-{uuid.uuid4().hex}"
+    try:
+        with open_dir(path.parent.parent, path.parent.name) as parent:
+            try:
+                os.rename(path.name, trash, src_dir_fd=parent, dst_dir_fd=parent)
+            except FileNotFoundError:
+                return None
+            os.fsync(parent)
+    except CheckpointNotFoundError:
         return None
-    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{uuid.uuid4().hex}")
-    os.rename(path, trash)
-    fsync_dir(path.parent)
-    return trash
+    return path.with_name(trash)
 
 
 def delete_tree(path: Path) -> None:
-    """Delete a (retired) tree, ignoring what is already gone."""
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete a (retired) tree, ignoring what is already gone.
+
+    A symbolic link is removed itself, never followed; ``shutil.rmtree`` with a directory
+    descriptor does not follow the links inside the tree either.
+    """
+    try:
+        with open_dir(path.parent.parent, path.parent.name) as parent:
+            try:
+                mode = os.lstat(path.name, dir_fd=parent).st_mode
+            except FileNotFoundError:
+                return
+            if stat.S_ISDIR(mode):
+                shutil.rmtree(path.name, ignore_errors=True, dir_fd=parent)
+            else:
+                os.unlink(path.name, dir_fd=parent)
+    except (CheckpointNotFoundError, FileNotFoundError):
+        return
 
 
 def remove_tree(path: Path) -> None:
@@ -87,13 +113,10 @@ def remove_tree(path: Path) -> None:
 def clean_stale(run_dir: Path) -> list[Path]:
     """Remove temp and trash entries left by interrupted saves or prunes; returns what was removed."""
     removed: list[Path] = []
-    if not run_dir.is_dir():
+    if not is_real_dir(run_dir):
         return removed
     for entry in run_dir.iterdir():
         if entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            delete_tree(entry)
             removed.append(entry)
     return removed

@@ -48,7 +48,8 @@ def verify(
     run: RunArg,
     name: Annotated[str | None, typer.Argument(help="One checkpoint; all when omitted.")] = None,
 ) -> None:
-    """Check every file against the SHA-256 in its manifest; exit 1 if any checkpoint fails."""
+    """Check every file against the hash (BLAKE3, or SHA-256 for format 1) in its manifest; exit 1 if any
+    checkpoint fails."""
     manager = _manager(root, run)
     try:
         names = [name] if name else [i.name for i in manager.list()]

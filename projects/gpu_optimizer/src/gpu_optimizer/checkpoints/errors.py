@@ -20,7 +20,14 @@ class CheckpointExistsError(CheckpointError, FileExistsError):
 
 
 class CheckpointCorruptError(CheckpointError):
-    """The manifest is missing or invalid, or a file does not match its recorded SHA-256."""
+    """The manifest is missing or invalid, or a file does not match its recorded hash."""
+
+
+class UnsafePathError(CheckpointError):
+    """A path under the checkpoint root is a symbolic link or leads outside the root.
+
+    Nothing below the root is ever followed through a link: such an entry is neither read nor deleted.
+    """
 
 
 class UnsupportedStateError(CheckpointError, TypeError):

@@ -2,27 +2,35 @@
 
 Layout of one checkpoint directory: one safetensors file per component (``model``, ``optimizer``,
 ``scheduler``, ``rng``, ``extra``) whose ``__metadata__`` holds the JSON skeleton of the non-tensor
-state, and ``MANIFEST.json``, written last, with the metadata block and every file's SHA-256.
+state, and ``MANIFEST.json``, written last, with the metadata block and every file's BLAKE3 hash
+(SHA-256 in checkpoints of format 1, which are still read).
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import logging
-import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any
 
 import torch
 
-from gpu_optimizer.checkpoints.atomic import TEMP_PREFIX, clean_stale, delete_tree, fsync_dir, remove_tree
+from gpu_optimizer.checkpoints import hashing
+from gpu_optimizer.checkpoints.atomic import clean_stale
 from gpu_optimizer.checkpoints.catalog import prune_run, scan_run
+from gpu_optimizer.checkpoints.components import (
+    Snapshot,
+    Stateful,
+    read_component_file,
+    snapshot_state,
+    write_components,
+)
+from gpu_optimizer.checkpoints.deleter import BackgroundDeleter
 from gpu_optimizer.checkpoints.errors import (
     CheckpointCorruptError,
     CheckpointError,
@@ -39,62 +47,26 @@ from gpu_optimizer.checkpoints.manifest import (
     write_manifest,
 )
 from gpu_optimizer.checkpoints.names import validate_name
+from gpu_optimizer.checkpoints.paths import check_contained, is_real_dir
 from gpu_optimizer.checkpoints.retention import Mode
-from gpu_optimizer.checkpoints.rng import capture_rng
 from gpu_optimizer.checkpoints.rng import restore_rng as _restore_rng
-from gpu_optimizer.checkpoints.statetree import flatten, unflatten
-from gpu_optimizer.checkpoints.tensorio import FileDigest, read_tensors, write_tensors
+from gpu_optimizer.checkpoints.statetree import host_copy, move_to, to_cpu
 
 log = logging.getLogger(__name__)
 
-Snapshot = dict[str, tuple[Any, dict[str, torch.Tensor]]]
-
-# Component files are read concurrently: each file's SHA-256 is one sequential stream bound to one
-# core, so several files (model, optimizer moments) verify on several cores at once (measured for a
-# model plus Adam state on 2 busy cores: 0.47-0.53 -> 0.57-0.60 GB/s).
+# Component files are read concurrently, each hashed in its own thread beside the read, so several
+# files (model, optimizer moments) keep both cores busy.
 _READ_WORKERS = 4
-# Retention removes checkpoints at once (see ``remove_checkpoint``); deleting their files happens
-# in this one thread per process, off the training loop (on a disk mounted with discard, unlinking
-# 1 GiB took 0.6 s, a fifth of a save).  It finishes its queue before the interpreter exits.
-_DELETER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-delete")
-
-
-def _fresh_deleter_in_child() -> None:
-    # A forked child has no copy of the parent's thread, yet the executor would believe it does
-    # and queue deletions that never run (and ``wait`` would hang on them).
-    global _DELETER
-    _DELETER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-delete")
-
-
-os.register_at_fork(after_in_child=_fresh_deleter_in_child)
-
-
-class Stateful(Protocol):
-    """Anything with ``state_dict``/``load_state_dict``: modules, optimizers, LR schedulers."""
-
-    def state_dict(self) -> Any: ...
-
-    def load_state_dict(self, state_dict: Any, /) -> Any: ...
-
-
-def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
-    """A private CPU copy (pinned when the source is on a GPU, so the copy is a fast DMA)."""
-    tensor = tensor.detach()
-    if tensor.device.type == "cpu":
-        return tensor.clone(memory_format=torch.contiguous_format)
-    out = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    return out.copy_(tensor, non_blocking=True)
-
-
-def _to_cpu(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.detach().cpu()
 
 
 class CheckpointManager:
     """Save, verify, list, prune and resume the checkpoints of one training run.
 
     One manager (one process) writes a run at a time. Stale temp dirs from interrupted saves are
-    removed when the manager opens the run.
+    removed when the manager opens the run. The run directory must be a real directory under the
+    root (a symbolic link there is refused). The manager owns the thread that deletes pruned
+    checkpoints: :meth:`close` (or leaving a ``with`` block) finishes its work and stops it; a
+    manager nobody closes keeps no idle thread.
     """
 
     def __init__(
@@ -105,7 +77,22 @@ class CheckpointManager:
         keep_best: int = 0,
         best_metric: str | None = None,
         mode: Mode = "min",
+        *,
+        hash_algorithm: str = hashing.DEFAULT,
     ) -> None:
+        """Open (or create) ``root/run``.
+
+        ``hash_algorithm`` hashes the files of new checkpoints: ``blake3`` (default) or ``sha256``;
+        every algorithm is read whatever this says.
+
+        Raises:
+            ValueError: an inconsistent retention policy or an unknown hash algorithm.
+            InvalidCheckpointNameError: an unsafe run name.
+            UnsafePathError: the run directory is a symbolic link.
+        """
+        if hash_algorithm not in hashing.ALGORITHMS:
+            raise ValueError(f"hash_algorithm must be one of {hashing.ALGORITHMS}, got {hash_algorithm!r}")
+        self.hash_algorithm = hash_algorithm
         if (keep_last is not None and keep_last < 0) or keep_best < 0:
             raise ValueError("keep_last and keep_best must be >= 0")
         if keep_last is not None and keep_last + keep_best == 0:
@@ -119,10 +106,32 @@ class CheckpointManager:
         self.run_dir = self.root / self.run
         self.keep_last, self.keep_best, self.best_metric, self.mode = keep_last, keep_best, best_metric, mode
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_contained(self.root, self.run_dir)
         clean_stale(self.run_dir)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._deleting: list[Future[None]] = []
+        self._deleter = BackgroundDeleter()
+        self._closed = False
+
+    def close(self) -> None:
+        """Wait for a pending save and for deletions, then stop the deleting thread.
+
+        Raises:
+            CheckpointError: a pending ``save_async`` failed.
+        """
+        self._closed = True
+        try:
+            self.wait()
+        finally:
+            self._deleter.close()
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     # -- saving -------------------------------------------------------------------------------
 
@@ -146,9 +155,10 @@ class CheckpointManager:
             UnsupportedStateError: some state cannot be stored without pickle.
             CheckpointError: a previous ``save_async`` failed.
         """
+        self._check_open()
         self.wait()
         name = self.reserve_name(step, name)
-        snapshot = self._snapshot(model, optimizer, scheduler, extra, _to_cpu)
+        snapshot = snapshot_state(model, optimizer, scheduler, extra, to_cpu)
         return self._write(name, step, snapshot, metrics, epoch, config_digest)
 
     def save_async(
@@ -169,9 +179,10 @@ class CheckpointManager:
         The caller may change the model and optimizer as soon as this returns. A failure of the
         background write is raised by the next call on this manager (or by :meth:`wait`).
         """
+        self._check_open()
         self.wait()
         name = self.reserve_name(step, name)
-        snapshot = self._snapshot(model, optimizer, scheduler, extra, _host_copy)
+        snapshot = snapshot_state(model, optimizer, scheduler, extra, host_copy)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
@@ -184,14 +195,17 @@ class CheckpointManager:
         self._thread = threading.Thread(target=run, name=f"ckpt-save-{name}", daemon=False)
         self._thread.start()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the checkpoint manager of run {self.run!r} was closed")
+
     def wait(self) -> None:
         """Wait for a pending ``save_async`` and for pruned checkpoints' files to be deleted; raise
         :class:`CheckpointError` if the save failed."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        while self._deleting:
-            self._deleting.pop().result()
+        self._deleter.wait()
         if self._error is not None:
             error, self._error = self._error, None
             raise CheckpointError(f"background checkpoint save failed: {error}") from error
@@ -213,19 +227,6 @@ class CheckpointManager:
             return name
         raise CheckpointExistsError(f"checkpoint {name!r} already exists in run {self.run!r}")
 
-    @staticmethod
-    def _snapshot(
-        model: Stateful, optimizer: Stateful | None, scheduler: Stateful | None, extra: Any, copy: Any
-    ) -> Snapshot:
-        parts: dict[str, Any] = {"model": model.state_dict(), "rng": capture_rng()}
-        if optimizer is not None:
-            parts["optimizer"] = optimizer.state_dict()
-        if scheduler is not None:
-            parts["scheduler"] = scheduler.state_dict()
-        if extra is not None:
-            parts["extra"] = extra
-        return {key: flatten(value, copy) for key, value in parts.items()}
-
     def _write(
         self,
         name: str,
@@ -236,24 +237,7 @@ class CheckpointManager:
         config_digest: str | None,
     ) -> CheckpointInfo:
         started = time.perf_counter()
-        tmp = self.run_dir / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            # One file after another: written concurrently, the files' writeback interleaves on the
-            # disk and the save got slower (measured: 0.32 -> 0.25 GB/s for a model plus Adam state).
-            files: dict[str, FileDigest] = {}
-            for component, (skeleton, tensors) in snapshot.items():
-                file = f"{component}.safetensors"
-                files[file] = write_tensors(tmp / file, tensors, {"skeleton": json.dumps(skeleton)})
-            fsync_dir(tmp)
-            final = self.run_dir / name
-            # A directory without a manifest is the remains of a crash after the rename: replace it.
-            remove_tree(final)
-            os.rename(tmp, final)
-            fsync_dir(self.run_dir)
-        except BaseException:
-            remove_tree(tmp)
-            raise
+        final, files = write_components(self.run_dir, name, snapshot, self.hash_algorithm)
         info = CheckpointInfo(
             name=name,
             path=final,
@@ -293,12 +277,16 @@ class CheckpointManager:
             CheckpointCorruptError: the directory has no valid manifest.
         """
         path = self.run_dir / validate_name(name)
-        if not path.is_dir():
+        try:
+            check_contained(self.root, path)
+        except CheckpointNotFoundError as exc:
+            raise CheckpointNotFoundError(f"no checkpoint {name!r} in run {self.run!r}") from exc
+        if not is_real_dir(path):
             raise CheckpointNotFoundError(f"no checkpoint {name!r} in run {self.run!r}")
         return read_manifest(path)
 
     def verify(self, name: str | CheckpointInfo) -> VerifyResult:
-        """Check every file of a checkpoint against the SHA-256 and size in its manifest."""
+        """Check every file of a checkpoint against the hash and size in its manifest."""
         self.wait()
         label = name.name if isinstance(name, CheckpointInfo) else name
         try:
@@ -318,20 +306,7 @@ class CheckpointManager:
         info = self.info(name.name if isinstance(name, CheckpointInfo) else name)
         if component not in info.components:
             raise KeyError(f"checkpoint {info.name!r} has no component {component!r}")
-        return self._read(info, component)
-
-    @staticmethod
-    def _read(info: CheckpointInfo, component: str) -> Any:
-        file = f"{component}.safetensors"
-        if file not in info.files:
-            raise CheckpointCorruptError(f"{info.name}: manifest lists no {file}")
-        path = info.path / file
-        if not path.is_file():
-            raise CheckpointCorruptError(f"{info.name}: {file} is missing")
-        tensors, metadata = read_tensors(path, info.files[file])
-        if "skeleton" not in metadata:
-            raise CheckpointCorruptError(f"{info.name}: {file} has no state skeleton")
-        return unflatten(json.loads(metadata["skeleton"]), tensors)
+        return read_component_file(info, component)
 
     def load(
         self,
@@ -341,15 +316,24 @@ class CheckpointManager:
         scheduler: Stateful | None = None,
         restore_rng: bool = True,
         map_location: str | torch.device = "cpu",
+        *,
+        assign: bool = False,
     ) -> CheckpointInfo:
         """Verify every file, then load the states into the given objects.
 
-        Nothing is applied unless the whole checkpoint verifies.
+        Nothing is applied unless the whole checkpoint verifies. Each file is read once into one
+        buffer that the loaded tensors are views of; ``load_state_dict`` then copies them into the
+        model's own tensors. With ``assign=True`` (a ``torch.nn.Module`` built on the ``meta``
+        device, before its optimizer) the model takes those verified tensors as its parameters and
+        buffers instead: no copy at all after the read.
 
         Raises:
             CheckpointNotFoundError, CheckpointCorruptError, InvalidCheckpointNameError.
             KeyError: an optimizer/scheduler was given but the checkpoint has none.
+            TypeError: ``assign=True`` with a model that is not a ``torch.nn.Module``.
         """
+        if assign and not isinstance(model, torch.nn.Module):
+            raise TypeError("assign=True needs a torch.nn.Module")
         self.wait()
         info = self.info(name.name if isinstance(name, CheckpointInfo) else name)
         wanted = ["model", "rng"]
@@ -359,7 +343,7 @@ class CheckpointManager:
                     raise KeyError(f"checkpoint {info.name!r} has no {component} state")
                 wanted.append(component)
         with ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="ckpt-read") as pool:
-            reads = {c: pool.submit(self._read, info, c) for c in wanted}
+            reads = {c: pool.submit(read_component_file, info, c) for c in wanted}
             states = {c: fut.result() for c, fut in reads.items()}
         read = {f"{c}.safetensors": info.files[f"{c}.safetensors"] for c in wanted}
         rest = verify_files(info, skip=read)
@@ -369,8 +353,11 @@ class CheckpointManager:
             )
         location = torch.device(map_location)
         if location.type != "cpu":
-            states = {c: _move(s, location) for c, s in states.items()}
-        model.load_state_dict(states["model"])
+            states = {c: move_to(s, location) for c, s in states.items()}
+        if isinstance(model, torch.nn.Module):
+            model.load_state_dict(states["model"], assign=assign)
+        else:
+            model.load_state_dict(states["model"])
         if optimizer is not None:
             optimizer.load_state_dict(states["optimizer"])
         if scheduler is not None:
@@ -403,20 +390,6 @@ class CheckpointManager:
         They are gone for every reader on return; their files are deleted in the background
         (:meth:`wait` waits for that).
         """
-        self._deleting = [f for f in self._deleting if not f.done()]
         return prune_run(
-            self._scan(), self.keep_last, self.keep_best, self.best_metric, self.mode, self._delete_later
+            self._scan(), self.keep_last, self.keep_best, self.best_metric, self.mode, self._deleter.submit
         )
-
-    def _delete_later(self, trash: Path) -> None:
-        self._deleting.append(_DELETER.submit(delete_tree, trash))
-
-
-def _move(state: Any, device: torch.device) -> Any:
-    if isinstance(state, torch.Tensor):
-        return state.to(device)
-    if isinstance(state, dict):
-        return {k: _move(v, device) for k, v in state.items()}
-    if isinstance(state, list | tuple):
-        return type(state)(_move(v, device) for v in state)
-    return state

@@ -1,13 +1,20 @@
 """The manifest: the last file written into a checkpoint, and the only proof that it is complete.
 
-It records the metadata block (step, epoch, metrics, config digest, library versions) and the
-SHA-256 and size of every other file in the checkpoint directory.
+It records the metadata block (step, epoch, metrics, config digest, library versions), the hash
+algorithm (``"hash"``) and the hash and size of every other file in the checkpoint directory.
+
+Format 2 names its hash (BLAKE3 when written here) and keys each file's digest by it
+(``{"blake3": "...", "size": n}``); format 1, written before, always used SHA-256
+(``{"sha256": "...", "size": n}``) and is still read. A manifest is validated field by field
+(``manifest_schema``) before anything trusts it: a tampered one is reported invalid, never followed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,11 +26,22 @@ import safetensors
 import torch
 
 from gpu_optimizer.checkpoints.atomic import write_file_atomic
-from gpu_optimizer.checkpoints.errors import CheckpointCorruptError
+from gpu_optimizer.checkpoints.errors import CheckpointCorruptError, UnsafePathError
+from gpu_optimizer.checkpoints.manifest_schema import FORMAT, MANIFEST_NAME, parse_manifest
+from gpu_optimizer.checkpoints.paths import open_file
 from gpu_optimizer.checkpoints.tensorio import FileDigest, hash_file
 
-MANIFEST_NAME = "MANIFEST.json"
-FORMAT = "gpu_optimizer.checkpoint/1"
+__all__ = [
+    "FORMAT",
+    "MANIFEST_NAME",
+    "CheckpointInfo",
+    "VerifyResult",
+    "library_versions",
+    "now_iso",
+    "read_manifest",
+    "verify_files",
+    "write_manifest",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,12 @@ class CheckpointInfo:
     kind: str = "single"
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash_algorithm(self) -> str:
+        """The hash of every file of this checkpoint (``blake3``; ``sha256`` for format 1)."""
+        algorithms = {d.algorithm for d in self.files.values()}
+        return algorithms.pop() if len(algorithms) == 1 else "blake3"
 
     @property
     def size_bytes(self) -> int:
@@ -72,9 +96,18 @@ def library_versions() -> dict[str, str]:
 
 
 def write_manifest(info: CheckpointInfo) -> None:
-    """Write ``info`` as the manifest of ``info.path`` atomically (temp file, fsync, rename)."""
+    """Write ``info`` as the manifest of ``info.path`` atomically (temp file, fsync, rename).
+
+    Raises:
+        ValueError: the files were hashed with different algorithms.
+    """
+    algorithms = {d.algorithm for d in info.files.values()}
+    if len(algorithms) > 1:
+        raise ValueError(f"one hash per checkpoint, got {sorted(algorithms)}")
+    algorithm = info.hash_algorithm
     body = {
         "format": FORMAT,
+        "hash": algorithm,
         "name": info.name,
         "kind": info.kind,
         "step": info.step,
@@ -85,53 +118,69 @@ def write_manifest(info: CheckpointInfo) -> None:
         "versions": info.versions,
         "components": list(info.components),
         "extra": info.extra,
-        "files": {name: {"sha256": d.sha256, "size": d.size} for name, d in sorted(info.files.items())},
+        "files": {name: {algorithm: d.digest, "size": d.size} for name, d in sorted(info.files.items())},
     }
     write_file_atomic(info.path / MANIFEST_NAME, json.dumps(body, indent=2, sort_keys=True).encode())
 
 
+_MANIFEST_MAX_BYTES = 16 << 20
+
+
 def read_manifest(path: Path) -> CheckpointInfo:
-    """Parse the manifest of the checkpoint directory ``path``.
+    """Parse and validate the manifest of the checkpoint directory ``path`` (format 1 or 2).
+
+    The checkpoint's name is its directory's name. The caller checks that ``path`` is contained
+    in the root (``paths.check_contained``); the manifest itself is opened without following a link.
 
     Raises:
-        CheckpointCorruptError: missing, unreadable, of another format, or malformed.
+        CheckpointCorruptError: missing, unreadable, a link, of another format, or malformed; the
+            message says which field, in words meant for the client.
     """
     try:
-        body = json.loads((path / MANIFEST_NAME).read_bytes())
-        if body.get("format") != FORMAT:
-            raise CheckpointCorruptError(f"{path.name}: unknown manifest format {body.get('format')!r}")
-        files = {str(k): FileDigest(str(v["sha256"]), int(v["size"])) for k, v in body["files"].items()}
-        return CheckpointInfo(
-            name=str(body["name"]),
-            path=path,
-            step=int(body["step"]),
-            epoch=None if body["epoch"] is None else int(body["epoch"]),
-            metrics={str(k): float(v) for k, v in body["metrics"].items()},
-            created_at=str(body["created_at"]),
-            config_digest=body["config_digest"],
-            files=files,
-            components=tuple(body["components"]),
-            kind=str(body.get("kind", "single")),
-            versions={str(k): str(v) for k, v in body["versions"].items()},
-            extra=dict(body.get("extra") or {}),
-        )
+        with os.fdopen(open_file(path / MANIFEST_NAME), "rb") as f:
+            raw = f.read(_MANIFEST_MAX_BYTES + 1)
     except FileNotFoundError as exc:
         raise CheckpointCorruptError(f"{path.name}: no manifest (incomplete save)") from exc
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointCorruptError(f"{path.name}: unreadable manifest: {exc}") from exc
+    except UnsafePathError as exc:
+        raise CheckpointCorruptError(f"{path.name}: the manifest is a symbolic link") from exc
+    except OSError as exc:
+        raise CheckpointCorruptError(f"{path.name}: the manifest cannot be read") from exc
+    if len(raw) > _MANIFEST_MAX_BYTES:
+        raise CheckpointCorruptError(f"{path.name}: the manifest is larger than 16 MiB")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointCorruptError(f"{path.name}: the manifest is not JSON") from exc
+    fields = parse_manifest(body, path.name)
+    return CheckpointInfo(name=path.name, path=path, **fields)
 
 
 def verify_files(info: CheckpointInfo, skip: Mapping[str, FileDigest] | None = None) -> VerifyResult:
-    """Hash every file listed in the manifest; ``skip`` lists files already verified while reading."""
+    """Hash every file listed in the manifest; ``skip`` lists files already verified while reading.
+
+    Names were checked when the manifest was read (one plain name inside the checkpoint each); a
+    file that is a symbolic link or not a regular file is reported mismatched without being read.
+    """
     mismatched: list[str] = []
     missing: list[str] = []
     for name, expected in sorted(info.files.items()):
         if skip and skip.get(name) == expected:
             continue
         file = info.path / name
-        if not file.is_file():
+        try:
+            mode = os.lstat(file).st_mode
+        except FileNotFoundError:
             missing.append(name)
-        elif hash_file(file) != expected:
+            continue
+        if not stat.S_ISREG(mode):
+            mismatched.append(name)
+            continue
+        try:
+            actual = hash_file(file, expected.algorithm)
+        except (UnsafePathError, OSError):
+            mismatched.append(name)
+            continue
+        if actual != expected:
             mismatched.append(name)
     return VerifyResult(info.name, not (mismatched or missing), mismatched, missing)
 

@@ -1,6 +1,6 @@
 """Sharded checkpoints of multi-process jobs through ``torch.distributed.checkpoint`` (DCP), in the
 same atomic layout as single-process ones: ranks write into a temp dir, rank 0 fsyncs, renames it
-into place and writes the manifest with every shard's SHA-256.
+into place and writes the manifest with every shard's hash (BLAKE3).
 
 DCP stores its ``.metadata`` file with pickle; it is only ever read after rank 0 has verified every
 file against the manifest we wrote, so no file we did not write is unpickled. All ranks must see
@@ -64,7 +64,7 @@ def save_sharded(
         files = {}
         for file in sorted(tmp.iterdir()):
             fsync_file(file)
-            files[file.name] = hash_file(file)
+            files[file.name] = hash_file(file, manager.hash_algorithm)
         fsync_dir(tmp)
         final = manager.run_dir / name
         remove_tree(final)

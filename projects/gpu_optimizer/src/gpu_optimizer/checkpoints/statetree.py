@@ -94,3 +94,28 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
         return value
 
     return walk(skeleton)
+
+
+def host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A private CPU copy (pinned when the source is on a GPU, so the copy is a fast DMA)."""
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu":
+        return tensor.clone(memory_format=torch.contiguous_format)
+    out = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    return out.copy_(tensor, non_blocking=True)
+
+
+def to_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor on the CPU (itself when it is there already: a synchronous save writes it at once)."""
+    return tensor.detach().cpu()
+
+
+def move_to(state: Any, device: torch.device) -> Any:
+    """Nested state with every tensor moved to ``device``."""
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, dict):
+        return {k: move_to(v, device) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(move_to(v, device) for v in state)
+    return state
