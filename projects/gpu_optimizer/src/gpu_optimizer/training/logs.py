@@ -1,0 +1,60 @@
+"""JSON-line run logs: one object per line, each with the run name and the config digest."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import IO, Any
+
+
+def _clean(value: Any) -> Any:
+    """NaN/Inf are not JSON: they are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+class JsonLog:
+    """Appends events to `path` (line-buffered, so a killed process loses at most a partial line)."""
+
+    def __init__(self, path: Path | None, run: str, digest: str, rank: int) -> None:
+        self.run, self.digest, self.rank = run, digest, rank
+        self._file: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", buffering=1, encoding="utf-8")
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = {
+            "ts": round(time.time(), 6),
+            "event": event,
+            "run": self.run,
+            "config_digest": self.digest,
+            "rank": self.rank,
+            **_clean(fields),
+        }
+        if self._file is not None:
+            self._file.write(json.dumps(record, sort_keys=False) + "\n")
+        return record
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of a run log (a torn last line of a killed process is skipped)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
