@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -47,10 +48,27 @@ def init_distributed(device: str | None = None) -> DistContext:
     if kind == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+        backend = "nccl" if kind == "cuda" else "gloo"
+        dist.init_process_group(backend, store=_attempt_store(rank, world, restarts), rank=rank, world_size=world)
     if dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
     return DistContext(rank, world, local_rank, dev, restarts)
+
+
+def _attempt_store(rank: int, world: int, restarts: int) -> dist.Store:
+    """The rendezvous store with keys private to this restart attempt.
+
+    Without the prefix, workers of a restarted group read the addresses the dead group left in
+    the store and time out connecting to them (seen with gloo on torch 2.14 under torchrun
+    --max-restarts).
+    """
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    timeout = timedelta(seconds=int(os.environ.get("GPUOPT_DIST_TIMEOUT_S", "300")))
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        base = dist.TCPStore(host, port, world, is_master=False, timeout=timeout)
+    else:
+        base = dist.TCPStore(host, port, world, is_master=rank == 0, timeout=timeout, multi_tenant=True)
+    return dist.PrefixStore(f"gpu_optimizer.training/attempt-{restarts}", base)
 
 
 def wrap_model(model: torch.nn.Module, ctx: DistContext, strategy: Strategy) -> torch.nn.Module:
