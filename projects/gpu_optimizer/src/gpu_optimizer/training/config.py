@@ -47,7 +47,7 @@ class TrainConfig:
     # guard
     on_nonfinite: GuardAction = GuardAction.SKIP_STEP
     on_exploding_gradient: GuardAction = GuardAction.SKIP_STEP
-    on_nonfinite_parameter: GuardAction = GuardAction.ROLLBACK
+    on_nonfinite_parameter: GuardAction = GuardAction.ABORT
     on_loss_spike: GuardAction = GuardAction.SKIP_STEP
     max_grad_norm: float = 1e4
     spike_factor: float = 5.0

@@ -49,7 +49,9 @@ def init_distributed(device: str | None = None) -> DistContext:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if kind == "cuda" else "gloo"
-        dist.init_process_group(backend, store=_attempt_store(rank, world, restarts), rank=rank, world_size=world)
+        dist.init_process_group(
+            backend, store=_attempt_store(rank, world, restarts), rank=rank, world_size=world
+        )
     if dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
     return DistContext(rank, world, local_rank, dev, restarts)

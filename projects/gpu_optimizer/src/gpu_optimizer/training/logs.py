@@ -25,10 +25,8 @@ class JsonLog:
 
     def __init__(self, path: Path | None, run: str, digest: str, rank: int) -> None:
         self.run, self.digest, self.rank = run, digest, rank
+        self._path = path
         self._file: IO[str] | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", buffering=1, encoding="utf-8")
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {
@@ -39,7 +37,10 @@ class JsonLog:
             "rank": self.rank,
             **_clean(fields),
         }
-        if self._file is not None:
+        if self._path is not None:
+            if self._file is None:  # opened on the first event, closed when the run ends
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self._path.open("a", buffering=1, encoding="utf-8")
             self._file.write(json.dumps(record, sort_keys=False) + "\n")
         return record
 

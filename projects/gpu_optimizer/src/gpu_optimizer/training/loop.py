@@ -25,6 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from gpu_optimizer.guard import GuardAction, GuardConfig, GuardEvent, TrainingAborted, TrainingGuard
+from gpu_optimizer.profiling.optimizers import OPTIMIZER_STATES
 from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.data import StepSampler, fetch, split, to_device
 from gpu_optimizer.training.distributed import (
@@ -115,7 +116,9 @@ class Trainer:
             world=self.ctx.world,
         )
         # Estimated on the plain module, before DDP/FSDP2 wrap (or shard) it.
-        self.micro_batch = self._initial_micro_batch(model, train_set, input_shape, input_dtype)
+        self.micro_batch = self._initial_micro_batch(
+            model, train_set, input_shape, input_dtype, _optimizer_name(optimizer_factory, model)
+        )
         self.model = wrap_model(model, self.ctx, config.strategy)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = optimizer_factory(self.model.parameters())
@@ -180,7 +183,12 @@ class Trainer:
     # -- setup ----------------------------------------------------------------------------------
 
     def _initial_micro_batch(
-        self, model: torch.nn.Module, train_set: Any, shape: Sequence[int] | None, dtype: torch.dtype | None
+        self,
+        model: torch.nn.Module,
+        train_set: Any,
+        shape: Sequence[int] | None,
+        dtype: torch.dtype | None,
+        optimizer: Callable[[], str],
     ) -> int:
         per_rank = self.sampler.per_rank
         if self.config.micro_batch_size is not None:
@@ -193,7 +201,13 @@ class Trainer:
             sample = first[0] if isinstance(first, tuple | list) else first
             shape, dtype = tuple(sample.shape[1:]), dtype or sample.dtype
         return choose_micro_batch(
-            model, shape, per_rank, budget, safety_margin=self.config.memory_safety_margin, input_dtype=dtype
+            model,
+            shape,
+            per_rank,
+            budget,
+            safety_margin=self.config.memory_safety_margin,
+            optimizer=optimizer(),
+            input_dtype=dtype,
         )
 
     # -- state ----------------------------------------------------------------------------------
@@ -479,6 +493,19 @@ class Trainer:
                 "eval": self.result.eval,
             }
             self.reporter.report(json.loads(json.dumps(payload, allow_nan=True).replace("NaN", "null")))
+
+
+def _optimizer_name(factory: OptimizerFactory, model: torch.nn.Module) -> Callable[[], str]:
+    """The estimator's name for the optimizer the factory builds (its state per parameter)."""
+
+    def name() -> str:
+        probe = factory(model.parameters())  # optimizers allocate their state lazily: cheap
+        kind = type(probe).__name__.lower()
+        if kind == "sgd" and any(g.get("momentum") for g in probe.param_groups):
+            return "sgd_momentum"
+        return kind if kind in OPTIMIZER_STATES else "adamw"
+
+    return name
 
 
 def _rank_path(config: TrainConfig, rank: int) -> Any:
