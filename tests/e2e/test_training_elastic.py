@@ -69,4 +69,5 @@ def test_sigkilled_ranks_resume_to_the_uninterrupted_parameters(tmp_path: Path) 
         lost = killed_at - resume["step"]
         assert 0 <= lost < EVERY, (killed_at, resume["step"])
     assert {e["config_digest"] for e in events} == {events[0]["config_digest"]}
-    assert events[-1]["event"] == "finished" and events[-1]["step"] == STEPS
+    assert events[-1]["event"] == "finished"
+    assert events[-1]["step"] == STEPS

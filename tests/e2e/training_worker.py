@@ -26,9 +26,9 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "gpu_optimizer"))
 
-from training_helpers import adam, ce_loss, make_data, make_model, warmup  # noqa: E402
+from training_helpers import adam, ce_loss, make_data, make_model, warmup
 
-from gpu_optimizer.training import TrainConfig, Trainer, init_distributed  # noqa: E402
+from gpu_optimizer.training import TrainConfig, Trainer, init_distributed
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -64,7 +64,8 @@ def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
     # Same ops, same order, same inputs and restored RNG (dropout): identical, not merely close.
     assert all(torch.equal(p, q) for p, q in zip(params_of(ref.model), params_of(second.model), strict=True))
     assert {s: full.losses[s] for s in range(13, 24)} == rest.losses
-    assert second.scheduler is not None and second.scheduler.last_epoch == 24
+    assert second.scheduler is not None
+    assert second.scheduler.last_epoch == 24
 
 
 def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(tmp_path: Path) -> None:
@@ -90,7 +91,9 @@ def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(tmp_path: Path
     plain = Trainer(config(None, micro_batch_size=16), make_model(), sgd, make_data(), ce_loss).fit()
 
     assert result.steps == plain.steps == 24
-    assert result.micro_batch == 8 and result.ooms == 1 and limit.raised == 1
+    assert result.micro_batch == 8
+    assert result.ooms == 1
+    assert limit.raised == 1
     # Each step's loss is the mean of the same 16 samples, summed as two halves: it differs only
     # by float32 rounding, which SGD passes on linearly; 64 ulps per step over 24 steps bounds it.
     rtol = 64 * EPS32 * 24
@@ -98,9 +101,12 @@ def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(tmp_path: Path
         assert math.isclose(result.losses[step], loss, rel_tol=rtol), step
     events = read_log(tmp_path / "oom" / "run.jsonl")
     oom = [e for e in events if e["event"] == "oom"]
-    assert oom == [pytest.approx(oom[0])] and oom[0]["micro_batch"] == 8 and oom[0]["accumulation"] == 2
+    assert oom == [pytest.approx(oom[0])]
+    assert oom[0]["micro_batch"] == 8
+    assert oom[0]["accumulation"] == 2
     guard = [e for e in events if e["event"] == "guard"]
-    assert guard[0]["kind"] == "oom" and guard[0]["action"] == "reduce_batch"
+    assert guard[0]["kind"] == "oom"
+    assert guard[0]["action"] == "reduce_batch"
     assert {e["config_digest"] for e in events} == {run.config.digest}
 
 
@@ -138,7 +144,9 @@ def test_injected_spike_is_skipped_and_nan_rolls_back_with_a_lower_lr(tmp_path: 
     trainer = Trainer(cfg, make_model(), adam, make_data(), loss_fn, scheduler_factory=warmup)
     result = trainer.fit()
 
-    assert result.steps == 24 and result.rollbacks == 1 and result.skipped == 1
+    assert result.steps == 24
+    assert result.rollbacks == 1
+    assert result.skipped == 1
     # The spiking step changed nothing.
     assert all(torch.equal(p, q) for p, q in zip(seen["before_spike"], seen["after_spike"], strict=True))
     # The rollback restored the checkpoint of step 10 and halved the learning rate.
@@ -169,7 +177,8 @@ def test_abort_action_stops_the_run_with_the_event(tmp_path: Path) -> None:
     trainer = Trainer(cfg, make_model(), adam, make_data(), nan_at_3)
     with pytest.raises(TrainingAborted) as caught:
         trainer.fit()
-    assert caught.value.event.step == 3 and caught.value.event.config_digest == cfg.digest
+    assert caught.value.event.step == 3
+    assert caught.value.event.config_digest == cfg.digest
     assert read_log(tmp_path / "run.jsonl")[-1]["event"] == "aborted"
 
 

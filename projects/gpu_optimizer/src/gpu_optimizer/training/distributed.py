@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch.distributed.distributed_c10d import PrefixStore, Store, TCPStore
 from torch.nn.parallel import DistributedDataParallel
 
 from gpu_optimizer.training.config import Strategy
@@ -57,7 +58,7 @@ def init_distributed(device: str | None = None) -> DistContext:
     return DistContext(rank, world, local_rank, dev, restarts)
 
 
-def _attempt_store(rank: int, world: int, restarts: int) -> dist.Store:
+def _attempt_store(rank: int, world: int, restarts: int) -> Store:
     """The rendezvous store with keys private to this restart attempt.
 
     Without the prefix, workers of a restarted group read the addresses the dead group left in
@@ -67,10 +68,10 @@ def _attempt_store(rank: int, world: int, restarts: int) -> dist.Store:
     host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     timeout = timedelta(seconds=int(os.environ.get("GPUOPT_DIST_TIMEOUT_S", "300")))
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-        base = dist.TCPStore(host, port, world, is_master=False, timeout=timeout)
+        base = TCPStore(host, port, world, is_master=False, timeout=timeout)
     else:
-        base = dist.TCPStore(host, port, world, is_master=rank == 0, timeout=timeout, multi_tenant=True)
-    return dist.PrefixStore(f"gpu_optimizer.training/attempt-{restarts}", base)
+        base = TCPStore(host, port, world, is_master=rank == 0, timeout=timeout, multi_tenant=True)
+    return PrefixStore(f"gpu_optimizer.training/attempt-{restarts}", base)
 
 
 def wrap_model(model: torch.nn.Module, ctx: DistContext, strategy: Strategy) -> torch.nn.Module:
