@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 from gpu_optimizer.training import read_log
+from tests.unit.gpu_optimizer.training_helpers import make_model
 
 WORKER = Path(__file__).with_name("training_worker.py")
 STEPS, EVERY, TRIALS = 60, 4, 10
@@ -71,3 +72,21 @@ def test_sigkilled_ranks_resume_to_the_uninterrupted_parameters(tmp_path: Path) 
     assert {e["config_digest"] for e in events} == {events[0]["config_digest"]}
     assert events[-1]["event"] == "finished"
     assert events[-1]["step"] == STEPS
+
+
+@pytest.mark.slow
+def test_gpu_optimizer_train_restarts_a_killed_worker_through_torchrun(tmp_path: Path) -> None:
+    """The `train` command runs the plain torchrun CLI; a SIGKILLed rank is restarted and resumes."""
+    root, out = tmp_path / "cli", tmp_path / "cli.safetensors"
+    cli = Path(sys.executable).with_name("gpu-optimizer")  # the console script of this venv
+    cmd = [str(cli), "train", str(WORKER), "--nproc-per-node", "2"]
+    cmd += ["--max-restarts", "1", "--", "--root", str(root), "--out", str(out), "--steps", "12"]
+    cmd += ["--every", str(EVERY), "--kill-plan", "0:1:6"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    events = read_log(root / "run.jsonl")
+    (resume,) = [e for e in events if e["event"] == "resume"]
+    assert (resume["restarts"], resume["step"]) == (1, 4)
+    assert events[-1]["event"] == "finished"
+    assert load_file(out).keys() == set(make_model().state_dict())
