@@ -37,25 +37,17 @@ def _run(root: Path, out: Path, *extra: str) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
 
-@pytest.mark.slow
-def test_sigkilled_ranks_resume_to_the_uninterrupted_parameters(tmp_path: Path) -> None:
+def _kill_and_compare(tmp_path: Path, strategy: str, trials: int) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    kill_steps = sorted(rng.sample(range(1, STEPS), TRIALS))
+    kill_steps = sorted(rng.sample(range(1, STEPS), trials))
     plan = [(attempt, rng.randrange(2), step) for attempt, step in enumerate(kill_steps)]
     plan_text = ",".join(f"{a}:{r}:{s}" for a, r, s in plan)
+    common = ["--launch", "2", "--strategy", strategy]
 
-    _run(tmp_path / "ref", tmp_path / "ref.safetensors", "--launch", "2")
-    _run(
-        tmp_path / "killed",
-        tmp_path / "killed.safetensors",
-        "--launch",
-        "2",
-        "--max-restarts",
-        str(TRIALS),
-        "--kill-plan",
-        plan_text,
-    )
+    _run(tmp_path / "ref", tmp_path / "ref.safetensors", *common)
+    killed = ["--max-restarts", str(trials), "--kill-plan", plan_text]
+    _run(tmp_path / "killed", tmp_path / "killed.safetensors", *common, *killed)
 
     reference = load_file(tmp_path / "ref.safetensors")
     resumed = load_file(tmp_path / "killed.safetensors")
@@ -65,13 +57,24 @@ def test_sigkilled_ranks_resume_to_the_uninterrupted_parameters(tmp_path: Path) 
 
     events = read_log(tmp_path / "killed" / "run.jsonl")
     resumes = [e for e in events if e["event"] == "resume"]
-    assert [e["restarts"] for e in resumes] == list(range(1, TRIALS + 1))
+    assert [e["restarts"] for e in resumes] == list(range(1, trials + 1))
     for (_, _, killed_at), resume in zip(plan, resumes, strict=True):
         lost = killed_at - resume["step"]
         assert 0 <= lost < EVERY, (killed_at, resume["step"])
     assert {e["config_digest"] for e in events} == {events[0]["config_digest"]}
     assert events[-1]["event"] == "finished"
     assert events[-1]["step"] == STEPS
+
+
+@pytest.mark.slow
+def test_sigkilled_ddp_ranks_resume_to_the_uninterrupted_parameters(tmp_path: Path) -> None:
+    _kill_and_compare(tmp_path, "ddp", TRIALS)
+
+
+@pytest.mark.slow
+def test_sigkilled_fsdp2_ranks_resume_to_the_uninterrupted_parameters(tmp_path: Path) -> None:
+    """FSDP2 shards each parameter over the two ranks: every shard and its optimizer state resume."""
+    _kill_and_compare(tmp_path, "fsdp", 3)
 
 
 @pytest.mark.slow
