@@ -9,8 +9,9 @@ from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.data import StepSampler
 from gpu_optimizer.training.distributed import DistContext, init_distributed
 from gpu_optimizer.training.logs import read_log
-from gpu_optimizer.training.loop import Trainer, TrainResult
+from gpu_optimizer.training.loop import Trainer
 from gpu_optimizer.training.memory import SimulatedDeviceLimit, choose_micro_batch
+from gpu_optimizer.training.parts import TrainResult
 
 __all__ = [
     "DistContext",

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def _clean(value: Any) -> Any:
+def clean_json(value: Any) -> Any:
     """NaN/Inf are not JSON: they are written as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [clean_json(v) for v in value]
     return value
 
 
@@ -35,7 +35,7 @@ class JsonLog:
             "run": self.run,
             "config_digest": self.digest,
             "rank": self.rank,
-            **_clean(fields),
+            **clean_json(fields),
         }
         if self._path is not None:
             if self._file is None:  # opened on the first event, closed when the run ends

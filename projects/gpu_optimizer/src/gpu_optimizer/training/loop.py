@@ -12,20 +12,17 @@ optimizer steps.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from gpu_optimizer.guard import GuardAction, GuardConfig, GuardEvent, TrainingAborted, TrainingGuard
-from gpu_optimizer.profiling.optimizers import OPTIMIZER_STATES
+from gpu_optimizer.guard import GuardAction, GuardConfig, TrainingAborted, TrainingGuard
 from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.data import StepSampler, fetch, split, to_device
 from gpu_optimizer.training.distributed import (
@@ -37,8 +34,16 @@ from gpu_optimizer.training.distributed import (
     wrap_model,
 )
 from gpu_optimizer.training.evaluation import evaluate
-from gpu_optimizer.training.logs import JsonLog
-from gpu_optimizer.training.memory import SimulatedDeviceLimit, choose_micro_batch, free_device_bytes
+from gpu_optimizer.training.logs import JsonLog, clean_json
+from gpu_optimizer.training.memory import SimulatedDeviceLimit, initial_micro_batch
+from gpu_optimizer.training.parts import (
+    ClipThenStep,
+    TrainResult,
+    abort,
+    lower_learning_rate,
+    optimizer_name,
+    rank_log_path,
+)
 from gpu_optimizer.training.persist import Persistence
 from gpu_optimizer.training.reporting import RunReporter
 from gpu_optimizer.training.spikes import SpikeDetector
@@ -49,42 +54,6 @@ LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module, Any], dict[str, float]]
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    losses: dict[int, float] = field(default_factory=dict)
-    eval: dict[str, float] = field(default_factory=dict)
-    micro_batch: int = 0
-    ooms: int = 0
-    rollbacks: int = 0
-    skipped: int = 0
-    resumed_from: int | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _ClipThenStep:
-    """What the guard steps: clip (after unscaling fp16 gradients), then step (through the scaler).
-
-    The guard checks the raw gradient norm before calling `step()`, so exploding gradients are
-    still seen before clipping hides them.
-    """
-
-    def __init__(self, trainer: Trainer) -> None:
-        self._t = trainer
-
-    def step(self) -> None:
-        t = self._t
-        if t.config.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(t.params, t.config.grad_clip_norm)
-        if t.scaler is not None:
-            t.scaler.step(t.optimizer)
-        else:
-            t.optimizer.step()
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._t.optimizer.zero_grad(set_to_none=set_to_none)
 
 
 class Trainer:
@@ -116,8 +85,15 @@ class Trainer:
             world=self.ctx.world,
         )
         # Estimated on the plain module, before DDP/FSDP2 wrap (or shard) it.
-        self.micro_batch = self._initial_micro_batch(
-            model, train_set, input_shape, input_dtype, _optimizer_name(optimizer_factory, model)
+        self.micro_batch = initial_micro_batch(
+            config,
+            model,
+            train_set,
+            self.sampler.per_rank,
+            self.ctx.device,
+            input_shape,
+            input_dtype,
+            optimizer_name(optimizer_factory, model),
         )
         self.model = wrap_model(model, self.ctx, config.strategy)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -128,10 +104,14 @@ class Trainer:
         self.memory_limit = memory_limit
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
         use_scaler = config.precision == "fp16"
-        self.scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
+        scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
+        self.scaler = scaler
         self.guard = TrainingGuard(
             self.model,
-            cast(torch.optim.Optimizer, _ClipThenStep(self)),
+            cast(
+                torch.optim.Optimizer,
+                ClipThenStep(self.optimizer, self.params, config.grad_clip_norm, self.scaler),
+            ),
             GuardConfig(
                 config_digest=self.digest,
                 on_nonfinite=config.on_nonfinite,
@@ -148,7 +128,7 @@ class Trainer:
         self.log = JsonLog(
             config.log_path
             if self.ctx.is_main or config.log_path is None
-            else _rank_path(config, self.ctx.rank),
+            else rank_log_path(config.log_path, self.ctx.rank),
             config.run_name,
             self.digest,
             self.ctx.rank,
@@ -181,34 +161,6 @@ class Trainer:
         self.result = TrainResult(steps=0)
 
     # -- setup ----------------------------------------------------------------------------------
-
-    def _initial_micro_batch(
-        self,
-        model: torch.nn.Module,
-        train_set: Any,
-        shape: Sequence[int] | None,
-        dtype: torch.dtype | None,
-        optimizer: Callable[[], str],
-    ) -> int:
-        per_rank = self.sampler.per_rank
-        if self.config.micro_batch_size is not None:
-            return min(self.config.micro_batch_size, per_rank)
-        budget = self.config.memory_budget_bytes or free_device_bytes(self.ctx.device)
-        if budget is None:
-            return per_rank
-        if shape is None:
-            first = fetch(train_set, torch.tensor([0]))
-            sample = first[0] if isinstance(first, tuple | list) else first
-            shape, dtype = tuple(sample.shape[1:]), dtype or sample.dtype
-        return choose_micro_batch(
-            model,
-            shape,
-            per_rank,
-            budget,
-            safety_margin=self.config.memory_safety_margin,
-            optimizer=optimizer(),
-            input_dtype=dtype,
-        )
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -274,16 +226,8 @@ class Trainer:
         """Guard callback: back to the newest good checkpoint with a lower learning rate."""
         assert self.persist is not None
         if self.rollbacks >= self.config.max_rollbacks:
-            raise TrainingAborted(
-                GuardEvent(
-                    "nonfinite_parameter",
-                    self.step,
-                    GuardAction.ABORT,
-                    "too many rollbacks",
-                    self.digest,
-                    self.micro_batch,
-                )
-            )
+            detail = f"{self.rollbacks} rollbacks already (max_rollbacks)"
+            raise abort("rollback_limit", self.step, detail, self.digest, self.micro_batch)
         bad_step = self.step
         meta = self.persist.load_latest()
         if meta is None:
@@ -293,12 +237,7 @@ class Trainer:
         self.ooms, self.rollbacks, self.skipped = counters
         factor = self.config.rollback_lr_factor
         self.lr_scale *= factor
-        for group in self.optimizer.param_groups:
-            group["lr"] *= factor
-            if "initial_lr" in group:
-                group["initial_lr"] *= factor
-        if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
-            self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        lower_learning_rate(self.optimizer, self.scheduler, factor)
         self._last_saved = self.step
         self._rolled_back = True
         self.log.write("rollback", from_step=bad_step, to_step=self.step, lr_scale=self.lr_scale)
@@ -438,11 +377,7 @@ class Trainer:
         self.result.events.append(record)
         log.warning("loss spike at step %d -> %s", self.step, action.value, extra={"guard_event": record})
         if action is GuardAction.ABORT:
-            raise TrainingAborted(
-                GuardEvent(
-                    "nonfinite_loss", self.step, action, str(record["detail"]), self.digest, self.micro_batch
-                )
-            )
+            raise abort("loss_spike", self.step, str(record["detail"]), self.digest, self.micro_batch)
         if action is GuardAction.ROLLBACK:
             self._rollback()
             return None
@@ -492,22 +427,4 @@ class Trainer:
                 "config_digest": self.digest,
                 "eval": self.result.eval,
             }
-            self.reporter.report(json.loads(json.dumps(payload, allow_nan=True).replace("NaN", "null")))
-
-
-def _optimizer_name(factory: OptimizerFactory, model: torch.nn.Module) -> Callable[[], str]:
-    """The estimator's name for the optimizer the factory builds (its state per parameter)."""
-
-    def name() -> str:
-        probe = factory(model.parameters())  # optimizers allocate their state lazily: cheap
-        kind = type(probe).__name__.lower()
-        if kind == "sgd" and any(g.get("momentum") for g in probe.param_groups):
-            return "sgd_momentum"
-        return kind if kind in OPTIMIZER_STATES else "adamw"
-
-    return name
-
-
-def _rank_path(config: TrainConfig, rank: int) -> Any:
-    assert config.log_path is not None
-    return config.log_path.with_name(f"{config.log_path.stem}.rank{rank}{config.log_path.suffix}")
+            self.reporter.report(clean_json(payload))

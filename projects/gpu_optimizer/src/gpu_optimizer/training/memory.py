@@ -10,10 +10,13 @@ without a GPU exercise the OOM recovery path with it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from gpu_optimizer.profiling import NoBatchFitsError, estimate, estimator_probe, find_max_batch
+from gpu_optimizer.training.config import TrainConfig
+from gpu_optimizer.training.data import fetch
 
 
 def free_device_bytes(device: torch.device) -> int | None:
@@ -50,6 +53,41 @@ def choose_micro_batch(
         dtype=dtype,
     )
     return find_max_batch(probe, start=1, limit=per_rank_batch).batch_size
+
+
+def initial_micro_batch(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    train_set: Any,
+    per_rank: int,
+    device: torch.device,
+    shape: Sequence[int] | None,
+    dtype: torch.dtype | None,
+    optimizer: Callable[[], str],
+) -> int:
+    """The configured micro-batch, else the estimator's choice for the budget (the configured one
+    or the device's free memory), else the whole per-rank batch (CPU without a budget).
+
+    The sample shape and dtype default to those of the first sample of `train_set`.
+    """
+    if config.micro_batch_size is not None:
+        return min(config.micro_batch_size, per_rank)
+    budget = config.memory_budget_bytes or free_device_bytes(device)
+    if budget is None:
+        return per_rank
+    if shape is None:
+        first = fetch(train_set, torch.tensor([0]))
+        sample = first[0] if isinstance(first, tuple | list) else first
+        shape, dtype = tuple(sample.shape[1:]), dtype or sample.dtype
+    return choose_micro_batch(
+        model,
+        shape,
+        per_rank,
+        budget,
+        safety_margin=config.memory_safety_margin,
+        optimizer=optimizer(),
+        input_dtype=dtype,
+    )
 
 
 class SimulatedDeviceLimit:
@@ -98,4 +136,10 @@ class SimulatedDeviceLimit:
             )
 
 
-__all__ = ["NoBatchFitsError", "SimulatedDeviceLimit", "choose_micro_batch", "free_device_bytes"]
+__all__ = [
+    "NoBatchFitsError",
+    "SimulatedDeviceLimit",
+    "choose_micro_batch",
+    "free_device_bytes",
+    "initial_micro_batch",
+]
