@@ -315,8 +315,10 @@ class Trainer:
                     scaled = self.scaler.scale(loss) if self.scaler is not None else loss
                     torch.autograd.backward(scaled)
             step_loss = all_mean(float(total), self.ctx)
-            # The guard checks the loss every rank agrees on (a detached copy: the backward above is done).
-            gs.backward(torch.tensor(step_loss, requires_grad=True))
+            if not math.isfinite(step_loss):
+                # The guard answers for the loss every rank agrees on (a detached copy: the
+                # micro-batches' backward is done); a finite loss would pass its check anyway.
+                gs.backward(torch.tensor(step_loss, requires_grad=True))
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
                 if not all(bool(torch.isfinite(p.grad).all()) for p in self.params if p.grad is not None):
