@@ -30,9 +30,11 @@ def sgd(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.1)
 
 
-def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path: Path, precision: str) -> None:
+    """fp16 adds the grad scaler (its scale and growth tracker) to what must come back."""
     ref = Trainer(
-        config(tmp_path / "a", checkpoint_every_steps=5),
+        config(tmp_path / "a", checkpoint_every_steps=5, precision=precision),
         make_model(),
         adam,
         make_data(),
@@ -41,7 +43,7 @@ def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
     )
     full = ref.fit()
     first = Trainer(
-        config(tmp_path / "b", checkpoint_every_steps=5, max_steps=13),
+        config(tmp_path / "b", checkpoint_every_steps=5, max_steps=13, precision=precision),
         make_model(),
         adam,
         make_data(),
@@ -51,7 +53,7 @@ def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
     first.fit()
     # A fresh process would build the model from another seed: resume must not depend on it.
     second = Trainer(
-        config(tmp_path / "b", checkpoint_every_steps=5),
+        config(tmp_path / "b", checkpoint_every_steps=5, precision=precision),
         make_model(seed=99),
         adam,
         make_data(),
@@ -66,6 +68,20 @@ def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
     assert {s: full.losses[s] for s in range(13, 24)} == rest.losses
     assert second.scheduler is not None
     assert second.scheduler.last_epoch == 24
+    if precision == "fp16":
+        assert ref.scaler is not None
+        assert second.scaler is not None
+        assert second.scaler.state_dict() == ref.scaler.state_dict()
+
+
+def test_time_based_checkpoints_are_written_and_pruned(tmp_path: Path) -> None:
+    cfg = config(tmp_path, checkpoint_every_s=1e-9, keep_last=2, max_steps=6)
+    Trainer(cfg, make_model(), adam, make_data(), ce_loss).fit()
+    kept = CheckpointManager(tmp_path / "ckpt", "tiny").list()
+    assert [i.step for i in kept] == [5, 6]
+    saved = [e["step"] for e in read_log(tmp_path / "run.jsonl") if e["event"] == "checkpoint"]
+    assert saved == [0, 1, 2, 3, 4, 5, 6]
+    assert all(i.config_digest == cfg.digest for i in kept)
 
 
 def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(tmp_path: Path) -> None:
