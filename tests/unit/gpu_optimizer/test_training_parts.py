@@ -72,3 +72,12 @@ def test_spikes_are_relative_to_the_median_of_accepted_losses() -> None:
     assert not spikes.is_spike(float("nan"))  # non-finite losses are the guard's business
     spikes.accept(float("inf"))
     assert spikes.state() == [1.0, 1.2, 0.9]
+
+
+def test_actions_may_be_given_as_strings(tmp_path: Path) -> None:
+    config = TrainConfig(
+        run_name="r", max_steps=1, global_batch_size=1, checkpoint_dir=tmp_path, on_loss_spike="rollback"
+    )
+    assert config.on_loss_spike is GuardAction.ROLLBACK
+    with pytest.raises(ValueError, match="explode"):
+        TrainConfig(run_name="r", max_steps=1, global_batch_size=1, on_nonfinite="explode")

@@ -57,6 +57,9 @@ class TrainConfig:
     max_rollbacks: int = 3
 
     def __post_init__(self) -> None:
+        for name in ("on_nonfinite", "on_exploding_gradient", "on_nonfinite_parameter", "on_loss_spike"):
+            # Plain strings ("rollback") are accepted; the loop compares actions by identity.
+            object.__setattr__(self, name, GuardAction(getattr(self, name)))
         if self.max_steps < 1 or self.global_batch_size < 1:
             raise ValueError("max_steps and global_batch_size must be >= 1")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
