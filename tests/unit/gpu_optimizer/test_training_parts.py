@@ -81,3 +81,18 @@ def test_actions_may_be_given_as_strings(tmp_path: Path) -> None:
     assert config.on_loss_spike is GuardAction.ROLLBACK
     with pytest.raises(ValueError, match="explode"):
         TrainConfig(run_name="r", max_steps=1, global_batch_size=1, on_nonfinite="explode")
+
+
+def test_reporter_to_a_service_that_is_down_neither_raises_nor_blocks() -> None:
+    import socket
+
+    from gpu_optimizer.training.reporting import RunReporter
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    reporter = RunReporter(f"http://127.0.0.1:{port}", "down", timeout_s=0.5)
+    reporter.report({"status": "running", "step": 1})
+    reporter.close()
+    assert reporter.sent == 0
+    assert not reporter._thread.is_alive()

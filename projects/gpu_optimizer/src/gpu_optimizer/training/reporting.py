@@ -6,20 +6,21 @@ or absent service never slows training; failures are logged once and retried wit
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import urllib.error
+import urllib.request
 from typing import Any
-
-import httpx
 
 log = logging.getLogger("gpu_optimizer.training")
 
 
 class RunReporter:
     def __init__(self, base_url: str, run: str, api_key: str | None = None, timeout_s: float = 2.0) -> None:
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
-        self._url = f"/api/runs/{run}"
+        self._headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
+        self._url = f"{base_url.rstrip('/')}/api/runs/{run}"
+        self._timeout = timeout_s
         self._pending: dict[str, Any] | None = None
         self._cond = threading.Condition()
         self._closing = False
@@ -46,11 +47,11 @@ class RunReporter:
                 return
 
     def _send(self, payload: dict[str, Any]) -> None:
+        request = urllib.request.Request(self._url, json.dumps(payload).encode(), self._headers, method="PUT")
         try:
-            response = self._client.put(self._url, json=payload)
-            response.raise_for_status()
-            self.sent += 1
-        except httpx.HTTPError as exc:
+            with urllib.request.urlopen(request, timeout=self._timeout):
+                self.sent += 1
+        except (urllib.error.URLError, OSError) as exc:
             if not self._warned:
                 log.warning("could not report run progress to the service: %s", exc)
                 self._warned = True
@@ -61,4 +62,3 @@ class RunReporter:
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout=10)
-        self._client.close()
