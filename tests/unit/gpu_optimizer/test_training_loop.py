@@ -209,3 +209,18 @@ def test_bf16_autocast_and_clipping_train_on_cpu() -> None:
     losses = list(result.losses.values())
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_a_skipped_nan_step_leaves_no_nan_in_checkpoint_metrics(tmp_path: Path) -> None:
+    def nan_at_2(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        loss = ce_loss(model, batch)
+        return loss * float("nan") if trainer.step == 2 else loss
+
+    cfg = config(tmp_path, checkpoint_every_steps=1, keep_last=10, max_steps=4)
+    trainer = Trainer(cfg, make_model(), adam, make_data(), nan_at_2)
+    result = trainer.fit()
+    assert result.skipped == 1
+    infos = CheckpointManager(tmp_path / "ckpt", "tiny").list()
+    assert [i.step for i in infos] == [0, 1, 2, 3, 4]
+    assert infos[3].metrics == {}  # the step that ended at 3 had a NaN loss
+    assert all(math.isfinite(v) for i in infos for v in i.metrics.values())

@@ -191,7 +191,9 @@ class Trainer:
     def _save(self, *, final: bool = False) -> None:
         if self.persist is None or self._last_saved == self.step:
             return
-        metrics = {"loss": self.result.losses[self.step - 1]} if self.step - 1 in self.result.losses else {}
+        last = self.result.losses.get(self.step - 1)
+        # Only a finite loss: manifests are JSON, and NaN would reach the service's checkpoint API.
+        metrics = {"loss": last} if last is not None and math.isfinite(last) else {}
         self.persist.save(self.step, self._meta(), metrics)
         self._last_saved, self._last_save_time = self.step, time.monotonic()
         self.log.write("checkpoint", step=self.step, final=final)
