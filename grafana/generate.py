@@ -338,6 +338,35 @@ def gpu_optimizer_dashboard() -> Dashboard:
                 ('sum by (kind, state) (gpuopt_jobs_total{instance=~"$instance"})', "{{kind}} {{state}}"),
             )
         )
+        .with_row(Row("Training runs"))
+        .with_panel(
+            graph(
+                "Training step",
+                "none",
+                ('gpuopt_training_step{instance=~"$instance"}', "{{run}}"),
+                description="Optimizer steps reported by the training kit (the 20 most recent runs).",
+            )
+        )
+        .with_panel(
+            graph("Training loss", "none", ('gpuopt_training_loss{instance=~"$instance"}', "{{run}}"))
+        )
+        .with_panel(
+            graph(
+                "Training throughput",
+                "none",
+                ('gpuopt_training_samples_per_second{instance=~"$instance"}', "samples/s {{run}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "OOM recoveries, rollbacks and restarts",
+                "none",
+                ('gpuopt_training_oom_events_total{instance=~"$instance"}', "OOM {{run}}"),
+                ('gpuopt_training_rollbacks_total{instance=~"$instance"}', "rollbacks {{run}}"),
+                ('gpuopt_training_restarts_total{instance=~"$instance"}', "restarts {{run}}"),
+                description="Totals per run: micro-batch halvings, rollbacks, torchrun group restarts.",
+            )
+        )
         .build()
     )
 

@@ -210,6 +210,9 @@ def drive_gpu_traffic(service: RunningService, checkpoint_root: Path) -> None:
     }
     status, _ = http_json("PUT", f"{service.url}/api/swap-pools/trainer.0", report)
     assert status == 200
+    run = {"status": "running", "step": 40, "loss": 0.5, "samples_per_s": 900.0, "oom_events": 1}
+    status, _ = http_json("PUT", f"{service.url}/api/runs/obs-train", {**run, "rollbacks": 1, "restarts": 2})
+    assert status == 200
     (name,) = [p.name for p in (checkpoint_root / "obs").iterdir() if not p.name.startswith(".")]
     status, verified = http_json("POST", f"{service.url}/api/checkpoints/obs/{name}/verify")
     assert status == 200
@@ -278,6 +281,7 @@ def test_every_dashboard_and_rule_query_returns_data(
         'gpuopt_jobs_total{state="succeeded"}',
         "gpuopt_checkpoint_last_save_seconds",
         "gpuopt_swap_pool_bytes",
+        "gpuopt_training_step",
         "instance:pose_stream_end_to_end_latency_seconds:p99_rate1m",
     ]
     deadline = time.monotonic() + 30

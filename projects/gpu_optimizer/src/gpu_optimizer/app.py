@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from gpu_optimizer.api import checkpoints, gpus, jobs, profile, swap_pools
+from gpu_optimizer.api import checkpoints, gpus, jobs, profile, runs, swap_pools
 from gpu_optimizer.checkpoints.catalog import CheckpointCatalog
 from gpu_optimizer.devices.health import HealthThresholds
 from gpu_optimizer.devices.metrics import GpuCollector
@@ -19,6 +19,7 @@ from gpu_optimizer.resources import GpuOptResources
 from gpu_optimizer.service_metrics import CheckpointCollector, ServiceMetrics
 from gpu_optimizer.settings import GpuOptSettings
 from gpu_optimizer.swap_pools import SwapPoolCollector, SwapPoolRegistry
+from gpu_optimizer.training.registry import RunCollector, RunStore
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.hardware import host_hardware
@@ -54,6 +55,8 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         ops.registry.register(CheckpointCollector(catalog))
         pools = SwapPoolRegistry(stale_after_s=settings.swap_pool_stale_after_s)
         ops.registry.register(SwapPoolCollector(pools))
+        run_store = RunStore(settings.database_url)
+        ops.registry.register(RunCollector(run_store))
         resources = GpuOptResources(
             settings=settings,
             sampler=sampler,
@@ -62,6 +65,7 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
             swap_pools=pools,
             checkpoints=catalog,
             metrics=metrics,
+            runs=run_store,
         )
         ops.details_provider = lambda: {"mode": sampler.latest.mode}
         ops.mark_ready()
@@ -79,6 +83,7 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         finally:
             runner.shutdown()
             store.close()
+            run_store.close()
             sampler.stop()
             log.info("service stopping")
 
@@ -92,4 +97,5 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
     app.include_router(swap_pools.router)
     app.include_router(checkpoints.router)
     app.include_router(profile.router)
+    app.include_router(runs.router)
     return app

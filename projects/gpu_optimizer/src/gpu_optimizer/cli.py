@@ -1,4 +1,4 @@
-"""Command line: `gpu-optimizer profile|find-batch|models|checkpoints`."""
+"""Command line: `gpu-optimizer profile|find-batch|models|checkpoints|train`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from gpu_optimizer.profiling.measure import CudaUnavailableError
 from gpu_optimizer.profiling.models import MODELS, ModelSpec, get_model_spec
 from gpu_optimizer.profiling.report import MemoryReport
 from gpu_optimizer.profiling.runs import GIB
+from gpu_optimizer.training.launch import TRAIN_CONTEXT
+from gpu_optimizer.training.launch import train as train_command
 
 app = typer.Typer(help="GPU memory profiling, batch-size search and checkpoints.", no_args_is_help=True)
 console = Console()
@@ -36,6 +38,7 @@ class Device(StrEnum):
 
 
 app.add_typer(checkpoints_app, name="checkpoints")
+app.command("train", context_settings=TRAIN_CONTEXT)(train_command)
 
 
 def _spec(name: str) -> ModelSpec:

@@ -14,6 +14,7 @@ from gpu_optimizer.jobs.runner import JobRunner
 from gpu_optimizer.service_metrics import ServiceMetrics
 from gpu_optimizer.settings import GpuOptSettings
 from gpu_optimizer.swap_pools import SwapPoolRegistry
+from gpu_optimizer.training.registry import RunStore
 
 
 @dataclass(slots=True)
@@ -25,6 +26,7 @@ class GpuOptResources:
     swap_pools: SwapPoolRegistry
     checkpoints: CheckpointCatalog
     metrics: ServiceMetrics
+    runs: RunStore
 
 
 def get_resources(request: Request) -> GpuOptResources:

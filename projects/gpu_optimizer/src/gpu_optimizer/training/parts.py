@@ -1,0 +1,92 @@
+"""Small pieces of the training loop: its result, what the guard steps, LR lowering, event helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+from gpu_optimizer.guard import EventKind, GuardAction, GuardEvent, TrainingAborted
+from gpu_optimizer.profiling.optimizers import OPTIMIZER_STATES
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: dict[int, float] = field(default_factory=dict)
+    eval: dict[str, float] = field(default_factory=dict)
+    micro_batch: int = 0
+    ooms: int = 0
+    rollbacks: int = 0
+    skipped: int = 0
+    resumed_from: int | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ClipThenStep:
+    """What the guard steps: clip (gradients already unscaled for fp16), then step (via the scaler).
+
+    The guard checks the raw gradient norm before it calls `step()`, so exploding gradients are
+    still seen before clipping hides them.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        params: list[torch.nn.Parameter],
+        clip_norm: float | None,
+        scaler: torch.amp.GradScaler | None,
+    ) -> None:
+        self.optimizer, self.params, self.clip_norm, self.scaler = optimizer, params, clip_norm, scaler
+
+    def step(self) -> None:
+        if self.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+        else:
+            self.optimizer.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+
+def lower_learning_rate(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
+    """Scale the learning rate for good: param groups now, and what the scheduler computes from
+    (`base_lrs` for LambdaLR-like schedulers, the groups' own `lr` for chained ones)."""
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+        if "initial_lr" in group:
+            group["initial_lr"] *= factor
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+
+
+def abort(kind: str, step: int, detail: str, digest: str, batch_size: int) -> TrainingAborted:
+    """A TrainingAborted for the kit's own kinds ("loss_spike", "rollback_limit"), which the
+    guard's EventKind does not list; they are logged and serialised like the guard's."""
+    return TrainingAborted(
+        GuardEvent(cast(EventKind, kind), step, GuardAction.ABORT, detail, digest, batch_size)
+    )
+
+
+def optimizer_name(
+    factory: Callable[[Any], torch.optim.Optimizer], model: torch.nn.Module
+) -> Callable[[], str]:
+    """The estimator's name for the optimizer the factory builds (its state per parameter)."""
+
+    def name() -> str:
+        probe = factory(model.parameters())  # optimizers allocate their state lazily: cheap
+        kind = type(probe).__name__.lower()
+        if kind == "sgd" and any(g.get("momentum") for g in probe.param_groups):
+            return "sgd_momentum"
+        return kind if kind in OPTIMIZER_STATES else "adamw"
+
+    return name
+
+
+def rank_log_path(path: Path, rank: int) -> Path:
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")

@@ -1,0 +1,156 @@
+"""The service's registry of training runs: the latest report of each run in SQL, and its metrics.
+
+Trainers PUT their progress (`reporting.RunReporter`); rows live in the same database as the jobs
+(SQLite file by default, SQLAlchemy 2.0), so the list survives a service restart. Prometheus sees
+the `max_runs` most recently updated runs only, which bounds the `run` label's cardinality.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import JSON, DateTime, Float, Integer, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from gpu_optimizer.jobs.store import make_engine
+
+RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+RunStatus = Literal["running", "finished", "aborted", "failed"]
+
+
+class RunReport(BaseModel):
+    """What a trainer sends (see `Trainer._progress`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: RunStatus
+    step: int = Field(ge=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    loss: float | None = None
+    samples_per_s: float = Field(default=0.0, ge=0)
+    oom_events: int = Field(default=0, ge=0)
+    rollbacks: int = Field(default=0, ge=0)
+    restarts: int = Field(default=0, ge=0)
+    world_size: int = Field(default=1, ge=1, le=1_000_000)
+    micro_batch: int | None = Field(default=None, ge=1)
+    config_digest: str = Field(default="", max_length=64)
+    eval: dict[str, float] = Field(default_factory=dict, max_length=32)
+
+
+class RunOut(RunReport):
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class RunRow(_Base):
+    __tablename__ = "training_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    max_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    samples_per_s: Mapped[float] = mapped_column(Float)
+    oom_events: Mapped[int] = mapped_column(Integer)
+    rollbacks: Mapped[int] = mapped_column(Integer)
+    restarts: Mapped[int] = mapped_column(Integer)
+    world_size: Mapped[int] = mapped_column(Integer)
+    micro_batch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    config_digest: Mapped[str] = mapped_column(String(64))
+    eval: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+def _out(row: RunRow) -> RunOut:
+    return RunOut.model_validate(row, from_attributes=True)
+
+
+class RunStore:
+    """Upsert and read run reports; every method is its own short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        _Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def report(self, name: str, report: RunReport) -> RunOut:
+        now = datetime.now(UTC)
+        with self._session.begin() as s:
+            row = s.get(RunRow, name)
+            if row is None:
+                row = RunRow(name=name, created_at=now)
+                s.add(row)
+            for key, value in report.model_dump().items():
+                setattr(row, key, value)
+            row.updated_at = now
+        return _out(row)
+
+    def get(self, name: str) -> RunOut | None:
+        with Session(self.engine) as s:
+            row = s.get(RunRow, name)
+            return None if row is None else _out(row)
+
+    def list(self, limit: int = 100, status: str | None = None) -> list[RunOut]:
+        query = select(RunRow).order_by(RunRow.updated_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(RunRow.status == status)
+        with Session(self.engine) as s:
+            return [_out(r) for r in s.scalars(query)]
+
+
+class RunCollector(Collector):
+    """Per-run gauges and counters of the most recently updated runs (read at most every ttl_s)."""
+
+    def __init__(self, store: RunStore, max_runs: int = 20, ttl_s: float = 2.0) -> None:
+        self.store, self.max_runs, self.ttl_s = store, max_runs, ttl_s
+        self._cached: list[Metric] = []
+        self._at = -float("inf")
+
+    def collect(self) -> Iterator[Metric]:
+        if time.monotonic() - self._at > self.ttl_s:
+            self._cached = self._read()
+            self._at = time.monotonic()
+        yield from self._cached
+
+    def _read(self) -> list[Metric]:
+        runs = self.store.list(limit=self.max_runs)
+        step = GaugeMetricFamily("gpuopt_training_step", "Optimizer steps done", labels=["run"])
+        loss = GaugeMetricFamily("gpuopt_training_loss", "Training loss of the last report", labels=["run"])
+        rate = GaugeMetricFamily(
+            "gpuopt_training_samples_per_second", "Training samples per second", labels=["run"]
+        )
+        running = GaugeMetricFamily(
+            "gpuopt_training_running", "1 while the run reports running", labels=["run"]
+        )
+        ooms = CounterMetricFamily("gpuopt_training_oom_events", "Out-of-memory recoveries", labels=["run"])
+        rollbacks = CounterMetricFamily(
+            "gpuopt_training_rollbacks", "Rollbacks to a checkpoint", labels=["run"]
+        )
+        restarts = CounterMetricFamily(
+            "gpuopt_training_restarts", "Group restarts by torchrun", labels=["run"]
+        )
+        for run in runs:
+            step.add_metric([run.name], run.step)
+            if run.loss is not None:
+                loss.add_metric([run.name], run.loss)
+            rate.add_metric([run.name], run.samples_per_s)
+            running.add_metric([run.name], 1.0 if run.status == "running" else 0.0)
+            ooms.add_metric([run.name], run.oom_events)
+            rollbacks.add_metric([run.name], run.rollbacks)
+            restarts.add_metric([run.name], run.restarts)
+        return [step, loss, rate, running, ooms, rollbacks, restarts]
