@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -27,7 +27,14 @@ import torch
 logger = logging.getLogger("gpu_optimizer.guard")
 
 EventKind = Literal[
-    "nonfinite_loss", "nonfinite_gradient", "exploding_gradient", "nonfinite_parameter", "oom"
+    "nonfinite_loss",
+    "nonfinite_gradient",
+    "exploding_gradient",
+    "nonfinite_parameter",
+    "oom",
+    # Raised by the training kit (gpu_optimizer.training) and logged the same way.
+    "loss_spike",
+    "rollback_limit",
 ]
 
 
@@ -130,7 +137,7 @@ class GuardedStep:
                 {"grad_norm": norm},
             )
         guard.optimizer.step()
-        bad = [i for i, p in enumerate(guard.params) if not bool(torch.isfinite(p.detach()).all())]
+        bad = _nonfinite_tensors(guard.params)
         if bad:
             guard._answer(
                 "nonfinite_parameter",
@@ -252,6 +259,21 @@ class TrainingGuard:
         elif action is GuardAction.ROLLBACK and self.rollback is not None:
             self.rollback()
         raise _StepRejected
+
+
+def _nonfinite_tensors(params: Sequence[torch.Tensor]) -> list[int]:
+    """Indices of the tensors holding NaN/Inf.
+
+    One fused norm over all tensors answers the common case with a single device sync; only
+    when it is not finite (a NaN/Inf, or squares too large to sum) is each tensor looked at.
+    """
+    if not params:
+        return []
+    with torch.no_grad():
+        total = float(torch.nn.utils.get_total_norm([p.detach() for p in params]))
+    if math.isfinite(total):
+        return []
+    return [i for i, p in enumerate(params) if not bool(torch.isfinite(p.detach()).all())]
 
 
 def _json_float(value: float) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -65,12 +65,9 @@ def lower_learning_rate(optimizer: torch.optim.Optimizer, scheduler: Any, factor
         scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
 
 
-def abort(kind: str, step: int, detail: str, digest: str, batch_size: int) -> TrainingAborted:
-    """A TrainingAborted for the kit's own kinds ("loss_spike", "rollback_limit"), which the
-    guard's EventKind does not list; they are logged and serialised like the guard's."""
-    return TrainingAborted(
-        GuardEvent(cast(EventKind, kind), step, GuardAction.ABORT, detail, digest, batch_size)
-    )
+def abort(kind: EventKind, step: int, detail: str, digest: str, batch_size: int) -> TrainingAborted:
+    """A TrainingAborted for the kit's own kinds ("loss_spike", "rollback_limit")."""
+    return TrainingAborted(GuardEvent(kind, step, GuardAction.ABORT, detail, digest, batch_size))
 
 
 def optimizer_name(
