@@ -13,15 +13,24 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.checkpoint import checkpoint
 
+from gpu_optimizer.profiling.allocator import simulate
 from gpu_optimizer.profiling.optimizers import build_optimizer
 from gpu_optimizer.profiling.report import MEMORY_KINDS, MemoryReport, ModuleMemory
+from gpu_optimizer.profiling.sharding import (
+    SHARDINGS,
+    Sharding,
+    default_units,
+    fsdp_hooks,
+    per_rank_bytes,
+    shards_parameters,
+)
 from gpu_optimizer.profiling.tracker import StorageRecord, StorageTracker, storage_key, tracking
 
 LossFn = Callable[[Any], torch.Tensor]
@@ -47,14 +56,40 @@ def sum_loss(outputs: Any) -> torch.Tensor:
     return total
 
 
+OptimizerImpl = Literal["single", "foreach", "fused"]
+
+
 @dataclass(frozen=True)
 class StepOptions:
-    """Changes to a plain training step that the recommendations try out."""
+    """How the training step runs, beyond model, batch and dtype.
+
+    `autocast_dtype`: forward under autocast (mixed precision; the parameters keep `dtype`).
+    `checkpoint_blocks`: modules whose forward runs under non-reentrant activation checkpointing.
+    `optimizer_offload`: the optimizer state and its step live in host memory.
+    `accumulate_gradients`: gradients from earlier micro-batches are alive during this one.
+    `keep_output`: the model's output stays referenced until the step ends (``out = model(x)``).
+    `optimizer_impl`: single-tensor, foreach or fused kernels (None: the device's default).
+    `sharding`/`world_size`: data parallelism across ranks; the report is one rank's memory.
+    `shard_units`: the modules FSDP / ZeRO-3 wraps (empty: the repeated blocks).
+    """
 
     autocast_dtype: torch.dtype | None = None
     checkpoint_blocks: tuple[str, ...] = ()
     optimizer_offload: bool = False
     accumulate_gradients: bool = False
+    keep_output: bool = False
+    optimizer_impl: OptimizerImpl | None = None
+    sharding: Sharding = "none"
+    world_size: int = 1
+    shard_units: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {self.world_size}")
+        if self.sharding not in SHARDINGS:
+            raise ValueError(f"sharding must be one of {SHARDINGS}, got {self.sharding!r}")
+        if self.optimizer_impl not in (None, "single", "foreach", "fused"):
+            raise ValueError(f"optimizer_impl must be single, foreach or fused, got {self.optimizer_impl!r}")
 
 
 def materialise(source: ModelSource) -> torch.nn.Module:
@@ -72,13 +107,21 @@ class _Step(torch.nn.Module):
     """Forward, loss and backward inside one call, so functional_call's fake parameters stay
     in place during backward (activation checkpointing re-runs forward there)."""
 
-    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, tracker: StorageTracker) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: LossFn,
+        tracker: StorageTracker,
+        after_backward: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
         self.tracker = tracker
+        self.after_backward = after_backward
+        self.kept: list[Any] = []
 
-    def forward(self, inputs: torch.Tensor, autocast_dtype: torch.dtype | None) -> None:
+    def forward(self, inputs: torch.Tensor, autocast_dtype: torch.dtype | None, keep_output: bool) -> None:
         self.tracker.set_phase("forward")
         amp = (
             torch.autocast("cpu", dtype=autocast_dtype)
@@ -86,9 +129,14 @@ class _Step(torch.nn.Module):
             else contextlib.nullcontext()
         )
         with amp:
-            loss = self.loss_fn(self.model(inputs))
+            output = self.model(inputs)
+            loss = self.loss_fn(output)
+        if keep_output:
+            self.kept.append(output)
+        del output
         self.tracker.set_phase("backward")
         torch.autograd.backward(loss)
+        self.after_backward()
 
 
 @contextlib.contextmanager
@@ -182,6 +230,7 @@ class _StepState:
     state_uids: set[int]
     grad_bytes: dict[str, int]
     state_bytes: dict[str, int]
+    step_uids: set[int]
 
 
 def _run_step(
@@ -206,12 +255,17 @@ def _run_step(
     }
     tracker.register(params.values(), "parameters")
     tracker.register(buffers.values(), "buffers")
-    opt = build_optimizer(
-        optimizer, [p for p in params.values() if p.requires_grad], foreach=device == "cuda" or None
-    )
-    step = _Step(module, loss_fn, tracker)
-    state = {f"model.{n}": t for n, t in (params | buffers).items()}
     trainable = [p for p in params.values() if p.requires_grad]
+    impl = opts.optimizer_impl or ("foreach" if device == "cuda" else "single")
+    opt = build_optimizer(
+        optimizer, trainable, foreach=impl == "foreach" or None, fused=impl == "fused" or None
+    )
+    buckets: torch.Tensor | None = None
+    if opts.sharding == "ddp" and opts.world_size > 1:
+        # DDP's gradient buckets (gradient_as_bucket_view=False): one more copy of the gradients.
+        buckets = torch.empty(sum(p.numel() for p in trainable), dtype=dtype)
+        tracker.register([buckets], "sharding")
+    named = {f"model.{n}": t for n, t in (params | buffers).items()}
     # Warm-up without tracking: one optimizer step on zero gradients creates the optimizer state
     # a steady-state step starts with, at the cost of the optimizer alone (no forward/backward).
     for p in trainable:
@@ -223,22 +277,37 @@ def _run_step(
     tracker.register([p.grad for p in trainable if p.grad is not None], "gradients")
     inputs = torch.empty((batch_size, *input_shape), dtype=input_dtype or dtype)
     tracker.register([inputs], "inputs")
-    with tracking(tracker, module), _checkpointed(module, opts.checkpoint_blocks):
-        torch.func.functional_call(step, state, (inputs, opts.autocast_dtype), strict=False)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tracking(tracker, module))
+        stack.enter_context(_checkpointed(module, opts.checkpoint_blocks))
+        after_backward: Callable[[], None] = lambda: None
+        if shards_parameters(opts.sharding) and opts.world_size > 1:
+            units = list(opts.shard_units) or default_units(module)
+            gatherer = stack.enter_context(fsdp_hooks(module, tracker, units, dtype))
+            after_backward = functools.partial(gatherer.release, "")
+        step = _Step(module, loss_fn, tracker, after_backward)
+        torch.func.functional_call(step, named, (inputs, opts.autocast_dtype, opts.keep_output), strict=False)
         gradient_uids = {
             u for p in trainable if p.grad is not None if (u := tracker.uid_of(p.grad)) is not None
         }
         tracker.set_phase("optimizer")
         opt.step()
+        step.kept.clear()
     grad_bytes = {n: _nbytes(p.grad) for n, p in params.items() if p.grad is not None}
     state_uids: set[int] = set()
+    step_uids: set[int] = set()
     state_bytes: dict[str, int] = {}
     by_id = {id(p): n for n, p in params.items()}
     for p, st in opt.state.items():
         tensors = [t for t in st.values() if isinstance(t, torch.Tensor)]
         state_bytes[by_id[id(p)]] = sum(_nbytes(t) for t in tensors)
         state_uids |= {u for t in tensors if (u := tracker.uid_of(t)) is not None}
-    return _StepState(params, opt, gradient_uids, state_uids, grad_bytes, state_bytes)
+        step_t = st.get("step")
+        if isinstance(step_t, torch.Tensor) and (u := tracker.uid_of(step_t)) is not None:
+            step_uids.add(u)
+    state = _StepState(params, opt, gradient_uids, state_uids, grad_bytes, state_bytes, step_uids)
+    buckets = None  # DDP's buckets live until the step is over
+    return state
 
 
 def _state_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -270,16 +339,20 @@ def _report(
         if records[uid].kind == "temporaries":
             records[uid].kind = "activations"
 
-    def counted(record: StorageRecord) -> bool:
-        # With the optimizer offloaded its state and its step's temporaries live in host memory.
-        return not opts.optimizer_offload or (
-            record.kind != "optimizer_state" and record.phase != "optimizer"
-        )
+    def size(record: StorageRecord) -> int:
+        # With the optimizer offloaded its state and its step's temporaries live in host memory;
+        # on CUDA the optimizers keep their scalar step counters on the host.
+        if opts.optimizer_offload and (record.kind == "optimizer_state" or record.phase == "optimizer"):
+            return 0
+        if device == "cuda" and record.uid in state.step_uids:
+            return 0
+        return per_rank_bytes(record, opts.sharding, opts.world_size)
 
-    peak, peak_record, live = tracker.replay(counted)
+    peak, peak_record, live = tracker.replay(size)
     breakdown: dict[str, int] = dict.fromkeys(MEMORY_KINDS, 0)
     for uid in live:
-        breakdown[records[uid].kind] += records[uid].nbytes
+        breakdown[records[uid].kind] += size(records[uid])
+    allocator = simulate(tracker.allocation_events(size))
     saved_by_module: dict[str, int] = {}
     activation_bytes = 0
     for uid, owner in tracker.saved_uids.items():
@@ -291,6 +364,7 @@ def _report(
     notes = []
     if device == "cuda":
         notes.append("kernels traced with CPU semantics; cuDNN/cuBLAS workspaces are not included")
+    world = opts.world_size if opts.sharding != "none" else 1
     return MemoryReport(
         model=name,
         method="estimate",
@@ -311,6 +385,10 @@ def _report(
         parameter_count=sum(p.numel() for p in state.params.values()),
         modules=modules,
         notes=notes,
+        allocated_peak_bytes=allocator.peak_allocated,
+        reserved_peak_bytes=allocator.peak_reserved,
+        sharding=opts.sharding,
+        world_size=world,
     )
 
 

@@ -1,0 +1,98 @@
+"""Measure a real training step on the CPU with the allocator's own events (torch.profiler).
+
+The reference the estimator is checked against: `torch.profiler` with `profile_memory=True`
+records every allocation and free of the CPU allocator; the peak of their running sum, plus what
+was alive when the step started (parameters, buffers, optimizer state, inputs, accumulated
+gradients), is the step's peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch._C._profiler import _EventType
+from torch.profiler import ProfilerActivity, profile
+
+from gpu_optimizer.profiling.estimator import LossFn, StepOptions, sum_loss
+from gpu_optimizer.profiling.optimizers import build_optimizer
+
+
+def _storages_bytes(tensors: list[torch.Tensor]) -> int:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[int(st._cdata)] = int(st.nbytes())
+    return sum(seen.values())
+
+
+def profiler_peak(run: Callable[[], Any]) -> int:
+    """Peak of the running sum of the CPU allocator's events while `run()` executes."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    assert prof.profiler is not None
+    pending = list(prof.profiler.kineto_results.experimental_event_tree())
+    events: list[tuple[int, int]] = []
+    while pending:
+        event = pending.pop()
+        pending.extend(event.children)
+        if event.typed[0] == _EventType.Allocation:
+            events.append((event.start_time_ns, int(event.typed[1].alloc_size)))
+    current = peak = 0
+    for _, nbytes in sorted(events):
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def measure_cpu_step(
+    build: Callable[[], torch.nn.Module],
+    inputs: torch.Tensor,
+    *,
+    dtype: torch.dtype = torch.float32,
+    optimizer: str = "adamw",
+    loss_fn: LossFn | None = None,
+    options: StepOptions | None = None,
+) -> int:
+    """Peak bytes of a steady-state training step on the CPU: a first step creates the optimizer
+    state, the second is measured. Honours the options the estimator models on one process
+    (autocast, checkpointing, keep_output, accumulate_gradients, optimizer_impl)."""
+    opts = options or StepOptions()
+    loss_of = loss_fn or sum_loss
+    torch.manual_seed(0)
+    model = build().to(dtype=dtype).train()
+    blocks = [model.get_submodule(n) for n in opts.checkpoint_blocks]
+    for block in blocks:
+        original = block.forward
+        block.forward = lambda *a, _f=original, **k: torch.utils.checkpoint.checkpoint(  # type: ignore[method-assign]
+            _f, *a, use_reentrant=False, preserve_rng_state=False, **k
+        )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    impl = opts.optimizer_impl or "single"
+    opt = build_optimizer(
+        optimizer, trainable, foreach=impl == "foreach" or None, fused=impl == "fused" or None
+    )
+
+    def step() -> None:
+        amp = (
+            torch.autocast("cpu", dtype=opts.autocast_dtype)
+            if opts.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with amp:
+            output = model(inputs)
+            loss = loss_of(output)
+        if not opts.keep_output:
+            del output
+        loss.backward()
+        del loss
+        opt.step()
+
+    step()
+    opt.zero_grad(set_to_none=not opts.accumulate_gradients)
+    state = [t for st in opt.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
+    grads = [p.grad for p in trainable if p.grad is not None]
+    alive = _storages_bytes([*model.parameters(), *model.buffers(), *state, *grads, inputs])
+    return alive + profiler_peak(step)
