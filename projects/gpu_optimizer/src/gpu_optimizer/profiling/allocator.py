@@ -1,4 +1,6 @@
-"""Replay of allocations through a model of PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp).
+"""Replay allocations through a model of PyTorch's CUDA caching allocator.
+
+The rules are those of c10/cuda/CUDACachingAllocator.cpp.
 
 What a CUDA OOM or `nvidia-smi` sees is the memory *reserved* in segments, not the bytes of live
 tensors. The model follows the allocator's rules with its default settings (no

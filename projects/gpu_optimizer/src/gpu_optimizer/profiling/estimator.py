@@ -103,6 +103,10 @@ def materialise(source: ModelSource) -> torch.nn.Module:
     return model
 
 
+def _nothing() -> None:
+    return None
+
+
 class _Step(torch.nn.Module):
     """Forward, loss and backward inside one call, so functional_call's fake parameters stay
     in place during backward (activation checkpointing re-runs forward there)."""
@@ -112,7 +116,7 @@ class _Step(torch.nn.Module):
         model: torch.nn.Module,
         loss_fn: LossFn,
         tracker: StorageTracker,
-        after_backward: Callable[[], None] = lambda: None,
+        after_backward: Callable[[], None] = _nothing,
     ) -> None:
         super().__init__()
         self.model = model
@@ -142,7 +146,10 @@ class _Step(torch.nn.Module):
 @contextlib.contextmanager
 def _checkpointed(model: torch.nn.Module, names: Sequence[str]) -> Iterator[None]:
     """Wrap the forward of the named blocks in non-reentrant activation checkpointing."""
-    blocks = [model.get_submodule(n) for n in names]
+    try:
+        blocks = [model.get_submodule(n) for n in names]
+    except AttributeError as exc:
+        raise ValueError(f"cannot checkpoint: {exc}") from None
     try:
         for block in blocks:
             block.forward = functools.partial(
@@ -280,7 +287,7 @@ def _run_step(
     with contextlib.ExitStack() as stack:
         stack.enter_context(tracking(tracker, module))
         stack.enter_context(_checkpointed(module, opts.checkpoint_blocks))
-        after_backward: Callable[[], None] = lambda: None
+        after_backward: Callable[[], None] = _nothing
         if shards_parameters(opts.sharding) and opts.world_size > 1:
             units = list(opts.shard_units) or default_units(module)
             gatherer = stack.enter_context(fsdp_hooks(module, tracker, units, dtype))
@@ -363,7 +370,7 @@ def _report(
     modules = _module_table(state, saved_by_module)
     notes = []
     if device == "cuda":
-        notes.append("kernels traced with CPU semantics; cuDNN/cuBLAS workspaces are not included")
+        notes.append("kernels traced with CPU semantics (attention, convolution algorithms may differ)")
     world = opts.world_size if opts.sharding != "none" else 1
     return MemoryReport(
         model=name,

@@ -47,7 +47,9 @@ def _target(entry: dict[str, Any], defaults: dict[str, Any]) -> GpuTarget:
         memory_bytes=int(float(entry["memory_gib"]) * GIB),
         context_bytes=int(float(entry.get("context_mib", defaults["context_mib"])) * MIB),
         cublas_workspace_bytes=int(float(entry.get("cublas_workspace_mib", 8.125)) * MIB),
-        cudnn_workspace_bytes=int(float(entry.get("cudnn_workspace_mib", defaults["cudnn_workspace_mib"])) * MIB),
+        cudnn_workspace_bytes=int(
+            float(entry.get("cudnn_workspace_mib", defaults["cudnn_workspace_mib"])) * MIB
+        ),
         description=entry.get("description", ""),
     )
 

@@ -66,7 +66,7 @@ def measure_cpu_step(
     blocks = [model.get_submodule(n) for n in opts.checkpoint_blocks]
     for block in blocks:
         original = block.forward
-        block.forward = lambda *a, _f=original, **k: torch.utils.checkpoint.checkpoint(  # type: ignore[method-assign]
+        block.forward = lambda *a, _f=original, **k: torch.utils.checkpoint.checkpoint(
             _f, *a, use_reentrant=False, preserve_rng_state=False, **k
         )
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -86,7 +86,7 @@ def measure_cpu_step(
             loss = loss_of(output)
         if not opts.keep_output:
             del output
-        loss.backward()
+        torch.autograd.backward(loss)
         del loss
         opt.step()
 
