@@ -71,6 +71,7 @@ class StepOptions:
     `optimizer_impl`: single-tensor, foreach or fused kernels (None: the device's default).
     `sharding`/`world_size`: data parallelism across ranks; the report is one rank's memory.
     `shard_units`: the modules FSDP / ZeRO-3 wraps (empty: the repeated blocks).
+    `collectives`: "gloo" (CPU) copies every collective's buffer once more; "nccl" does not.
     """
 
     autocast_dtype: torch.dtype | None = None
@@ -82,6 +83,7 @@ class StepOptions:
     sharding: Sharding = "none"
     world_size: int = 1
     shard_units: tuple[str, ...] = ()
+    collectives: Literal["nccl", "gloo"] = "nccl"
 
     def __post_init__(self) -> None:
         if self.world_size < 1:
@@ -290,7 +292,8 @@ def _run_step(
         after_backward: Callable[[], None] = _nothing
         if shards_parameters(opts.sharding) and opts.world_size > 1:
             units = list(opts.shard_units) or default_units(module)
-            gatherer = stack.enter_context(fsdp_hooks(module, tracker, units, dtype))
+            copies = 1 if opts.collectives == "gloo" else 0
+            gatherer = stack.enter_context(fsdp_hooks(module, tracker, units, dtype, opts.world_size, copies))
             after_backward = functools.partial(gatherer.release, "")
         step = _Step(module, loss_fn, tracker, after_backward)
         torch.func.functional_call(step, named, (inputs, opts.autocast_dtype, opts.keep_output), strict=False)

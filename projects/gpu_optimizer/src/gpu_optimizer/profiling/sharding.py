@@ -73,27 +73,52 @@ def default_units(model: torch.nn.Module) -> list[str]:
 
 
 class _Gatherer:
-    """Allocates and frees the gathered parameters and reduce-scatter buffers of FSDP units."""
+    """Allocates and frees what FSDP2 holds for its units, in FSDP2's order.
 
-    def __init__(self, tracker: StorageTracker, dtype: torch.dtype) -> None:
+    Unshard: the flat all-gather output, then the unsharded parameters copied out of it, then the
+    flat buffer freed. In backward a unit also prefetches the all-gather of the unit before it;
+    its post-backward copies the gradients (traced at full size until then) into a flat
+    reduce-scatter input kept, with the scattered shard, until the next unit's reduce-scatter.
+    With gloo every collective also copies its buffer (`copies` = 1; NCCL: 0).
+    """
+
+    def __init__(self, tracker: StorageTracker, dtype: torch.dtype, copies: int) -> None:
         self.tracker = tracker
         self.dtype = dtype
+        self.copies = copies
         self.held: dict[str, list[torch.Tensor]] = {}
+        self.prefetched: dict[str, list[torch.Tensor]] = {}
+        self.pending_reduce: list[torch.Tensor] = []
+
+    def _buffer(self, numel: int) -> torch.Tensor:
+        t = torch.empty(numel, dtype=self.dtype)
+        self.tracker.register([t], "sharding")
+        uid = self.tracker.uid_of(t)
+        if uid is not None:
+            self.tracker.records[uid].kind = "sharding"
+        return t
+
+    def _all_gather(self, numel: int) -> list[torch.Tensor]:
+        return [self._buffer(numel) for _ in range(1 + self.copies)]
 
     def gather(self, unit: str, numel: int, grad_numel: int = 0) -> None:
         if unit in self.held or numel == 0:
             return
-        buffers = [torch.empty(numel, dtype=self.dtype)]
-        if grad_numel:
-            buffers.append(torch.empty(grad_numel, dtype=self.dtype))
-        for t in buffers:
-            self.tracker.register([t], "sharding")
-            uid = self.tracker.uid_of(t)
-            if uid is not None:
-                self.tracker.records[uid].kind = "sharding"
-        self.held[unit] = buffers
+        flat = self.prefetched.pop(unit, None) or self._all_gather(numel)
+        held = [self._buffer(numel)]
+        del flat
+        self.held[unit] = held
 
-    def release(self, unit: str) -> None:
+    def prefetch(self, unit: str, numel: int) -> None:
+        if unit not in self.held and unit not in self.prefetched and numel:
+            self.prefetched[unit] = self._all_gather(numel)
+
+    def release(self, unit: str, grad_numel: int = 0, world_size: int = 1) -> None:
+        if unit in self.held and grad_numel:
+            self.pending_reduce = []
+            reduce = [self._buffer(grad_numel) for _ in range(1 + self.copies)]
+            reduce.append(self._buffer(-(-grad_numel // world_size)))
+            self.pending_reduce = reduce
         self.held.pop(unit, None)
 
 
@@ -103,22 +128,28 @@ def fsdp_hooks(
     tracker: StorageTracker,
     units: list[str],
     dtype: torch.dtype,
+    world_size: int,
+    copies: int = 0,
 ) -> Iterator[_Gatherer]:
     """Hooks that gather each unit's parameters around its forward and its backward.
 
     The root's own parameters (those outside every unit) are gathered when the model's forward
     starts; the caller releases them after backward with `gatherer.release("")`.
     """
-    gatherer = _Gatherer(tracker, dtype)
+    gatherer = _Gatherer(tracker, dtype, copies)
     handles: list[RemovableHandle] = []
     in_units: set[int] = set()
+    sizes: list[tuple[str, int, int]] = []
     for name in units:
-        unit = model.get_submodule(name)
-        params = [p for p in unit.parameters() if id(p) not in in_units]
+        params = [p for p in model.get_submodule(name).parameters() if id(p) not in in_units]
         in_units |= {id(p) for p in params}
-        numel = sum(p.numel() for p in params)
-        grad_numel = sum(p.numel() for p in params if p.requires_grad)
-        handles += _unit_hooks(unit, name, numel, grad_numel, gatherer, tracker)
+        sizes.append(
+            (name, sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+        )
+    for index, (name, numel, grad_numel) in enumerate(sizes):
+        before = sizes[index - 1][:2] if index else None
+        unit = model.get_submodule(name)
+        handles += _unit_hooks(unit, name, numel, grad_numel, world_size, before, gatherer, tracker)
     root_numel = sum(p.numel() for p in model.parameters() if id(p) not in in_units)
 
     def root_pre(module: torch.nn.Module, args: Any) -> None:
@@ -132,6 +163,8 @@ def fsdp_hooks(
         for h in handles:
             h.remove()
         gatherer.held.clear()
+        gatherer.prefetched.clear()
+        gatherer.pending_reduce.clear()
 
 
 def _unit_hooks(
@@ -139,6 +172,8 @@ def _unit_hooks(
     name: str,
     numel: int,
     grad_numel: int,
+    world_size: int,
+    before: tuple[str, int] | None,
     gatherer: _Gatherer,
     tracker: StorageTracker,
 ) -> list[RemovableHandle]:
@@ -151,9 +186,11 @@ def _unit_hooks(
 
     def pre_backward(module: torch.nn.Module, grad_output: Any) -> None:
         gatherer.gather(name, numel, grad_numel)
+        if before is not None:
+            gatherer.prefetch(*before)
 
     def post_backward(module: torch.nn.Module, grad_input: Any, grad_output: Any) -> None:
-        gatherer.release(name)
+        gatherer.release(name, grad_numel, world_size)
 
     return [
         unit.register_forward_pre_hook(pre_forward),
