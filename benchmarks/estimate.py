@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--world-size", type=int, default=8)
     parser.add_argument("--seq", type=int, default=4096, help="tokens per sequence (preset: 4096)")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16", "amp-bf16", "amp-fp16"])
+    parser.add_argument(
+        "--precision", default="bf16", choices=["fp32", "bf16", "fp16", "amp-bf16", "amp-fp16"]
+    )
     parser.add_argument("--only", choices=SHARDINGS, help="run one option in this process (internal)")
     args = parser.parse_args()
     if args.only:
