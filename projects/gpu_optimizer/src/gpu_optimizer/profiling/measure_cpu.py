@@ -96,3 +96,69 @@ def measure_cpu_step(
     grads = [p.grad for p in trainable if p.grad is not None]
     alive = _storages_bytes([*model.parameters(), *model.buffers(), *state, *grads, inputs])
     return alive + profiler_peak(step)
+
+
+def _fsdp_worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    build: Callable[[], torch.nn.Module],
+    units: list[str],
+    inputs: torch.Tensor,
+    loss_fn: LossFn,
+    peaks: Any,
+) -> None:
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model = build().train()
+        for name in units:
+            fully_shard(model.get_submodule(name))
+        fully_shard(model)
+        opt = build_optimizer("adamw", list(model.parameters()))
+
+        def step() -> None:
+            loss = loss_fn(model(inputs))
+            torch.autograd.backward(loss)
+            del loss
+            opt.step()
+
+        step()
+        opt.zero_grad(set_to_none=True)
+        state = [t for st in opt.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
+        local = [getattr(t, "to_local", lambda t=t: t)() for t in [*model.parameters(), *state]]
+        alive = _storages_bytes([*local, inputs])
+        peaks[rank] = alive + profiler_peak(step)
+    finally:
+        dist.destroy_process_group()
+
+
+def measure_fsdp_cpu(
+    build: Callable[[], torch.nn.Module],
+    inputs: torch.Tensor,
+    units: list[str],
+    *,
+    loss_fn: LossFn,
+    world_size: int = 2,
+) -> list[int]:
+    """Per-rank peak bytes of a steady-state FSDP2 (fully_shard) AdamW step on CPU over gloo.
+
+    Runs `world_size` real processes; each shards `units`, then the root, and measures its second
+    step with the profiler. `build` and `loss_fn` must be picklable (module-level functions).
+    """
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    with mp.Manager() as manager:
+        peaks = manager.dict()
+        mp.spawn(
+            _fsdp_worker, args=(world_size, port, build, units, inputs, loss_fn, peaks), nprocs=world_size
+        )
+        return [int(peaks[r]) for r in range(world_size)]

@@ -78,8 +78,9 @@ class _Gatherer:
     Unshard: the flat all-gather output, then the unsharded parameters copied out of it, then the
     flat buffer freed. In backward a unit also prefetches the all-gather of the unit before it;
     its post-backward copies the gradients (traced at full size until then) into a flat
-    reduce-scatter input kept, with the scattered shard, until the next unit's reduce-scatter.
-    With gloo every collective also copies its buffer (`copies` = 1; NCCL: 0).
+    reduce-scatter input kept until the next unit's reduce-scatter (the scattered shard is the
+    traced gradient, counted per rank).
+    With gloo the all-gather also holds a copy of its output (`copies` = 1; NCCL: 0).
     """
 
     def __init__(self, tracker: StorageTracker, dtype: torch.dtype, copies: int) -> None:
@@ -116,8 +117,9 @@ class _Gatherer:
     def release(self, unit: str, grad_numel: int = 0, world_size: int = 1) -> None:
         if unit in self.held and grad_numel:
             self.pending_reduce = []
-            reduce = [self._buffer(grad_numel) for _ in range(1 + self.copies)]
-            reduce.append(self._buffer(-(-grad_numel // world_size)))
+            # gloo's own copy of the reduce-scatter input goes when its async work completes,
+            # which on CPU is mostly before the peak: only the all-gather's copy is counted.
+            reduce = [self._buffer(grad_numel)]
             self.pending_reduce = reduce
         self.held.pop(unit, None)
 
