@@ -158,7 +158,7 @@ def measure_fsdp_cpu(
         port = int(s.getsockname()[1])
     with mp.Manager() as manager:
         peaks = manager.dict()
-        mp.spawn(
+        mp.spawn(  # type: ignore[attr-defined,no-untyped-call]
             _fsdp_worker, args=(world_size, port, build, units, inputs, loss_fn, peaks), nprocs=world_size
         )
         return [int(peaks[r]) for r in range(world_size)]
