@@ -16,8 +16,9 @@ import torch
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
-from gpu_optimizer.profiling.estimator import LossFn, StepOptions, sum_loss
+from gpu_optimizer.profiling.estimator import LossFn, sum_loss
 from gpu_optimizer.profiling.optimizers import build_optimizer
+from gpu_optimizer.profiling.options import StepOptions
 
 
 def _storages_bytes(tensors: list[torch.Tensor]) -> int:

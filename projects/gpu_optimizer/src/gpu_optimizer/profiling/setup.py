@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from gpu_optimizer.profiling.estimator import OptimizerImpl, StepOptions
+from gpu_optimizer.profiling.options import OptimizerImpl, StepOptions
 from gpu_optimizer.profiling.sharding import SHARDINGS, Sharding
 
 Precision = Literal["fp32", "bf16", "fp16", "amp-bf16", "amp-fp16"]
