@@ -255,7 +255,7 @@ def _run_step(
         if shards_parameters(opts.sharding) and opts.world_size > 1:
             units = list(opts.shard_units) or default_units(module)
             copies = 1 if opts.collectives == "gloo" else 0
-            gatherer = stack.enter_context(fsdp_hooks(module, tracker, units, dtype, opts.world_size, copies))
+            gatherer = stack.enter_context(fsdp_hooks(module, tracker, units, dtype, copies))
             after_backward = functools.partial(gatherer.release, "")
         step = _Step(module, loss_fn, tracker, after_backward)
         torch.func.functional_call(step, named, (inputs, opts.autocast_dtype, opts.keep_output), strict=False)

@@ -9,9 +9,10 @@ step is traced. What each option holds per rank (see docs/profiling.md):
 - zero1: optimizer state and the optimizer step's temporaries divided by N.
 - zero2: zero1, and the gradients kept between backward and the step divided by N.
 - zero3 / fsdp (FSDP2 fully_shard of the units, then the root): zero2, and parameters divided by
-  N; a unit's full parameters are gathered for its forward and again for its backward, where a
-  flat reduce-scatter input as large as its gradients also lives; the root's own parameters stay
-  gathered from the start of forward to the end of backward.
+  N; a unit's full parameters are gathered for its forward and again for its backward (the
+  previous unit's all-gather prefetched meanwhile), and its flat reduce-scatter input lives until
+  the next unit's reduce-scatter; the root's own parameters stay gathered from the start of
+  forward to the end of backward.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class _Gatherer:
     def _all_gather(self, numel: int) -> list[torch.Tensor]:
         return [self._buffer(numel) for _ in range(1 + self.copies)]
 
-    def gather(self, unit: str, numel: int, grad_numel: int = 0) -> None:
+    def gather(self, unit: str, numel: int) -> None:
         if unit in self.held or numel == 0:
             return
         flat = self.prefetched.pop(unit, None) or self._all_gather(numel)
@@ -114,13 +115,12 @@ class _Gatherer:
         if unit not in self.held and unit not in self.prefetched and numel:
             self.prefetched[unit] = self._all_gather(numel)
 
-    def release(self, unit: str, grad_numel: int = 0, world_size: int = 1) -> None:
+    def release(self, unit: str, grad_numel: int = 0) -> None:
         if unit in self.held and grad_numel:
-            self.pending_reduce = []
+            self.pending_reduce = []  # the previous unit's reduce-scatter is done
             # gloo's own copy of the reduce-scatter input goes when its async work completes,
             # which on CPU is mostly before the peak: only the all-gather's copy is counted.
-            reduce = [self._buffer(grad_numel)]
-            self.pending_reduce = reduce
+            self.pending_reduce = [self._buffer(grad_numel)]
         self.held.pop(unit, None)
 
 
@@ -130,7 +130,6 @@ def fsdp_hooks(
     tracker: StorageTracker,
     units: list[str],
     dtype: torch.dtype,
-    world_size: int,
     copies: int = 0,
 ) -> Iterator[_Gatherer]:
     """Hooks that gather each unit's parameters around its forward and its backward.
@@ -151,7 +150,7 @@ def fsdp_hooks(
     for index, (name, numel, grad_numel) in enumerate(sizes):
         before = sizes[index - 1][:2] if index else None
         unit = model.get_submodule(name)
-        handles += _unit_hooks(unit, name, numel, grad_numel, world_size, before, gatherer, tracker)
+        handles += _unit_hooks(unit, name, numel, grad_numel, before, gatherer, tracker)
     root_numel = sum(p.numel() for p in model.parameters() if id(p) not in in_units)
 
     def root_pre(module: torch.nn.Module, args: Any) -> None:
@@ -174,7 +173,6 @@ def _unit_hooks(
     name: str,
     numel: int,
     grad_numel: int,
-    world_size: int,
     before: tuple[str, int] | None,
     gatherer: _Gatherer,
     tracker: StorageTracker,
@@ -187,12 +185,12 @@ def _unit_hooks(
             gatherer.release(name)
 
     def pre_backward(module: torch.nn.Module, grad_output: Any) -> None:
-        gatherer.gather(name, numel, grad_numel)
+        gatherer.gather(name, numel)
         if before is not None:
             gatherer.prefetch(*before)
 
     def post_backward(module: torch.nn.Module, grad_input: Any, grad_output: Any) -> None:
-        gatherer.release(name, grad_numel, world_size)
+        gatherer.release(name, grad_numel)
 
     return [
         unit.register_forward_pre_hook(pre_forward),
