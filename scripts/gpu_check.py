@@ -90,11 +90,13 @@ def estimate_vs_allocator() -> dict[str, Any]:
 
 
 def batch_finder_vs_oom() -> dict[str, Any]:
-    """Largest ResNet-50 batch by real OOM search vs the estimator against the same memory."""
+    """Largest ResNet-50 batch by real OOM search vs the GPU-faithful estimate for the same memory."""
     import torch
 
-    from gpu_optimizer.profiling import get_model_spec
+    from gpu_optimizer.profiling import get_model_spec, model_source
+    from gpu_optimizer.profiling.gpus import GpuTarget, resolve_gpu
     from gpu_optimizer.profiling.runs import search_batch
+    from gpu_optimizer.profiling.verdict import gpu_verdict
 
     spec = get_model_spec("resnet50")
     started = time.perf_counter()
@@ -102,7 +104,12 @@ def batch_finder_vs_oom() -> dict[str, Any]:
     real_s = time.perf_counter() - started
     total = torch.cuda.get_device_properties(0).total_memory
     free, _ = torch.cuda.mem_get_info()
-    est = search_batch(spec, budget_bytes=free, margin=0.0, limit=2048)
+    # The context is already outside `free`: price the rest against it, no context allowance.
+    defaults = resolve_gpu("h100-80gb" if torch.cuda.get_device_capability()[0] >= 9 else "a100-80gb")
+    target = GpuTarget(
+        "free memory", free, 0, defaults.cublas_workspace_bytes, defaults.cudnn_workspace_bytes
+    )
+    found = gpu_verdict(model_source(spec), spec.input_shape, target, batch_size=1, batch_limit=2048)
     return {
         "model": "resnet50",
         "device_total_bytes": total,
@@ -110,8 +117,8 @@ def batch_finder_vs_oom() -> dict[str, Any]:
         "real_batch": real.batch_size,
         "real_probes": real.probes,
         "real_seconds": round(real_s, 1),
-        "estimated_batch": est.batch_size,
-        "ratio": round(est.batch_size / real.batch_size, 4) if real.batch_size else None,
+        "estimated_batch": found.largest_batch,
+        "ratio": round((found.largest_batch or 0) / real.batch_size, 4) if real.batch_size else None,
     }
 
 
