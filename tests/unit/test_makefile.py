@@ -24,6 +24,7 @@ TARGETS = [
     "stop-all",
     "dev-session",
     "bench",
+    "gpu-check",
     "clean",
     "help",
     "lock",

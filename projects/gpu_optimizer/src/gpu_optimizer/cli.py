@@ -18,6 +18,8 @@ from gpu_optimizer.profiling.measure import CudaUnavailableError
 from gpu_optimizer.profiling.models import MODELS, ModelSpec, get_model_spec
 from gpu_optimizer.profiling.report import MemoryReport
 from gpu_optimizer.profiling.runs import GIB
+from gpu_optimizer.profiling.setup import DTYPE_PRECISIONS, TrainingSetup
+from gpu_optimizer.profiling.verdict import Priced, Verdict
 from gpu_optimizer.training.launch import TRAIN_CONTEXT
 from gpu_optimizer.training.launch import train as train_command
 
@@ -29,6 +31,29 @@ class DType(StrEnum):
     float32 = "float32"
     bfloat16 = "bfloat16"
     float16 = "float16"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    amp_bf16 = "amp-bf16"
+    amp_fp16 = "amp-fp16"
+
+
+class ShardingOption(StrEnum):
+    none = "none"
+    ddp = "ddp"
+    zero1 = "zero1"
+    zero2 = "zero2"
+    zero3 = "zero3"
+    fsdp = "fsdp"
+
+
+class OptimizerImplOption(StrEnum):
+    single = "single"
+    foreach = "foreach"
+    fused = "fused"
 
 
 class Device(StrEnum):
@@ -114,11 +139,47 @@ def profile(
     ] = None,
     depth: Annotated[int, typer.Option(min=0, help="module name depth of the breakdown table")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu", help="target GPU: a name (rtx-4090, h100-80gb, ...) or memory in GB; gives a verdict"
+        ),
+    ] = None,
+    gpus: Annotated[
+        int, typer.Option("--gpus", min=1, help="GPUs at hand (sharding options tried above 1)")
+    ] = 1,
+    precision: Annotated[
+        Precision | None, typer.Option("--precision", help="overrides --dtype; amp-*: fp32 master weights")
+    ] = None,
+    keep_output: Annotated[
+        bool, typer.Option("--keep-output", help="the output lives until the step ends")
+    ] = False,
+    accumulate: Annotated[int, typer.Option("--accumulate", min=1, help="gradient accumulation steps")] = 1,
+    checkpoint: Annotated[
+        str | None, typer.Option("--checkpoint", help="comma-separated module names to checkpoint")
+    ] = None,
+    sharding: Annotated[ShardingOption, typer.Option("--sharding")] = ShardingOption.none,
+    world_size: Annotated[int, typer.Option("--world-size", min=1, help="ranks for --sharding")] = 1,
+    offload_optimizer: Annotated[bool, typer.Option("--offload-optimizer")] = False,
+    optimizer_impl: Annotated[
+        OptimizerImplOption | None, typer.Option("--optimizer-impl", help="default: foreach on a GPU")
+    ] = None,
 ) -> None:
-    """Memory of one training step of MODEL: breakdown, peak and recommendations."""
+    """Memory of one training step of MODEL: breakdown, peak and recommendations; with --gpu a verdict."""
     spec = _spec(model)
     shape = _shape(input_, spec)
     try:
+        setup = TrainingSetup(
+            precision=(precision.value if precision else DTYPE_PRECISIONS[dtype.value]),
+            keep_output=keep_output,
+            accumulation_steps=accumulate,
+            checkpoint_blocks=tuple(n for n in (checkpoint or "").split(",") if n),
+            sharding=sharding.value,
+            world_size=world_size,
+            offload_optimizer=offload_optimizer,
+            optimizer_impl=optimizer_impl.value if optimizer_impl else None,
+        )
+        plain = setup == TrainingSetup(setup.precision) and gpu is None
         report = runs.profile(
             spec,
             shape,
@@ -128,13 +189,57 @@ def profile(
             device=device.value,
             recommendations=recommendations,
             snapshot=snapshot,
+            setup=None if plain else setup,
+            gpu=gpu,
         )
+        found = None
+        if gpu is not None:
+            found = runs.verdict(
+                spec, gpu, shape, batch_size=batch, setup=setup, optimizer=optimizer, gpus=gpus
+            )
     except (ValueError, EstimationError, CudaUnavailableError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps(report.to_dict()))
+        data = report.to_dict()
+        if found is not None:
+            data["verdict"] = found.to_dict()
+        typer.echo(json.dumps(data))
         return
     _print_report(report, depth)
+    if found is not None:
+        _print_verdict(found)
+
+
+def _print_verdict(v: Verdict) -> None:
+    target = v.target["name"]
+    answer = "[green]fits[/green]" if v.fits else "[red]does not fit[/red]"
+    console.print(f"[bold]Verdict on {target}[/bold]: batch {v.requested.batch_size} {answer}")
+    table = Table(
+        "", "setup", "batch", "micro-batch", "allocated", "reserved", "on the GPU", "fits", title="Verdict"
+    )
+    rows: list[tuple[str, Priced]] = [("as given", v.requested)]
+    if v.largest is not None:
+        rows.append(("largest batch", v.largest))
+    if v.cheapest is not None and not v.fits:
+        rows.append(("cheapest fix", v.cheapest))
+    for what, p in rows:
+        table.add_row(
+            what,
+            p.label,
+            str(p.batch_size),
+            str(p.micro_batch_size),
+            _gb(p.allocated_bytes),
+            _gb(p.reserved_bytes),
+            _gb(p.device_bytes),
+            "yes" if p.fits else "no",
+        )
+    console.print(table)
+    if v.largest is None:
+        console.print("no batch size fits with this setup")
+    if not v.fits and v.cheapest is None:
+        console.print(f"none of the {len(v.tried)} option combinations tried fits")
+    for line in v.assumptions:
+        console.print(f"assumes: {line}")
 
 
 def _print_report(report: MemoryReport, depth: int) -> None:
@@ -143,7 +248,13 @@ def _print_report(report: MemoryReport, depth: int) -> None:
         f"{report.optimizer}, batch {report.batch_size} x {'x'.join(map(str, report.input_shape))}: "
         f"peak [bold]{_gb(report.peak_bytes)}[/bold] during {report.peak_phase}"
         + (f" in {report.peak_module}" if report.peak_module else "")
+        + (f" (per rank of {report.world_size}, {report.sharding})" if report.world_size > 1 else "")
     )
+    if report.device == "cuda" and report.reserved_peak_bytes is not None:
+        console.print(
+            f"CUDA caching allocator: allocated peak {_gb(report.allocated_peak_bytes or 0)}, "
+            f"reserved peak {_gb(report.reserved_peak_bytes)}"
+        )
     kinds = Table("kind", "at peak", "total", title="By kind")
     totals = {
         "parameters": report.parameter_bytes,

@@ -10,7 +10,8 @@ import torch
 
 from gpu_optimizer.jobs.runner import JobContext
 from gpu_optimizer.profiling.models import MODELS, ModelSpec
-from gpu_optimizer.profiling.runs import GIB, profile, search_batch
+from gpu_optimizer.profiling.runs import GIB, profile, search_batch, verdict
+from gpu_optimizer.profiling.setup import DTYPE_PRECISIONS, TrainingSetup
 
 
 def allowed_import_spec(path: str, allowed: list[str], input_shape: list[int] | None) -> ModelSpec:
@@ -28,6 +29,23 @@ def allowed_import_spec(path: str, allowed: list[str], input_shape: list[int] | 
     module_name, _, attr = path.partition(":")
     factory = cast(Callable[[], torch.nn.Module], getattr(importlib.import_module(module_name), attr))
     return ModelSpec(path, "custom", f"allow-listed factory {path}", factory, tuple(input_shape))
+
+
+def training_setup(params: dict[str, Any]) -> TrainingSetup:
+    """The TrainingSetup of validated request parameters (precision overrides dtype).
+
+    Raises ValueError for an inconsistent setup (sharding without ranks, ...).
+    """
+    return TrainingSetup(
+        precision=params.get("precision") or DTYPE_PRECISIONS[params.get("dtype", "float32")],
+        keep_output=params.get("keep_output", False),
+        accumulation_steps=params.get("accumulation_steps", 1),
+        checkpoint_blocks=tuple(params.get("checkpoint_blocks") or ()),
+        sharding=params.get("sharding", "none"),
+        world_size=params.get("world_size", 1),
+        offload_optimizer=params.get("offload_optimizer", False),
+        optimizer_impl=params.get("optimizer_impl"),
+    )
 
 
 def resolve_spec(model: str, allowed: list[str], input_shape: list[int] | None) -> ModelSpec:
@@ -55,6 +73,8 @@ def make_profile_job(
     def _run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         spec = resolve_spec(params["model"], allowed, params.get("input_shape"))
         ctx.progress(0.1, f"profiling {spec.name}")
+        setup = training_setup(params)
+        plain = setup == TrainingSetup(setup.precision) and params.get("gpu") is None
         report = profile(
             spec,
             params.get("input_shape"),
@@ -63,8 +83,22 @@ def make_profile_job(
             optimizer=params["optimizer"],
             device=params["device"],
             recommendations=params["recommendations"],
+            setup=None if plain else setup,
+            gpu=params.get("gpu"),
         )
         result: dict[str, Any] = {"report": report.to_dict()}
+        if params.get("gpu") is not None:
+            ctx.progress(0.4, f"verdict on {params['gpu']}")
+            answer = verdict(
+                spec,
+                params["gpu"],
+                params.get("input_shape"),
+                batch_size=params["batch_size"],
+                setup=setup,
+                optimizer=params["optimizer"],
+                gpus=params.get("gpus", 1),
+            )
+            result["verdict"] = answer.to_dict()
         search = params.get("find_batch")
         if search:
             ctx.progress(0.6, "searching the largest batch that fits")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
 
 from gpu_optimizer.api.jobs import JobOut
-from gpu_optimizer.profile_jobs import make_profile_job, resolve_spec
+from gpu_optimizer.profile_jobs import make_profile_job, resolve_spec, training_setup
+from gpu_optimizer.profiling.gpus import resolve_gpu
 from gpu_optimizer.profiling.models import MODELS
+from gpu_optimizer.profiling.setup import TrainingSetup
 from gpu_optimizer.resources import ResourcesDep
 from service_kit.errors import ServiceError
 from service_kit.ops import require_api_key
@@ -36,6 +38,25 @@ class ProfileIn(BaseModel):
     device: Literal["meta", "cpu", "cuda"] = "meta"
     recommendations: bool = True
     find_batch: BatchSearchIn | None = None
+    gpu: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="target GPU name or memory in GB: adds a verdict",
+    )
+    gpus: int = Field(default=1, ge=1, le=4096, description="GPUs at hand; sharding is tried above 1")
+    precision: Literal["fp32", "bf16", "fp16", "amp-bf16", "amp-fp16"] | None = Field(
+        default=None, description="overrides dtype; amp-*: fp32 master weights under autocast"
+    )
+    keep_output: bool = False
+    accumulation_steps: int = Field(default=1, ge=1, le=65_536)
+    checkpoint_blocks: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=1024
+    )
+    sharding: Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"] = "none"
+    world_size: int = Field(default=1, ge=1, le=4096)
+    offload_optimizer: bool = False
+    optimizer_impl: Literal["single", "foreach", "fused"] | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> ProfileIn:
@@ -43,6 +64,12 @@ class ProfileIn(BaseModel):
             raise ValueError("input_shape dimensions must be between 1 and 100000")
         if self.find_batch and self.device != "cuda" and self.find_batch.budget_gb is None:
             raise ValueError("find_batch.budget_gb is required unless device is cuda")
+        setup = training_setup(self.model_dump())
+        setup.micro_batch(self.batch_size)
+        if self.gpu is not None:
+            resolve_gpu(self.gpu)
+        if self.device == "cuda" and (self.gpu is not None or setup != TrainingSetup(setup.precision)):
+            raise ValueError("gpu and training-setup options are estimates: use device meta or cpu")
         return self
 
 

@@ -8,10 +8,11 @@ from gpu_optimizer.profiling.batch_size import (
     find_max_batch,
     find_max_batch_cuda,
 )
-from gpu_optimizer.profiling.estimator import EstimationError, StepOptions, estimate, sum_loss
+from gpu_optimizer.profiling.estimator import EstimationError, estimate, sum_loss
 from gpu_optimizer.profiling.gpt import GPT, GPTConfig
 from gpu_optimizer.profiling.measure import CudaUnavailableError, measure_cuda, record_snapshot
 from gpu_optimizer.profiling.models import MODELS, ModelSpec, get_model_spec, model_source
+from gpu_optimizer.profiling.options import StepOptions
 from gpu_optimizer.profiling.recommend import checkpoint_candidates, recommend
 from gpu_optimizer.profiling.report import MemoryReport, ModuleMemory, Recommendation
 

@@ -20,8 +20,17 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.checkpoint import checkpoint
 
+from gpu_optimizer.profiling.allocator import simulate
 from gpu_optimizer.profiling.optimizers import build_optimizer
+from gpu_optimizer.profiling.options import OptimizerImpl as OptimizerImpl  # re-exported
+from gpu_optimizer.profiling.options import StepOptions as StepOptions  # re-exported
 from gpu_optimizer.profiling.report import MEMORY_KINDS, MemoryReport, ModuleMemory
+from gpu_optimizer.profiling.sharding import (
+    default_units,
+    fsdp_hooks,
+    per_rank_bytes,
+    shards_parameters,
+)
 from gpu_optimizer.profiling.tracker import StorageRecord, StorageTracker, storage_key, tracking
 
 LossFn = Callable[[Any], torch.Tensor]
@@ -47,16 +56,6 @@ def sum_loss(outputs: Any) -> torch.Tensor:
     return total
 
 
-@dataclass(frozen=True)
-class StepOptions:
-    """Changes to a plain training step that the recommendations try out."""
-
-    autocast_dtype: torch.dtype | None = None
-    checkpoint_blocks: tuple[str, ...] = ()
-    optimizer_offload: bool = False
-    accumulate_gradients: bool = False
-
-
 def materialise(source: ModelSource) -> torch.nn.Module:
     """The module itself, or the factory's module built on the meta device (no memory)."""
     if isinstance(source, torch.nn.Module):
@@ -68,17 +67,29 @@ def materialise(source: ModelSource) -> torch.nn.Module:
     return model
 
 
+def _nothing() -> None:
+    return None
+
+
 class _Step(torch.nn.Module):
     """Forward, loss and backward inside one call, so functional_call's fake parameters stay
     in place during backward (activation checkpointing re-runs forward there)."""
 
-    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, tracker: StorageTracker) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: LossFn,
+        tracker: StorageTracker,
+        after_backward: Callable[[], None] = _nothing,
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
         self.tracker = tracker
+        self.after_backward = after_backward
+        self.kept: list[Any] = []
 
-    def forward(self, inputs: torch.Tensor, autocast_dtype: torch.dtype | None) -> None:
+    def forward(self, inputs: torch.Tensor, autocast_dtype: torch.dtype | None, keep_output: bool) -> None:
         self.tracker.set_phase("forward")
         amp = (
             torch.autocast("cpu", dtype=autocast_dtype)
@@ -86,15 +97,23 @@ class _Step(torch.nn.Module):
             else contextlib.nullcontext()
         )
         with amp:
-            loss = self.loss_fn(self.model(inputs))
+            output = self.model(inputs)
+            loss = self.loss_fn(output)
+        if keep_output:
+            self.kept.append(output)
+        del output
         self.tracker.set_phase("backward")
         torch.autograd.backward(loss)
+        self.after_backward()
 
 
 @contextlib.contextmanager
 def _checkpointed(model: torch.nn.Module, names: Sequence[str]) -> Iterator[None]:
     """Wrap the forward of the named blocks in non-reentrant activation checkpointing."""
-    blocks = [model.get_submodule(n) for n in names]
+    try:
+        blocks = [model.get_submodule(n) for n in names]
+    except AttributeError as exc:
+        raise ValueError(f"cannot checkpoint: {exc}") from None
     try:
         for block in blocks:
             block.forward = functools.partial(
@@ -182,6 +201,7 @@ class _StepState:
     state_uids: set[int]
     grad_bytes: dict[str, int]
     state_bytes: dict[str, int]
+    step_uids: set[int]
 
 
 def _run_step(
@@ -206,12 +226,17 @@ def _run_step(
     }
     tracker.register(params.values(), "parameters")
     tracker.register(buffers.values(), "buffers")
-    opt = build_optimizer(
-        optimizer, [p for p in params.values() if p.requires_grad], foreach=device == "cuda" or None
-    )
-    step = _Step(module, loss_fn, tracker)
-    state = {f"model.{n}": t for n, t in (params | buffers).items()}
     trainable = [p for p in params.values() if p.requires_grad]
+    impl = opts.optimizer_impl or ("foreach" if device == "cuda" else "single")
+    opt = build_optimizer(
+        optimizer, trainable, foreach=impl == "foreach" or None, fused=impl == "fused" or None
+    )
+    buckets: torch.Tensor | None = None
+    if opts.sharding == "ddp" and opts.world_size > 1:
+        # DDP's gradient buckets (gradient_as_bucket_view=False): one more copy of the gradients.
+        buckets = torch.empty(sum(p.numel() for p in trainable), dtype=dtype)
+        tracker.register([buckets], "sharding")
+    named = {f"model.{n}": t for n, t in (params | buffers).items()}
     # Warm-up without tracking: one optimizer step on zero gradients creates the optimizer state
     # a steady-state step starts with, at the cost of the optimizer alone (no forward/backward).
     for p in trainable:
@@ -223,22 +248,38 @@ def _run_step(
     tracker.register([p.grad for p in trainable if p.grad is not None], "gradients")
     inputs = torch.empty((batch_size, *input_shape), dtype=input_dtype or dtype)
     tracker.register([inputs], "inputs")
-    with tracking(tracker, module), _checkpointed(module, opts.checkpoint_blocks):
-        torch.func.functional_call(step, state, (inputs, opts.autocast_dtype), strict=False)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tracking(tracker, module))
+        stack.enter_context(_checkpointed(module, opts.checkpoint_blocks))
+        after_backward: Callable[[], None] = _nothing
+        if shards_parameters(opts.sharding) and opts.world_size > 1:
+            units = list(opts.shard_units) or default_units(module)
+            copies = 1 if opts.collectives == "gloo" else 0
+            gatherer = stack.enter_context(fsdp_hooks(module, tracker, units, dtype, copies))
+            after_backward = functools.partial(gatherer.release, "")
+        step = _Step(module, loss_fn, tracker, after_backward)
+        torch.func.functional_call(step, named, (inputs, opts.autocast_dtype, opts.keep_output), strict=False)
         gradient_uids = {
             u for p in trainable if p.grad is not None if (u := tracker.uid_of(p.grad)) is not None
         }
         tracker.set_phase("optimizer")
         opt.step()
+        step.kept.clear()
     grad_bytes = {n: _nbytes(p.grad) for n, p in params.items() if p.grad is not None}
     state_uids: set[int] = set()
+    step_uids: set[int] = set()
     state_bytes: dict[str, int] = {}
     by_id = {id(p): n for n, p in params.items()}
     for p, st in opt.state.items():
         tensors = [t for t in st.values() if isinstance(t, torch.Tensor)]
         state_bytes[by_id[id(p)]] = sum(_nbytes(t) for t in tensors)
         state_uids |= {u for t in tensors if (u := tracker.uid_of(t)) is not None}
-    return _StepState(params, opt, gradient_uids, state_uids, grad_bytes, state_bytes)
+        step_t = st.get("step")
+        if isinstance(step_t, torch.Tensor) and (u := tracker.uid_of(step_t)) is not None:
+            step_uids.add(u)
+    state = _StepState(params, opt, gradient_uids, state_uids, grad_bytes, state_bytes, step_uids)
+    buckets = None  # DDP's buckets live until the step is over
+    return state
 
 
 def _state_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -270,16 +311,20 @@ def _report(
         if records[uid].kind == "temporaries":
             records[uid].kind = "activations"
 
-    def counted(record: StorageRecord) -> bool:
-        # With the optimizer offloaded its state and its step's temporaries live in host memory.
-        return not opts.optimizer_offload or (
-            record.kind != "optimizer_state" and record.phase != "optimizer"
-        )
+    def size(record: StorageRecord) -> int:
+        # With the optimizer offloaded its state and its step's temporaries live in host memory;
+        # on CUDA the optimizers keep their scalar step counters on the host.
+        if opts.optimizer_offload and (record.kind == "optimizer_state" or record.phase == "optimizer"):
+            return 0
+        if device == "cuda" and record.uid in state.step_uids:
+            return 0
+        return per_rank_bytes(record, opts.sharding, opts.world_size)
 
-    peak, peak_record, live = tracker.replay(counted)
+    peak, peak_record, live = tracker.replay(size)
     breakdown: dict[str, int] = dict.fromkeys(MEMORY_KINDS, 0)
     for uid in live:
-        breakdown[records[uid].kind] += records[uid].nbytes
+        breakdown[records[uid].kind] += size(records[uid])
+    allocator = simulate(tracker.allocation_events(size))
     saved_by_module: dict[str, int] = {}
     activation_bytes = 0
     for uid, owner in tracker.saved_uids.items():
@@ -290,7 +335,8 @@ def _report(
     modules = _module_table(state, saved_by_module)
     notes = []
     if device == "cuda":
-        notes.append("kernels traced with CPU semantics; cuDNN/cuBLAS workspaces are not included")
+        notes.append("kernels traced with CPU semantics (attention, convolution algorithms may differ)")
+    world = opts.world_size if opts.sharding != "none" else 1
     return MemoryReport(
         model=name,
         method="estimate",
@@ -311,6 +357,10 @@ def _report(
         parameter_count=sum(p.numel() for p in state.params.values()),
         modules=modules,
         notes=notes,
+        allocated_peak_bytes=allocator.peak_allocated,
+        reserved_peak_bytes=allocator.peak_reserved,
+        sharding=opts.sharding,
+        world_size=world,
     )
 
 

@@ -153,3 +153,55 @@ def measure_cuda(
 
 def _identity(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def measure_cuda_step(
+    build: Callable[[], torch.nn.Module],
+    input_shape: Sequence[int],
+    *,
+    batch_size: int,
+    dtype: torch.dtype = torch.float32,
+    autocast_dtype: torch.dtype | None = None,
+    optimizer: str = "adamw",
+    input_dtype: torch.dtype | None = None,
+    loss_fn: LossFn | None = None,
+    device: str = "cuda",
+) -> dict[str, int]:
+    """`max_memory_allocated` and `max_memory_reserved` over two real training steps on CUDA,
+    from an emptied cache, with the optimizer's CUDA default (foreach) and optional autocast.
+
+    What the estimate's allocated/reserved peaks (plus cuBLAS's workspace) are compared with.
+    Raises CudaUnavailableError.
+    """
+    dev = require_cuda(device)
+    gc.collect()
+    torch.cuda.empty_cache()
+    base_allocated = torch.cuda.memory_allocated(dev)
+    base_reserved = torch.cuda.memory_reserved(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    with torch.device(dev):
+        model = build().to(dtype=dtype).train()
+    opt = build_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
+    inputs = make_inputs(batch_size, input_shape, input_dtype or dtype, dev)
+    for _ in range(2):
+        amp = torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype else _null()
+        with amp:
+            loss = (loss_fn or sum_loss)(model(inputs))
+        torch.autograd.backward(loss)
+        del loss
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    torch.cuda.synchronize(dev)
+    out = {
+        "allocated_peak_bytes": int(torch.cuda.max_memory_allocated(dev) - base_allocated),
+        "reserved_peak_bytes": int(torch.cuda.max_memory_reserved(dev) - base_reserved),
+    }
+    del model, opt, inputs
+    gc.collect()
+    torch.cuda.empty_cache()
+    return out
+
+
+@contextmanager
+def _null() -> Iterator[None]:
+    yield

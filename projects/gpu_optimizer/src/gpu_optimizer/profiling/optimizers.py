@@ -19,15 +19,20 @@ OPTIMIZER_STATES: dict[str, int] = {
 
 
 def build_optimizer(
-    name: str, params: Iterable[torch.Tensor], *, foreach: bool | None = None
+    name: str, params: Iterable[torch.Tensor], *, foreach: bool | None = None, fused: bool | None = None
 ) -> torch.optim.Optimizer:
     """A torch optimizer named `name` (see OPTIMIZER_STATES) with default hyper-parameters.
 
-    `foreach=True` reproduces the CUDA default (multi-tensor kernels, larger temporaries).
-    Raises ValueError for an unknown name.
+    `foreach=True` reproduces the CUDA default (multi-tensor kernels, larger temporaries);
+    `fused=True` the fused kernels (sgd, adam, adamw, adagrad). Raises ValueError for an unknown
+    name or fused kernels the optimizer lacks.
     """
     plist = list(params)
     key = name.lower()
+    if fused:
+        if key not in FUSED:
+            raise ValueError(f"{name} has no fused implementation; fused: {', '.join(FUSED)}")
+        return _fused(key, plist)
     if key == "sgd":
         return torch.optim.SGD(plist, lr=1e-3, foreach=foreach)
     if key == "sgd_momentum":
@@ -41,3 +46,18 @@ def build_optimizer(
     if key == "adamw":
         return torch.optim.AdamW(plist, foreach=foreach)
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZER_STATES)}")
+
+
+FUSED = ("sgd", "sgd_momentum", "adagrad", "adam", "adamw")
+
+
+def _fused(key: str, plist: list[torch.Tensor]) -> torch.optim.Optimizer:
+    if key == "sgd":
+        return torch.optim.SGD(plist, lr=1e-3, fused=True)
+    if key == "sgd_momentum":
+        return torch.optim.SGD(plist, lr=1e-3, momentum=0.9, fused=True)
+    if key == "adagrad":
+        return torch.optim.Adagrad(plist, fused=True)
+    if key == "adam":
+        return torch.optim.Adam(plist, fused=True)
+    return torch.optim.AdamW(plist, fused=True)

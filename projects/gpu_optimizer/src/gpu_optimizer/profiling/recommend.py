@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from gpu_optimizer.profiling.estimator import ModelSource, StepOptions, estimate, materialise
+from gpu_optimizer.profiling.estimator import ModelSource, estimate, materialise
+from gpu_optimizer.profiling.options import StepOptions
 from gpu_optimizer.profiling.report import MemoryReport, Recommendation
 
 _CONTAINERS = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)

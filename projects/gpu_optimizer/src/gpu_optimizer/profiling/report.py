@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 Phase = Literal["setup", "forward", "backward", "optimizer"]
 MemoryKind = Literal[
-    "parameters", "buffers", "gradients", "optimizer_state", "inputs", "activations", "temporaries"
+    "parameters",
+    "buffers",
+    "gradients",
+    "optimizer_state",
+    "inputs",
+    "activations",
+    "temporaries",
+    "sharding",
 ]
 MEMORY_KINDS: tuple[MemoryKind, ...] = (
     "parameters",
@@ -17,6 +24,7 @@ MEMORY_KINDS: tuple[MemoryKind, ...] = (
     "inputs",
     "activations",
     "temporaries",
+    "sharding",
 )
 
 
@@ -57,6 +65,10 @@ class MemoryReport:
     `peak_breakdown` splits `peak_bytes` by kind at the moment of the peak; the `*_bytes` totals
     are steady-state sizes: parameters and buffers, gradients after backward, optimizer state
     after a step, and the bytes saved for backward (activations, parameter storages excluded).
+    With sharding every figure at the peak is one rank's (`world_size` ranks). For an estimate,
+    `allocated_peak_bytes` and `reserved_peak_bytes` replay the step through a model of the CUDA
+    caching allocator (512-byte rounding, segments), what `torch.cuda.max_memory_allocated` and
+    `max_memory_reserved` report; a measured report fills them from the allocator itself.
     """
 
     model: str
@@ -80,6 +92,10 @@ class MemoryReport:
     recommendations: list[Recommendation] = field(default_factory=list)
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    allocated_peak_bytes: int | None = None
+    reserved_peak_bytes: int | None = None
+    sharding: str = "none"
+    world_size: int = 1
 
     def modules_by_depth(self, depth: int) -> list[ModuleMemory]:
         """Aggregate the per-module figures onto module names of at most `depth` dotted parts.

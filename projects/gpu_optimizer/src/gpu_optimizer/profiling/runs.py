@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,10 +18,13 @@ from gpu_optimizer.profiling.batch_size import (
     find_max_batch_cuda,
 )
 from gpu_optimizer.profiling.estimator import estimate
+from gpu_optimizer.profiling.gpus import resolve_gpu
 from gpu_optimizer.profiling.measure import measure_cuda
 from gpu_optimizer.profiling.models import ModelSpec, model_source
 from gpu_optimizer.profiling.recommend import recommend, with_recommendations
 from gpu_optimizer.profiling.report import MemoryReport
+from gpu_optimizer.profiling.setup import DTYPE_PRECISIONS, TrainingSetup, assumptions
+from gpu_optimizer.profiling.verdict import Verdict, gpu_verdict
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -63,12 +67,27 @@ def profile(
     device: DeviceName = "meta",
     recommendations: bool = True,
     snapshot: Path | None = None,
+    setup: TrainingSetup | None = None,
+    gpu: str | None = None,
 ) -> MemoryReport:
     """Memory of one training step: estimated without allocating (cpu/meta) or measured (cuda).
 
-    Raises ValueError for bad arguments, EstimationError when the model cannot be traced, and
-    CudaUnavailableError when ``device="cuda"`` on a machine without CUDA.
+    With `setup` (precision, accumulation, sharding, ...) the estimate prices that setup and
+    `dtype` is ignored; with `gpu` (a table name or GB) it is priced as CUDA runs it (the
+    optimizer's CUDA default implementation, caching-allocator rounding). Raises ValueError for
+    bad arguments, EstimationError when the model cannot be traced, and CudaUnavailableError
+    when ``device="cuda"`` on a machine without CUDA.
     """
+    if setup is not None or gpu is not None:
+        return _profile_setup(
+            spec,
+            shape,
+            batch_size,
+            setup or TrainingSetup(DTYPE_PRECISIONS[dtype]),
+            optimizer,
+            gpu,
+            recommendations,
+        )
     kwargs: dict[str, Any] = {
         "input_shape": input_shape_for(spec, shape),
         "dtype": dtype_of(dtype),
@@ -85,6 +104,72 @@ def profile(
     if recommendations:
         report = with_recommendations(report, recommend(source, report, **kwargs))
     return report
+
+
+def _profile_setup(
+    spec: ModelSpec,
+    shape: Sequence[int] | None,
+    batch_size: int,
+    setup: TrainingSetup,
+    optimizer: str,
+    gpu: str | None,
+    recommendations: bool,
+) -> MemoryReport:
+    device = "cpu" if gpu is None else "cuda"
+    if gpu is not None:
+        resolve_gpu(gpu)  # a bad name fails before any tracing
+    kwargs: dict[str, Any] = {
+        "input_shape": input_shape_for(spec, shape),
+        "dtype": setup.dtype,
+        "optimizer": optimizer,
+        "input_dtype": spec.input_dtype,
+        "loss_fn": spec.loss_fn,
+        "device": device,
+    }
+    source = model_source(spec)
+    report = estimate(
+        source,
+        batch_size=setup.micro_batch(batch_size),
+        name=spec.name,
+        options=setup.step_options(),
+        **kwargs,
+    )
+    report = replace(
+        report, notes=list(dict.fromkeys([*report.notes, *assumptions(setup, optimizer, device)]))
+    )
+    if recommendations and setup == TrainingSetup(setup.precision, optimizer_impl=setup.optimizer_impl):
+        report = with_recommendations(report, recommend(source, report, **kwargs))
+    return report
+
+
+def verdict(
+    spec: ModelSpec,
+    gpu: str,
+    shape: Sequence[int] | None = None,
+    *,
+    batch_size: int = 8,
+    setup: TrainingSetup | None = None,
+    optimizer: str = "adamw",
+    gpus: int = 1,
+) -> Verdict:
+    """Fits or not on `gpu` (a table name or GB), the largest batch, the cheapest options that fit.
+
+    Raises ValueError for bad arguments and EstimationError when the model cannot be traced.
+    """
+    target = resolve_gpu(gpu)
+    if gpus < 1:
+        raise ValueError(f"gpus must be >= 1, got {gpus}")
+    return gpu_verdict(
+        model_source(spec),
+        input_shape_for(spec, shape),
+        target,
+        batch_size=batch_size,
+        setup=setup,
+        optimizer=optimizer,
+        input_dtype=spec.input_dtype,
+        loss_fn=spec.loss_fn,
+        gpus=gpus,
+    )
 
 
 def search_batch(

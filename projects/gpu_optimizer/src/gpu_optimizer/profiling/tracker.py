@@ -94,8 +94,8 @@ class StorageTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.live_bytes += nbytes
         self.peak_bytes = max(self.peak_bytes, self.live_bytes)
 
-    def replay(self, counted: Callable[[StorageRecord], bool]) -> tuple[int, StorageRecord | None, list[int]]:
-        """Peak of the storages for which `counted(record)` holds.
+    def replay(self, size: Callable[[StorageRecord], int]) -> tuple[int, StorageRecord | None, list[int]]:
+        """Peak of the live bytes when each storage weighs `size(record)` (0: not counted).
 
         Returns the peak bytes, the record allocated when the peak was reached (its phase and
         module say when), and the uids live at the peak.
@@ -104,21 +104,28 @@ class StorageTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         peak_index = -1
         for index, event in enumerate(self.events):
             record = self.records[event if event >= 0 else -event - 1]
-            if not counted(record):
-                continue
-            current += record.nbytes if event >= 0 else -record.nbytes
+            nbytes = size(record)
+            current += nbytes if event >= 0 else -nbytes
             if current > peak:
                 peak, peak_index = current, index
         live: set[int] = set()
         for event in self.events[: peak_index + 1]:
             uid = event if event >= 0 else -event - 1
-            if counted(self.records[uid]):
+            if size(self.records[uid]):
                 if event >= 0:
                     live.add(uid)
                 else:
                     live.discard(uid)
         peak_record = self.records[self.events[peak_index]] if peak_index >= 0 else None
         return peak, peak_record, sorted(live)
+
+    def allocation_events(self, size: Callable[[StorageRecord], int]) -> Iterator[tuple[int, int]]:
+        """The timeline as (uid, bytes) allocations and (uid, -1) frees, storages of size 0 left out."""
+        for event in self.events:
+            uid = event if event >= 0 else -event - 1
+            nbytes = size(self.records[uid])
+            if nbytes:
+                yield (uid, nbytes) if event >= 0 else (uid, -1)
 
     def _free(self, key: int, uid: int) -> None:
         if self._live.get(key) == uid:
