@@ -70,7 +70,7 @@ def test_yolo_finds_the_four_people_on_the_bus(client: TestClient, test_data: Pa
 
 def test_the_detector_is_reused_across_requests(client: TestClient, test_data: Path) -> None:
     image = (test_data / "images/mediapipe_pose_test_image.jpg").read_bytes()
-    analyzers = client.app_state["analyzers"]
+    analyzers = client.app_state["resources"].analyzers
     assert analyze(client, image).status_code == 200  # sets the MediaPipe detector up if no test did
     loaded = analyzers.setups
     assert loaded >= 1

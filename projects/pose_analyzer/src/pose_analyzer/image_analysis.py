@@ -72,6 +72,14 @@ class ImageAnalyzers:
             )
             return engine.process(Frame(image=image, timestamp=0.0))
 
+    def warm(self, backend: str) -> None:
+        """Set ``backend``'s detector up and run one blank image through it.
+
+        Raises:
+            DetectorError: the backend could not start or failed on the image.
+        """
+        self.analyse(np.zeros((480, 640, 3), np.uint8), backend)
+
     def close(self) -> None:
         """Release every detector built so far."""
         for backend, detector in list(self._detectors.items()):

@@ -33,9 +33,11 @@ within the send timeout (1008); a failure of the service itself (1011).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from service_kit.errors import ServiceError
 
 
 class _Message(BaseModel):
@@ -160,13 +162,23 @@ class StoppedMessage(_Message):
     reps: list[RepOut]
 
 
+class ErrorBody(_Message):
+    """The one error body of the service (HTTP answers carry it as ``{"error": ...}`` too)."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
 class ErrorMessage(_Message):
     """Server -> client: a message was refused; the stream stays open."""
 
     type: Literal["error"] = "error"
-    code: str
-    message: str
-    details: dict[str, object] | None = None
+    error: ErrorBody
+
+    @classmethod
+    def of(cls, err: ServiceError) -> ErrorMessage:
+        return cls(error=ErrorBody(code=err.code, message=err.message, details=err.details))
 
 
 ServerMessage = Annotated[

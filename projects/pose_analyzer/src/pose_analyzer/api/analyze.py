@@ -9,29 +9,29 @@ running it on one image).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel
 
 from pose_analyzer.detection.base import DetectorError
 from pose_analyzer.detection.registry import BACKENDS
-from pose_analyzer.exercises import ExerciseDefinition, available_exercises, load_exercise
-from pose_analyzer.image_analysis import ImageAnalyzers
+from pose_analyzer.exercises import shipped_exercise
 from pose_analyzer.keypoints import KEYPOINT_NAMES
+from pose_analyzer.resources import ResourcesDep
 from pose_analyzer.streaming.decode import decode_frame
-from pose_analyzer.streaming.errors import UnsupportedFrameError
 from pose_analyzer.types import PersonAnalysis
 from service_kit.errors import (
     InvalidInputError,
     PayloadTooLargeError,
     UnavailableError,
-    UnsupportedMediaTypeError,
 )
 from service_kit.ops import require_api_key
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["analyze"], dependencies=[Depends(require_api_key)])
 
 
@@ -82,14 +82,6 @@ def person_out(index: int, analysis: PersonAnalysis) -> PersonOut:
     )
 
 
-def get_analyzers(request: Request) -> ImageAnalyzers:
-    analyzers: ImageAnalyzers = request.state.analyzers
-    return analyzers
-
-
-AnalyzersDep = Annotated[ImageAnalyzers, Depends(get_analyzers)]
-
-
 async def _read_upload(file: UploadFile, limit_bytes: int) -> bytes:
     data = await file.read(limit_bytes + 1)
     if len(data) > limit_bytes:
@@ -99,15 +91,6 @@ async def _read_upload(file: UploadFile, limit_bytes: int) -> bytes:
     if not data:
         raise InvalidInputError("the uploaded file is empty")
     return data
-
-
-def _exercise(name: str | None) -> ExerciseDefinition | None:
-    if name is None or name == "":
-        return None
-    valid = available_exercises()
-    if name not in valid:
-        raise InvalidInputError(f"unknown exercise {name!r}; valid: {', '.join(valid)}", {"valid": valid})
-    return load_exercise(name)
 
 
 @router.post(
@@ -121,28 +104,26 @@ def _exercise(name: str | None) -> ExerciseDefinition | None:
     },
 )
 async def analyze(
-    request: Request,
-    analyzers: AnalyzersDep,
+    resources: ResourcesDep,
     file: Annotated[UploadFile, File(description="a JPEG or PNG image")],
     exercise: Annotated[str | None, Form(description="exercise name, for its phase")] = None,
     backend: Annotated[str | None, Form(description="mediapipe or yolo; default: the service's")] = None,
 ) -> AnalyzeOut:
-    chosen = backend or request.state.streams.default_backend
+    chosen = backend or resources.backend
+    analyzers = resources.analyzers
     if chosen not in BACKENDS:
         raise InvalidInputError(
             f"unknown pose backend {chosen!r}; valid: {', '.join(BACKENDS)}", {"valid": list(BACKENDS)}
         )
-    definition = _exercise(exercise)
+    definition = shipped_exercise(exercise)
     data = await _read_upload(file, analyzers.settings.max_frame_bytes)
-    try:
-        image = await asyncio.to_thread(decode_frame, data)
-    except UnsupportedFrameError as exc:
-        raise UnsupportedMediaTypeError(str(exc)) from exc
+    image = await asyncio.to_thread(decode_frame, data)
     start = time.perf_counter()
     try:
         result = await asyncio.to_thread(analyzers.analyse, image, chosen, definition)
     except DetectorError as exc:
-        raise UnavailableError(f"the {chosen} backend failed: {exc}") from exc
+        log.warning("image analysis failed", extra={"backend": chosen, "error": str(exc)})
+        raise UnavailableError(f"the {chosen} backend could not analyse the image") from exc
     detect_ms = result.timings_ms.get("detect", (time.perf_counter() - start) * 1000.0)
     return AnalyzeOut(
         backend=chosen,

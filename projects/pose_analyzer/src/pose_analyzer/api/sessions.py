@@ -8,13 +8,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES
 from pose_analyzer.report import AngleHistory, angle_plot_png
+from pose_analyzer.resources import DatabaseDep
 from pose_analyzer.storage import (
     AnglePoint,
     Database,
@@ -49,14 +50,6 @@ T = TypeVar("T")
 
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such session"}}
-
-
-def get_database(request: Request) -> Database:
-    database: Database = request.state.database
-    return database
-
-
-DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 class StreamOut(BaseModel):

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from pose_analyzer.engine import PoseEngine
-from pose_analyzer.exercises.definition import available_exercises, load_exercise
+from pose_analyzer.exercises.definition import shipped_exercise
 from pose_analyzer.exercises.reference import ReferenceMotion
 from pose_analyzer.schemas import (
     CLIENT_MESSAGE,
@@ -33,6 +33,7 @@ from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
 from pose_analyzer.tracking import create_tracker
+from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ class Channel(Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code`` and ``reason``."""
-
-
-class _MessageError(Exception):
-    """A client message refused with an ``error`` answer; the stream stays open."""
-
-    def __init__(self, code: str, message: str, details: dict[str, object] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details = code, message, details
 
 
 class StreamConnection:
@@ -110,10 +103,10 @@ class StreamConnection:
             await self._shutdown()
             await self._close_for(exc)
         except Exception as exc:
-            log.exception("stream failed", extra={"stream_id": self.stream_id})
-            failure = StreamClosedError("internal error of the service")
+            request_id, _ = unexpected_error(exc, f"stream {self.stream_id}")
+            failure = StreamClosedError(f"internal error of the service (request id {request_id})")
             self._count(failure)
-            self._end = ("failed", f"internal error: {type(exc).__name__}: {exc}")
+            self._end = ("failed", str(failure))
             await self._shutdown()
             await self._close_for(failure)
         finally:
@@ -149,11 +142,11 @@ class StreamConnection:
             try:
                 if await self._on_text(message):
                     return
-            except _MessageError as err:
+            except StreamClosedError:
+                raise
+            except ServiceError as err:  # a refused message: answered, the stream stays open
                 self.metrics.websocket_errors.labels(err.code).inc()
-                await self.send(
-                    ErrorMessage(code=err.code, message=err.message, details=err.details).model_dump_json()
-                )
+                await self.send(ErrorMessage.of(err).model_dump_json())
 
     async def _receive(self) -> str | bytes | None:
         """The next message, or the processor's failure if it failed first."""
@@ -174,19 +167,21 @@ class StreamConnection:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _MessageError("invalid_json", f"text messages must be JSON: {exc}") from None
+            raise InvalidInputError(f"text messages must be JSON: {exc}", code="invalid_json") from None
         try:
             message = CLIENT_MESSAGE.validate_python(data)
         except ValidationError as exc:
             details: dict[str, object] = {
                 "errors": exc.errors(include_url=False, include_context=False, include_input=False)
             }
-            raise _MessageError("invalid_message", "not a valid client message", details) from None
+            raise InvalidInputError("not a valid client message", details, code="invalid_message") from None
         if isinstance(message, FrameHeader):
             self._header = message
         elif isinstance(message, StartMessage):
             if self.session is not None:
-                raise _MessageError("already_started", "start must come once, before the first frame")
+                raise InvalidInputError(
+                    "start must come once, before the first frame", code="already_started"
+                )
             await self._start(message)
         elif isinstance(message, StopMessage):
             await self._stop()
@@ -194,13 +189,7 @@ class StreamConnection:
         return False
 
     async def _start(self, message: StartMessage, announce: bool = True) -> None:
-        if message.exercise is not None and message.exercise not in available_exercises():
-            valid = available_exercises()
-            raise _MessageError(
-                "unknown_exercise",
-                f"unknown exercise {message.exercise!r}; valid: {', '.join(valid)}",
-                {"valid": valid},
-            )
+        exercise = shipped_exercise(message.exercise)
         if message.reference_rep is not None:
             ref = message.reference_rep
             try:
@@ -208,7 +197,7 @@ class StreamConnection:
                     tuple(ref.angles), np.asarray(ref.series, dtype=np.float64), ref.tolerance_deg
                 )
             except ValueError as exc:
-                raise _MessageError("invalid_reference", f"invalid reference rep: {exc}") from None
+                raise InvalidInputError(f"invalid reference rep: {exc}", code="invalid_reference") from None
         detection = await self.hub.detection(message.backend)
         recording = None
         if self.hub.database is not None:
@@ -223,8 +212,7 @@ class StreamConnection:
                 )
             except SessionNotFoundError as exc:
                 await detection.release()
-                raise _MessageError("unknown_session", str(exc)) from None
-        exercise = load_exercise(message.exercise) if message.exercise else None
+                raise InvalidInputError(str(exc), code="unknown_session") from None
         engine = PoseEngine(
             # The engine only analyses here (``analyse``); detection goes through ``detection``.
             detection.detector,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from pose_analyzer.detection.base import Detector
 from pose_analyzer.detection.registry import create_detector
@@ -18,6 +21,8 @@ from pose_analyzer.storage import Database
 from pose_analyzer.streaming.batcher import DetectionBatcher
 from pose_analyzer.streaming.errors import ServerFailureError, StreamPolicyError
 from pose_analyzer.types import Detections, Frame
+
+log = logging.getLogger(__name__)
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -41,6 +46,12 @@ class StreamDetection:
     release_now: Callable[[], None]
     detect_now: Callable[[Frame], Detections] | None = None
     compute: asyncio.Semaphore | None = None
+
+
+def _setup_and_warm(detector: Detector) -> None:
+    """Load the model and run one blank frame through it, so the first real frame is not slow."""
+    detector.setup()
+    detector.detect([Frame(image=np.zeros((480, 640, 3), np.uint8), timestamp=0.0)])
 
 
 async def _nothing() -> None:
@@ -121,11 +132,10 @@ class StreamHub:
     async def _setup(self, backend: str) -> Detector:
         detector = create_detector(backend, **self._detector_options(backend))
         try:
-            await asyncio.to_thread(detector.setup)
+            await asyncio.to_thread(_setup_and_warm, detector)
         except Exception as exc:
-            raise ServerFailureError(
-                f"the {backend} backend could not start: {exc}", "backend_failed"
-            ) from exc
+            log.exception("a pose backend could not start", extra={"backend": backend})
+            raise ServerFailureError(f"the {backend} backend could not start", "backend_failed") from exc
         return detector
 
     async def detection(self, backend: str | None = None) -> StreamDetection:
@@ -183,6 +193,18 @@ class StreamHub:
                 )
                 self._batcher.start()
             return self._batcher
+
+    async def warm(self) -> None:
+        """Set the default backend up and run one blank frame through it (models loaded, code paths warm).
+
+        Raises:
+            ServerFailureError: the backend could not be set up or failed on the frame.
+        """
+        if self.default_backend == "mediapipe":
+            detector = await self._setup(self.default_backend)
+            await asyncio.to_thread(detector.close)
+        else:
+            await self._shared_batcher(self.default_backend)
 
     async def close(self) -> None:
         """Stop the shared batcher and release the shared detector."""

@@ -20,6 +20,7 @@ from pose_analyzer.streaming.hub import StreamDetection
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, PersonAnalysis, RepRecord
+from service_kit.errors import unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def _analysis_failures() -> Iterator[None]:
     except StreamClosedError:
         raise
     except Exception as exc:
-        raise ServerFailureError(f"analysis failed: {type(exc).__name__}: {exc}", "analysis_failed") from exc
+        request_id, _ = unexpected_error(exc, "frame analysis")
+        raise ServerFailureError(f"analysis failed (request id {request_id})", "analysis_failed") from exc
 
 
 class StreamSession:

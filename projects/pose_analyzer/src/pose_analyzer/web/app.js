@@ -217,8 +217,8 @@ class CameraStream {
     } else if (message.type === "started") {
       this.setStatus("streaming", `streaming · ${message.backend}${message.exercise ? ` · ${pretty(message.exercise)}` : ""}`);
     } else if (message.type === "error") {
-      window.poseStats.errors.push(`${this.id}: ${message.code}: ${message.message}`);
-      showMessage(`${this.label}: ${message.message}`, true);
+      window.poseStats.errors.push(`${this.id}: ${message.error.code}: ${message.error.message}`);
+      showMessage(`${this.label}: ${message.error.message}`, true);
     } else if (message.type === "stopped") {
       this.summary = `stopped · ${message.frames_processed} frames, ${message.rep_count} reps`;
       this.setStatus("closed", this.summary);
