@@ -47,7 +47,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 def _person(track_id: int | None, angles: dict[str, float], rep: RepRecord | None = None) -> PersonAnalysis:
     person = Person(np.zeros((17, 3), np.float32), (0.0, 0.0, 10.0, 10.0), 0.9, track_id)
-    return PersonAnalysis(person=person, angles=angles, last_rep=rep)
+    return PersonAnalysis(person=person, angles=angles, new_rep=rep)
 
 
 def _rep(
@@ -173,10 +173,10 @@ def test_recorder_writes_nothing_until_finish_then_everything(database: Database
     # Each rep once, though the engine repeats it as last_rep on every later frame.
     origin = frames[0].timestamp
     expected_reps = {
-        (p.person.track_id, p.last_rep.index, p.last_rep.score, p.last_rep.start_time - origin)
+        (p.person.track_id, p.new_rep.index, p.new_rep.score, p.new_rep.start_time - origin)
         for f in frames
         for p in f.people
-        if p.last_rep is not None
+        if p.new_rep is not None
     }
     expected = _expected_aggregates(frames)
     with database.session() as db:
@@ -248,7 +248,7 @@ def test_failure_inside_the_block_commits_what_was_recorded_as_failed(database: 
     assert stream.close_reason == "RuntimeError: camera unplugged"
     assert stream.frames_processed == len(frames)
     assert len(reps) == len(
-        {(p.person.track_id, p.last_rep.index) for f in frames for p in f.people if p.last_rep}
+        {(p.person.track_id, p.new_rep.index) for f in frames for p in f.people if p.new_rep}
     )
     assert reps
 

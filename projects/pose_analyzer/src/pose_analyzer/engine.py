@@ -22,6 +22,7 @@ from pose_analyzer.biomechanics.symmetry import symmetry_indices
 from pose_analyzer.detection.base import Detector
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import ExerciseDefinition, load_exercise
+from pose_analyzer.output import person_track_id
 from pose_analyzer.smoothing import KeypointSmoother, SmoothingConfig
 from pose_analyzer.tracking import Tracker
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, Person, PersonAnalysis, RepRecord
@@ -129,8 +130,7 @@ class PoseEngine:
         return state
 
     def _analyse_person(self, person: Person, t: float, timings: dict[str, float]) -> PersonAnalysis:
-        track_id = person.track_id if person.track_id is not None else 0
-        state = self._state(track_id, t)
+        state = self._state(person_track_id(person), t)
 
         start = time.perf_counter()
         keypoints = state.smoother.update(person.keypoints, t)
@@ -165,6 +165,7 @@ class PoseEngine:
             rep = state.counter.update(t, angles, measures, visibility)
             analysis.rep_count = state.counter.count
             analysis.phase = state.counter.phase
+            analysis.new_rep = rep
             analysis.last_rep = (
                 rep if rep is not None else (state.counter.reps[-1] if state.counter.reps else None)
             )

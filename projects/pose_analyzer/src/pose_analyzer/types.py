@@ -74,6 +74,8 @@ class PersonAnalysis:
     angles: dict[str, float]
     rep_count: int = 0
     phase: str = ""
+    # The rep completed on this frame (None on every other frame), and the latest completed so far.
+    new_rep: RepRecord | None = None
     last_rep: RepRecord | None = None
     # Added by the biomechanics stage: degrees per second per angle; centre of mass
     # (x, y) in pixels; dimensionless measures and left/right symmetry indices (%).

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Annotated
 
@@ -20,10 +19,9 @@ from pydantic import BaseModel
 from pose_analyzer.detection.base import DetectorError
 from pose_analyzer.detection.registry import BACKENDS
 from pose_analyzer.exercises import shipped_exercise
-from pose_analyzer.keypoints import KEYPOINT_NAMES
+from pose_analyzer.output import PersonOut, people_out
 from pose_analyzer.resources import ResourcesDep
 from pose_analyzer.streaming.decode import decode_frame
-from pose_analyzer.types import PersonAnalysis
 from service_kit.errors import (
     InvalidInputError,
     PayloadTooLargeError,
@@ -35,51 +33,15 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["analyze"], dependencies=[Depends(require_api_key)])
 
 
-class KeypointOut(BaseModel):
-    name: str
-    x_px: float | None
-    y_px: float | None
-    confidence: float
-
-
-class PersonOut(BaseModel):
-    """One person: ``box_px`` is (x1, y1, x2, y2); angles the detector could not see are null."""
-
-    index: int
-    score: float
-    box_px: list[float]
-    keypoints: list[KeypointOut]
-    angles_deg: dict[str, float | None]
-    phase: str
-
-
 class AnalyzeOut(BaseModel):
+    """The people of one image (``output.PersonOut``: the service's one output model)."""
+
     backend: str
     exercise: str | None
-    width_px: int
-    height_px: int
+    width: int
+    height: int
     detect_ms: float
     people: list[PersonOut]
-
-
-def _number(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def person_out(index: int, analysis: PersonAnalysis) -> PersonOut:
-    person = analysis.person
-    keypoints = [
-        KeypointOut(name=name, x_px=_number(x), y_px=_number(y), confidence=c if math.isfinite(c) else 0.0)
-        for name, (x, y, c) in zip(KEYPOINT_NAMES, person.keypoints.tolist(), strict=True)
-    ]
-    return PersonOut(
-        index=index,
-        score=_number(person.score) or 0.0,
-        box_px=[float(v) for v in person.box],
-        keypoints=keypoints,
-        angles_deg={name: _number(v) for name, v in analysis.angles.items()},
-        phase=analysis.phase,
-    )
 
 
 async def _read_upload(file: UploadFile, limit_bytes: int) -> bytes:
@@ -128,8 +90,8 @@ async def analyze(
     return AnalyzeOut(
         backend=chosen,
         exercise=definition.name if definition else None,
-        width_px=result.width,
-        height_px=result.height,
+        width=result.width,
+        height=result.height,
         detect_ms=round(detect_ms, 3),
-        people=[person_out(i, p) for i, p in enumerate(result.people)],
+        people=people_out(result.people),
     )

@@ -21,6 +21,7 @@ from typing import cast
 from sqlalchemy import Table, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from pose_analyzer.output import person_track_id
 from pose_analyzer.storage.database import Database
 from pose_analyzer.storage.errors import RecorderClosedError, StorageError
 from pose_analyzer.storage.models import STREAM_STATUSES, AngleSecond, StreamRecord, utc_now
@@ -102,8 +103,8 @@ class StreamRecorder:
     def add_frame(self, analysis: FrameAnalysis) -> None:
         """Add one analysed frame: its people's joint angles and any rep they completed.
 
-        Non-finite angles (joints not seen) are skipped; a rep already recorded for the same track
-        and index (the engine repeats ``last_rep`` on later frames) is recorded once.
+        Non-finite angles (joints not seen) are skipped; a rep is recorded from the frame that
+        completed it (``new_rep``).
 
         Raises:
             RecorderClosedError: after ``finish()``.
@@ -115,13 +116,12 @@ class StreamRecorder:
         self.frames_processed += 1
         second = math.floor(analysis.timestamp - self._origin)
         for person in analysis.people:
-            # The engine files people without a track id under track 0; do the same.
-            track_id = person.person.track_id if person.person.track_id is not None else 0
+            track_id = person_track_id(person.person)
             for angle, value in person.angles.items():
                 if math.isfinite(value):
                     self._add_angle(track_id, angle, second, float(value))
-            if person.last_rep is not None:
-                self.add_rep(track_id, person.last_rep)
+            if person.new_rep is not None:
+                self.add_rep(track_id, person.new_rep)
 
     def _add_angle(self, track_id: int, angle: str, second: int, value: float) -> None:
         if second < self._evicted_below:

@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import StreamMetrics
-from pose_analyzer.schemas import FaultOut, FrameResult, PersonOut, RepOut, StoppedMessage
+from pose_analyzer.output import RepOut, people_out
+from pose_analyzer.schemas import FrameResult, StoppedMessage
 from pose_analyzer.storage import Database, StorageError
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import ServerFailureError, StreamClosedError
 from pose_analyzer.streaming.hub import StreamDetection
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
-from pose_analyzer.types import Detections, Frame, FrameAnalysis, PersonAnalysis, RepRecord
+from pose_analyzer.types import Detections, Frame, FrameAnalysis
 from service_kit.errors import unexpected_error
 
 log = logging.getLogger(__name__)
@@ -36,37 +36,6 @@ class RawFrame:
     capture_ts: float
     received_ts: float
     received_perf: float
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def rep_out(rep: RepRecord) -> RepOut:
-    return RepOut(
-        index=rep.index,
-        score=rep.score,
-        faults=[FaultOut(code=f.code, message=f.message) for f in rep.faults],
-        range_of_motion_deg=rep.range_of_motion_deg,
-        tempo_s=rep.tempo_s,
-    )
-
-
-def person_out(analysis: PersonAnalysis) -> PersonOut:
-    person = analysis.person
-    return PersonOut(
-        id=person.track_id if person.track_id is not None else 0,
-        score=round(float(person.score), 4),
-        box=(float(person.box[0]), float(person.box[1]), float(person.box[2]), float(person.box[3])),
-        keypoints=[
-            (_finite(x), _finite(y), float(c) if math.isfinite(c) else 0.0)
-            for x, y, c in person.keypoints.tolist()
-        ],
-        angles={name: _finite(value) for name, value in analysis.angles.items()},
-        rep_count=analysis.rep_count,
-        phase=analysis.phase,
-        last_rep=rep_out(analysis.last_rep) if analysis.last_rep is not None else None,
-    )
 
 
 @contextlib.contextmanager
@@ -116,7 +85,6 @@ class StreamSession:
         self.frames_received = 0
         self.frames_processed = 0
         self.frames_dropped = 0
-        self._reported_reps: dict[int, int] = {}
         self._closed = False
         self.flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
@@ -208,7 +176,7 @@ class StreamSession:
             dropped=dropped,
             width=analysis.width,
             height=analysis.height,
-            people=[person_out(p) for p in analysis.people],
+            people=people_out(analysis.people),
             rep_count=self.engine.rep_count(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
@@ -227,14 +195,12 @@ class StreamSession:
             return self.engine.analyse(frame, detections), decoded, detected
 
     def _count_reps(self, analysis: FrameAnalysis) -> None:
-        """Count each completed rep once in the metrics (the engine repeats ``last_rep`` every frame)."""
+        """Count each rep completed on this frame in the metrics."""
         exercise = self.exercise or "none"
         for person in analysis.people:
-            rep = person.last_rep
-            track = person.person.track_id if person.person.track_id is not None else 0
-            if rep is None or self._reported_reps.get(track, 0) >= rep.index:
+            rep = person.new_rep
+            if rep is None:
                 continue
-            self._reported_reps[track] = rep.index
             self.metrics.reps.labels(exercise).inc()
             self.metrics.form_score.labels(exercise).observe(rep.score)
 
@@ -246,7 +212,7 @@ class StreamSession:
             frames_processed=self.frames_processed,
             frames_dropped=self.frames_dropped,
             rep_count=self.engine.rep_count(),
-            reps=[rep_out(r) for r in self.engine.reps()],
+            reps=[RepOut.of(r) for r in self.engine.reps()],
         )
 
     def _finish_recording(self, status: str, reason: str | None) -> None:
