@@ -49,9 +49,11 @@ with database.session() as db:
 with StreamRecorder.start(database, session_id, "done", "yolo") as done:
     for i in range(30):
         done.add_frame(frame(i, i // 10))
+        done.counts.processed += 1
 live = StreamRecorder.start(database, session_id, "live", "yolo")
 for i in range(60):
     live.add_frame(frame(i, i // 10))
+    live.counts.processed += 1
     if i == 29:
         live.flush()
 print(session_id, flush=True)

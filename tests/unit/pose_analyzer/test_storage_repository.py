@@ -33,7 +33,7 @@ from pose_analyzer.storage import (
 )
 from pose_analyzer.storage.models import AnalysisSession, AngleSecond, Repetition, RepFault
 from pose_analyzer.storage.recorder import LATE_WINDOW_S
-from pose_analyzer.types import Fault, FrameAnalysis, Person, PersonAnalysis, RepRecord
+from pose_analyzer.types import Fault, FrameAnalysis, FrameCounts, Person, PersonAnalysis, RepRecord
 
 ANGLES = ("left_knee", "right_knee", "left_hip")
 
@@ -150,12 +150,14 @@ def test_sessions_are_listed_newest_first_with_paging(database: Database) -> Non
 def test_recorder_writes_nothing_until_finish_then_everything(database: Database) -> None:
     session_id = _new_session(database)
     frames = _synthetic_frames(seed=1)
-    recorder = StreamRecorder.start(database, session_id, "front", "mediapipe")
+    counts = FrameCounts()  # kept by the stream's owner, written by the recorder
+    recorder = StreamRecorder.start(database, session_id, "front", "mediapipe", counts)
     for frame in frames:
-        recorder.note_received()
+        counts.received += 1
         recorder.add_frame(frame)
-    recorder.note_received(3)
-    recorder.note_dropped(3)
+        counts.processed += 1
+    counts.received += 3
+    counts.dropped += 3
     with database.session() as db:
         assert list_reps(db, session_id) == []
         assert angle_series(db, session_id) == []
@@ -214,6 +216,7 @@ def _record_then_fail(database: Database, session_id: str, frames: list[FrameAna
     with StreamRecorder.start(database, session_id, "front", "yolo") as recorder:
         for frame in frames:
             recorder.add_frame(frame)
+            recorder.counts.processed += 1
         raise RuntimeError("camera unplugged")
 
 

@@ -48,7 +48,7 @@ def recorded(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         with StreamRecorder.start(database, session_id, "file", "mediapipe") as recorder:
             for frame in iter_frames(probe(test_data / "videos" / CLIP), max_width=640, every=2):
-                recorder.note_received()
+                recorder.counts.received += 1
                 analysis = engine.process(frame)
                 recorder.add_frame(analysis)
                 frames.append(analysis)

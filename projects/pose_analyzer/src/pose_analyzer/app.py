@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from pose_analyzer.api import analyze, exercises, sessions, status, web
 from pose_analyzer.api import streams as streams_api
+from pose_analyzer.detection.options import DetectorOptions, resolve_device
 from pose_analyzer.detection.registry import resolve_backend
 from pose_analyzer.image_analysis import ImageAnalyzers
 from pose_analyzer.metrics import StreamMetrics
@@ -31,12 +32,6 @@ from service_kit.ops import ops_router, start_ops
 
 SERVICE = "pose_analyzer"
 log = logging.getLogger(SERVICE)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 async def warm_up(resources: PoseResources) -> None:
@@ -69,9 +64,8 @@ async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseR
     """Open what the service needs; each part is registered on ``stack`` as soon as it is open,
     so a failure half-way closes what was opened before it."""
     ops = start_ops(SERVICE, "pose-analyzer", __file__, settings)
-    cuda = settings.device == "cuda" or (settings.device == "auto" and _cuda_available())
-    device = "cuda" if cuda else "cpu"
-    backend, reason = resolve_backend(settings.backend, cuda_available=cuda)
+    device = resolve_device(settings.device)
+    backend, reason = resolve_backend(settings.backend, cuda_available=device == "cuda")
     ops.details["pose_backend"] = {"requested": settings.backend, "chosen": backend, "reason": reason}
     log.info("pose backend chosen", extra={"backend": backend, "reason": reason})
     database = await asyncio.to_thread(create_database, settings.database_url)
@@ -81,9 +75,10 @@ async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseR
     if interrupted:
         log.warning("streams left open by the last run marked interrupted", extra={"count": interrupted})
     metrics = StreamMetrics(ops.registry, settings.metrics_stream_labels)
-    streams = StreamHub(settings, metrics, default_backend=backend, device=device, database=database)
+    options = DetectorOptions.from_settings(settings, device)
+    streams = StreamHub(settings, metrics, default_backend=backend, options=options)
     stack.push_async_callback(streams.close)
-    analyzers = ImageAnalyzers(settings, device=device)
+    analyzers = ImageAnalyzers(options)
     stack.push_async_callback(asyncio.to_thread, analyzers.close)
     return PoseResources(settings, ops, metrics, database, streams, analyzers, backend, device)
 

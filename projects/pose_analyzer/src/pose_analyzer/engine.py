@@ -1,8 +1,9 @@
 """The per-stream pipeline shared by the CLI and the service.
 
-detect -> track -> smooth (per person) -> biomechanics -> reps.  One ``PoseEngine``
-belongs to one stream: its smoothers and rep counters are per track id and carry state
-from frame to frame.  The caller owns the detector's lifecycle (``setup``/``close``).
+track -> smooth (per person) -> biomechanics -> reps, from detections made elsewhere (the
+engine owns no detector: the service's detection paths, or ``detect_and_analyse`` for the CLI).
+One ``PoseEngine`` belongs to one stream: its smoothers and rep counters are per track id and
+carry state from frame to frame.
 """
 
 from __future__ import annotations
@@ -55,13 +56,11 @@ class PoseEngine:
 
     def __init__(
         self,
-        detector: Detector,
         tracker: Tracker | None = None,
         exercise: ExerciseDefinition | str | None = None,
         smoothing: SmoothingConfig | None = None,
         person_of_interest: int | None = None,
     ) -> None:
-        self.detector = detector
         self.tracker = tracker
         self.exercise = load_exercise(exercise) if isinstance(exercise, str) else exercise
         self.smoothing = smoothing or SmoothingConfig()
@@ -78,15 +77,6 @@ class PoseEngine:
         sides = tuple(side for side in ("left", "right") if f"{side}_{name}" in JOINT_ANGLES)
         rows = [JOINT_ANGLES[f"{side}_{name}"] for side in sides]
         return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
-
-    def process(self, frame: Frame) -> FrameAnalysis:
-        """Detect the people of one frame, then analyse them."""
-        start = time.perf_counter()
-        detections = self.detector.detect([frame])[0]
-        detect_ms = (time.perf_counter() - start) * 1000.0
-        analysis = self.analyse(frame, detections)
-        analysis.timings_ms = {"detect": detect_ms, **analysis.timings_ms}
-        return analysis
 
     def analyse(self, frame: Frame, detections: Detections) -> FrameAnalysis:
         """Track, smooth and analyse people already detected in ``frame``."""
@@ -208,3 +198,14 @@ class PoseEngine:
 def _point_or_none(point: FloatArray) -> tuple[float, float] | None:
     x, y = point.tolist()
     return None if math.isnan(x) or math.isnan(y) else (x, y)
+
+
+def detect_and_analyse(detector: Detector, engine: PoseEngine, frame: Frame) -> FrameAnalysis:
+    """Detect the people of one frame with ``detector`` (owned by the caller), then analyse them
+    with ``engine``; ``timings_ms["detect"]`` is the detector's time."""
+    start = time.perf_counter()
+    detections = detector.detect([frame])[0]
+    detect_ms = (time.perf_counter() - start) * 1000.0
+    analysis = engine.analyse(frame, detections)
+    analysis.timings_ms = {"detect": detect_ms, **analysis.timings_ms}
+    return analysis

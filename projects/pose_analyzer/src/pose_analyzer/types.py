@@ -44,6 +44,15 @@ class Detections:
 
 
 @dataclass(slots=True)
+class FrameCounts:
+    """A stream's frame counters, kept once by whoever owns the stream (read by its recorder)."""
+
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+
+
+@dataclass(slots=True)
 class Fault:
     """A form fault found in one repetition, with feedback a person can act on."""
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel
 
 from pose_analyzer.detection.base import DetectorError
-from pose_analyzer.detection.registry import BACKENDS
+from pose_analyzer.detection.registry import BACKENDS, UnknownBackendError
 from pose_analyzer.exercises import shipped_exercise
 from pose_analyzer.output import PersonOut, people_out
 from pose_analyzer.resources import ResourcesDep
@@ -74,11 +74,12 @@ async def analyze(
     chosen = backend or resources.backend
     analyzers = resources.analyzers
     if chosen not in BACKENDS:
-        raise InvalidInputError(
-            f"unknown pose backend {chosen!r}; valid: {', '.join(BACKENDS)}", {"valid": list(BACKENDS)}
+        valid = list(BACKENDS)
+        raise UnknownBackendError(
+            f"unknown pose backend {chosen!r}; valid: {', '.join(valid)}", {"valid": valid}
         )
     definition = shipped_exercise(exercise)
-    data = await _read_upload(file, analyzers.settings.max_frame_bytes)
+    data = await _read_upload(file, resources.settings.max_frame_bytes)
     image = await asyncio.to_thread(decode_frame, data)
     start = time.perf_counter()
     try:

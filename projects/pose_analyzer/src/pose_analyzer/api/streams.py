@@ -41,6 +41,7 @@ async def stream(websocket: WebSocket, stream_id: str, resources: WsResourcesDep
     # Accept first, so a refused client sees the close code and reason (a refused handshake
     # would only give it an HTTP 403).
     await websocket.accept()
-    await StreamConnection(resources.streams, stream_id, _WebSocketChannel(websocket)).serve(
-        websocket_authorised(websocket)
+    connection = StreamConnection(
+        resources.streams, resources.settings, resources.database, stream_id, _WebSocketChannel(websocket)
     )
+    await connection.serve(websocket_authorised(websocket))

@@ -42,8 +42,6 @@ class YoloDetector:
     """
 
     name = "yolo"
-    multi_person = True
-    batched = True
 
     def __init__(
         self,

@@ -27,12 +27,14 @@ from pose_analyzer.schemas import (
     StartMessage,
     StopMessage,
 )
-from pose_analyzer.storage import SessionNotFoundError
+from pose_analyzer.settings import PoseSettings
+from pose_analyzer.storage import Database, SessionNotFoundError
 from pose_analyzer.streaming.errors import FrameTooLargeError, StreamClosedError, StreamPolicyError
 from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
-from pose_analyzer.tracking import create_tracker
+from pose_analyzer.streaming.writer import RecordingWriter
+from pose_analyzer.types import FrameCounts
 from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,17 @@ class Channel(Protocol):
 class StreamConnection:
     """Runs one connection (see ``schemas`` for the protocol); create one per WebSocket."""
 
-    def __init__(self, hub: StreamHub, stream_id: str, channel: Channel) -> None:
+    def __init__(
+        self,
+        hub: StreamHub,
+        settings: PoseSettings,
+        database: Database | None,
+        stream_id: str,
+        channel: Channel,
+    ) -> None:
         self.hub = hub
+        self.settings = settings
+        self.database = database
         self.stream_id = stream_id
         self.channel = channel
         self.metrics = hub.metrics
@@ -74,7 +85,7 @@ class StreamConnection:
         Raises:
             StreamPolicyError: the client did not take the answer in time.
         """
-        timeout = self.hub.settings.stream_send_timeout_s
+        timeout = self.settings.stream_send_timeout_s
         try:
             async with self._send_lock:
                 await asyncio.wait_for(self.channel.send_text(text), timeout)
@@ -198,37 +209,37 @@ class StreamConnection:
                 )
             except ValueError as exc:
                 raise InvalidInputError(f"invalid reference rep: {exc}", code="invalid_reference") from None
-        detection = await self.hub.detection(message.backend)
+        path = self.hub.path(message.backend)
+        counts = FrameCounts()
         recording = None
-        if self.hub.database is not None:
+        if self.database is not None:
             try:
                 recording = await asyncio.to_thread(
                     StreamRecording.open,
-                    self.hub.database,
+                    self.database,
                     self.stream_id,
-                    detection.backend,
+                    path.backend,
                     message.exercise,
                     message.session_id,
+                    counts,
                 )
             except SessionNotFoundError as exc:
-                await detection.release()
                 raise InvalidInputError(str(exc), code="unknown_session") from None
+        writer = None
+        if recording is not None and self.database is not None:
+            writer = RecordingWriter(recording, self.database, self.settings.stream_flush_interval_s)
+            writer.start()
+        try:
+            detector = await self.hub.detector(path)
+        except BaseException:
+            if writer is not None:
+                await writer.close("failed", "the backend could not start")
+            raise
         engine = PoseEngine(
-            # The engine only analyses here (``analyse``); detection goes through ``detection``.
-            detection.detector,
-            tracker=create_tracker(detection.backend),
-            exercise=exercise,
-            person_of_interest=message.person_of_interest,
+            tracker=path.tracker(), exercise=exercise, person_of_interest=message.person_of_interest
         )
         self.session = StreamSession(
-            self.stream_id,
-            engine,
-            detection,
-            self.metrics,
-            message.exercise,
-            recording,
-            self.hub.database,
-            self.hub.settings.stream_flush_interval_s,
+            self.stream_id, engine, detector, self.metrics, message.exercise, writer, counts
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
         if not announce:
@@ -236,7 +247,7 @@ class StreamConnection:
         await self.send(
             StartedMessage(
                 stream_id=self.stream_id,
-                backend=detection.backend,
+                backend=path.backend,
                 exercise=message.exercise,
                 person_of_interest=message.person_of_interest,
                 session_id=(recording.session_id if recording is not None else None),
@@ -244,7 +255,7 @@ class StreamConnection:
         )
 
     async def _on_frame(self, data: bytes) -> None:
-        limit = self.hub.settings.max_frame_bytes
+        limit = self.settings.max_frame_bytes
         if len(data) > limit:
             raise FrameTooLargeError(f"frame of {len(data)} bytes is over the {limit} byte limit")
         if self.session is None:
