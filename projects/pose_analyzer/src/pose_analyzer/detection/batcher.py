@@ -81,6 +81,11 @@ class DetectionBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{detector.name}")
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def pending(self) -> int:
+        """Jobs waiting for the next batch."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         """Start the batching loop on the running event loop (idempotent)."""
         if self._task is None:

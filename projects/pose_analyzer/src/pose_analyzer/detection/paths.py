@@ -118,10 +118,14 @@ class PerStreamPath:
     def tracker(self) -> Tracker:
         return backend_spec(self.backend).tracker()
 
+    def own(self, detector: Detector) -> StreamDetector:
+        """A stream's handle on ``detector`` (set up), bounded by the path's compute slots."""
+        return _OwnDetector(self.backend, detector, self._compute, self._observe)
+
     async def open_stream(self) -> StreamDetector:
         detector = build_detector(self.backend, self._options)
         await asyncio.to_thread(setup_and_warm, detector)
-        return _OwnDetector(self.backend, detector, self._compute, self._observe)
+        return self.own(detector)
 
     async def warm(self) -> None:
         handle = await self.open_stream()
