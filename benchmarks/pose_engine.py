@@ -25,9 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pose_analyzer.detection.registry import create_detector, resolve_backend
+from pose_analyzer.detection.options import DetectorOptions
+from pose_analyzer.detection.registry import build_detector, create_tracker, resolve_backend
 from pose_analyzer.engine import PoseEngine
-from pose_analyzer.tracking import create_tracker
+from pose_analyzer.settings import PoseSettings
 from pose_analyzer.types import Frame
 from pose_analyzer.video_io import iter_frames, probe
 
@@ -63,10 +64,10 @@ def load_frames(path: Path, count: int, max_width: int) -> list[Frame]:
 
 def measure_clip(frames: list[Frame], backend: str, exercise: str, warmup: int, samples: Samples) -> None:
     """One engine over one clip, as one stream; appends post-warm-up timings to ``samples``."""
-    detector = create_detector(backend)
+    detector = build_detector(backend, DetectorOptions.from_settings(PoseSettings(log_dir=None), "cpu"))
     detector.setup()
     try:
-        engine = PoseEngine(detector, tracker=create_tracker(backend), exercise=exercise)
+        engine = PoseEngine(tracker=create_tracker(backend), exercise=exercise)
         for frame in frames:
             t0 = time.perf_counter()
             detections = detector.detect([frame])[0]
