@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ from pose_analyzer.engine import PoseEngine
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.types import Frame
 from pose_analyzer.video_io import iter_frames, probe
+from service_kit.thirdparty import configure_ultralytics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = REPO_ROOT / "tests" / "data"
@@ -104,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Keep ultralytics offline and its files inside the project (docs/environment.md);
     # set before a backend is built, since the registry imports the backends lazily.
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO_ROOT / ".cache" / "ultralytics"))
-    os.environ.setdefault("MPLCONFIGDIR", str(REPO_ROOT / ".cache" / "matplotlib"))
+    configure_ultralytics(REPO_ROOT / ".cache")
     if args.frames <= args.warmup:
         parser.error("--frames must exceed --warmup")
     missing = [clip for clip in CLIPS if not (DATA / clip).is_file()]

@@ -29,6 +29,7 @@ from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.ops import ops_router, start_ops
+from service_kit.thirdparty import configure_ultralytics
 
 SERVICE = "pose_analyzer"
 log = logging.getLogger(SERVICE)
@@ -63,7 +64,9 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseResources:
     """Open what the service needs; each part is registered on ``stack`` as soon as it is open,
     so a failure half-way closes what was opened before it."""
-    ops = start_ops(SERVICE, "pose-analyzer", __file__, settings)
+    # Logging is the process's (configured in ``__main__``, or by the embedding program).
+    ops = start_ops(SERVICE, "pose-analyzer", __file__, settings, configure_logs=False)
+    configure_ultralytics(settings.cache_dir)  # no-op when ``__main__`` did it already
     device = resolve_device(settings.device)
     backend, reason = resolve_backend(settings.backend, cuda_available=device == "cuda")
     ops.details["pose_backend"] = {"requested": settings.backend, "chosen": backend, "reason": reason}

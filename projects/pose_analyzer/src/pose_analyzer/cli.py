@@ -64,6 +64,7 @@ from pose_analyzer.video_io import (
     iter_frames,
     probe,
 )
+from service_kit.thirdparty import configure_ultralytics
 
 app = typer.Typer(
     name="pose-analyzer",
@@ -322,6 +323,7 @@ def analyze(
     console = Console(stderr=True)
     exercise = _check_exercise(exercise)
     settings = PoseSettings()
+    configure_ultralytics(settings.cache_dir)
     device = resolve_device(settings.device)
     try:
         backend_name, why = resolve_backend(backend, cuda_available=device == "cuda")
