@@ -1,10 +1,10 @@
 """A stream's database writes, off its frame loop: a writer task with a bounded queue.
 
 The frame loop hands each analysed frame to ``RecordingWriter.add`` and goes on; the writer task
-takes whatever is queued, applies it to the stream's recorder and commits in ONE worker-thread
-hop, at least every ``flush_interval_s`` (what a crash can lose) and whenever an item asked for
-it.  A caller that must know an item is stored (a rep committed before it is announced) awaits
-the future ``add(..., commit=True)`` returns: it resolves once that item is committed, or raises
+moves what is queued to its pending list and, at least every ``flush_interval_s`` (what a crash
+can lose) and whenever an item asked for it, applies the pending frames to the stream's recorder
+and commits them in ONE worker-thread hop (no thread hop per frame).  A caller that must know
+an item is stored (a rep committed before it is announced) awaits the future ``add(..., commit=True)`` returns: it resolves once that item is committed, or raises
 the ``StorageError`` that commit failed with, so the failure can be reported to the stream.
 
 When the queue is full, ``add`` waits: the database's back-pressure reaches the frame loop only
@@ -54,6 +54,7 @@ class RecordingWriter:
         self.failed_commits = 0
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(capacity)  # None: stop
         self._last_commit = time.monotonic()
+        self._pending: list[_Item] = []
         # The recorder is not thread-safe: the writer's hop and a blocking finish take turns.
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -101,13 +102,13 @@ class RecordingWriter:
                 return
 
     async def _write(self, items: list[_Item]) -> None:
-        if not items:
+        self._pending.extend(items)
+        waiting = [i.committed for i in self._pending if i.committed is not None]
+        if not waiting and time.monotonic() - self._last_commit < self.flush_interval_s:
             return
-        waiting = [i.committed for i in items if i.committed is not None]
-        commit = bool(waiting) or time.monotonic() - self._last_commit >= self.flush_interval_s
-        error = await asyncio.to_thread(self._apply, items, commit)
-        if commit:
-            self._settle_commit(waiting, error)
+        pending, self._pending = self._pending, []
+        error = await asyncio.to_thread(self._apply, pending, True)
+        self._settle_commit(waiting, error)
 
     def _settle_commit(self, waiting: list[asyncio.Future[None]], error: StorageError | None) -> None:
         self._last_commit = time.monotonic()
@@ -151,7 +152,7 @@ class RecordingWriter:
                 await self._task
 
     def _drain(self) -> list[_Item]:
-        items = []
+        items, self._pending = self._pending, []
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
