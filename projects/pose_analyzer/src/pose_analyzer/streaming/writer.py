@@ -3,9 +3,10 @@
 The frame loop hands each analysed frame to ``RecordingWriter.add`` and goes on; the writer task
 moves what is queued to its pending list and, at least every ``flush_interval_s`` (what a crash
 can lose) and whenever an item asked for it, applies the pending frames to the stream's recorder
-and commits them in ONE worker-thread hop (no thread hop per frame).  A caller that must know
-an item is stored (a rep committed before it is announced) awaits the future ``add(..., commit=True)`` returns: it resolves once that item is committed, or raises
-the ``StorageError`` that commit failed with, so the failure can be reported to the stream.
+and commits them in ONE worker-thread hop (no thread hop per frame).  A caller that must know an
+item is stored (a rep committed before it is announced) awaits the future that
+``add(..., commit=True)`` returns: it resolves once that item is committed, or raises the
+``StorageError`` that commit failed with, so the failure can be reported to the stream.
 
 When the queue is full, ``add`` waits: the database's back-pressure reaches the frame loop only
 when the database falls ``capacity`` frames behind.
