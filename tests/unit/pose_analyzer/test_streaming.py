@@ -198,6 +198,26 @@ async def test_frames_arriving_during_a_batch_form_the_next_one() -> None:
     assert len(rest) == 2
 
 
+async def test_a_second_replica_takes_the_next_batch_while_the_first_is_busy() -> None:
+    gate = threading.Event()
+    busy, spare = RecordingDetector(gate), RecordingDetector()
+    batcher = DetectionBatcher(busy, window_s=0.0, max_batch=8, replicas=[spare])
+    batcher.start()
+    try:
+        first = asyncio.ensure_future(batcher.submit(Job(1)))
+        assert await asyncio.to_thread(busy.entered.wait, 10)
+        # The first replica is stuck inside detect(); the next frame is answered by the other.
+        second = await asyncio.wait_for(batcher.submit(Job(2)), 10)
+        assert not first.done()
+        gate.set()
+        await first
+    finally:
+        await batcher.close()
+    assert (busy.batches, spare.batches) == ([[1]], [[2]])
+    assert second.people[0].score == 2.0
+    assert busy.threads.isdisjoint(spare.threads)
+
+
 async def test_batcher_refuses_work_when_not_running() -> None:
     batcher = DetectionBatcher(RecordingDetector())
     with pytest.raises(RuntimeError, match="not running"):

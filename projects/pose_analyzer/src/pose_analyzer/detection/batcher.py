@@ -50,13 +50,15 @@ class _Request:
 
 
 class DetectionBatcher:
-    """Collects jobs for one shared (batched) detector and runs them as batches in one worker thread.
+    """Collects jobs for a shared (batched) model and runs them as batches in worker threads.
 
-    The first waiting job opens a window of ``window_s``; the batch goes to the worker when the
-    window ends or ``max_batch`` jobs are waiting.  Every stream holds at most one frame in
-    flight (latest-frame-wins), so a batch never has two frames of one stream.  The detector
-    runs in a dedicated thread (the model is not thread-safe, and the event loop must stay
-    free).  ``observe(batch_size, seconds)`` is called after each detector call.
+    The first waiting job opens a window of ``window_s``; the batch goes to a free replica when
+    the window ends or ``max_batch`` jobs are waiting.  Every stream holds at most one frame in
+    flight (latest-frame-wins), so a batch never has two frames of one stream.  Each replica
+    (one set-up instance of the model) runs in a dedicated thread (a model is not thread-safe,
+    and the event loop must stay free); with more than one, a batch is decoded, detected and
+    analysed while another is (on CPU, where batching gains nothing, this keeps every core
+    busy).  ``observe(batch_size, seconds)`` is called after each detector call.
 
     A job whose frame cannot be decoded, or whose finish raises, fails alone; if the detector
     fails on a batch, each frame is retried alone, so one bad frame fails only its stream.
@@ -68,18 +70,24 @@ class DetectionBatcher:
         window_s: float = 0.005,
         max_batch: int = 8,
         observe: BatchObserver | None = None,
+        replicas: list[Detector] | None = None,
     ) -> None:
         if window_s < 0:
             raise ValueError(f"window_s must be >= 0, got {window_s}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.detector = detector
+        self.detectors = [detector, *(replicas or [])]
         self.window_s = window_s
         self.max_batch = max_batch
         self._observe = observe
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{detector.name}")
+        self._executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{detector.name}-{i}")
+            for i in range(len(self.detectors))
+        ]
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -121,28 +129,44 @@ class DetectionBatcher:
         return batch
 
     async def _run(self) -> None:
+        free: asyncio.Queue[int] = asyncio.Queue()
+        for replica in range(len(self.detectors)):
+            free.put_nowait(replica)
         loop = asyncio.get_running_loop()
         while True:
+            # A free replica first: meanwhile the next batch keeps filling.
+            replica = await free.get()
             batch = [r for r in await self._collect() if not r.future.cancelled()]
             if not batch:
+                free.put_nowait(replica)
                 continue
-            try:
-                outcomes = await loop.run_in_executor(self._executor, self._process, [r.job for r in batch])
-            except asyncio.CancelledError:
-                for request in batch:
-                    _settle(request, RuntimeError("the detection batcher was closed"))
-                raise
-            for request, outcome in zip(batch, outcomes, strict=True):
-                _settle(request, outcome)
+            task = loop.create_task(self._dispatch(replica, batch, free))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
-    def _detect(self, frames: list[Frame]) -> list[Detections]:
+    async def _dispatch(self, replica: int, batch: list[_Request], free: asyncio.Queue[int]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            outcomes = await loop.run_in_executor(
+                self._executors[replica], self._process, replica, [r.job for r in batch]
+            )
+        except asyncio.CancelledError:
+            for request in batch:
+                _settle(request, RuntimeError("the detection batcher was closed"))
+            raise
+        finally:
+            free.put_nowait(replica)
+        for request, outcome in zip(batch, outcomes, strict=True):
+            _settle(request, outcome)
+
+    def _detect(self, replica: int, frames: list[Frame]) -> list[Detections]:
         start = time.perf_counter()
-        detections = self.detector.detect(frames)
+        detections = self.detectors[replica].detect(frames)
         if self._observe is not None:
             self._observe(len(frames), time.perf_counter() - start)
         return detections
 
-    def _process(self, jobs: list[FrameJob[Any]]) -> list[Any]:
+    def _process(self, replica: int, jobs: list[FrameJob[Any]]) -> list[Any]:
         """The worker's hop: decode all, detect once (or alone after a failure), finish each."""
         outcomes: list[Any] = [None] * len(jobs)
         frames: dict[int, Frame] = {}
@@ -153,14 +177,14 @@ class DetectionBatcher:
                 outcomes[i] = exc
         detections: dict[int, Detections | Exception] = {}
         try:
-            detections = dict(zip(frames, self._detect(list(frames.values())), strict=True))
+            detections = dict(zip(frames, self._detect(replica, list(frames.values())), strict=True))
         except Exception as exc:
             if len(frames) == 1:
                 detections = dict.fromkeys(frames, exc)
             else:
                 for i, one in frames.items():
                     try:
-                        detections[i] = self._detect([one])[0]
+                        detections[i] = self._detect(replica, [one])[0]
                     except Exception as alone:
                         detections[i] = alone
         for i, found in detections.items():
@@ -174,15 +198,20 @@ class DetectionBatcher:
         return outcomes
 
     async def close(self) -> None:
-        """Stop the loop, fail waiting jobs, and release the worker thread (the detector stays open)."""
+        """Stop the loop, fail waiting jobs, and release the worker threads (the detectors stay open)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._in_flight):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         while not self._queue.empty():
             _settle(self._queue.get_nowait(), RuntimeError("the detection batcher was closed"))
-        # The worker may still be inside detect(); wait for it without blocking the event loop.
-        await asyncio.to_thread(self._executor.shutdown, True)
+        # A worker may still be inside detect(); wait for it without blocking the event loop.
+        for executor in self._executors:
+            await asyncio.to_thread(executor.shutdown, True)
 
 
 def _settle(request: _Request, outcome: Any) -> None:

@@ -8,8 +8,9 @@ decoded, detected and analysed:
   each stream gets its own set-up detector; a shared semaphore (``compute``) bounds how many
   frames are in analysis at once across streams, and a stream takes its newest frame only
   once it holds a slot.
-- ``SharedBatchPath`` (backends that batch, e.g. YOLO): one model for every stream; frames of
-  several streams that arrive together go to it as one batch (``DetectionBatcher``).
+- ``SharedBatchPath`` (backends that batch, e.g. YOLO): one model for every stream (or a few
+  replicas of it, each in its own thread); frames of several streams that arrive together go to
+  it as one batch (``DetectionBatcher``).
 """
 
 from __future__ import annotations
@@ -164,13 +165,17 @@ class SharedBatchPath:
         window_s: float,
         max_batch: int,
         observe: BatchObserver,
+        replicas: int = 1,
     ) -> None:
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas}")
         self.backend = backend
         self._options = options
         self._window_s = window_s
         self._max_batch = max_batch
         self._observe = observe
-        self._detector: Detector | None = None
+        self._replicas = replicas
+        self._detectors: list[Detector] = []
         self._batcher: DetectionBatcher | None = None
         self._lock = asyncio.Lock()
 
@@ -180,11 +185,13 @@ class SharedBatchPath:
     async def _shared(self) -> DetectionBatcher:
         async with self._lock:  # two streams starting at once set the model up once
             if self._batcher is None:
-                detector = build_detector(self.backend, self._options)
-                await asyncio.to_thread(setup_and_warm, detector)
-                self._detector = detector
+                while len(self._detectors) < self._replicas:
+                    detector = build_detector(self.backend, self._options)
+                    await asyncio.to_thread(setup_and_warm, detector)
+                    self._detectors.append(detector)
+                first, *more = self._detectors
                 self._batcher = DetectionBatcher(
-                    detector, window_s=self._window_s, max_batch=self._max_batch, observe=self._observe
+                    first, self._window_s, self._max_batch, self._observe, replicas=more
                 )
                 self._batcher.start()
             return self._batcher
@@ -199,9 +206,9 @@ class SharedBatchPath:
         if self._batcher is not None:
             await self._batcher.close()
             self._batcher = None
-        if self._detector is not None:
-            await asyncio.to_thread(self._detector.close)
-            self._detector = None
+        detectors, self._detectors = self._detectors, []
+        for detector in detectors:
+            await asyncio.to_thread(detector.close)
 
 
 def open_path(
@@ -213,6 +220,7 @@ def open_path(
     max_batch: int,
     observe_inference: InferenceObserver,
     observe_batch: BatchObserver,
+    batch_replicas: int = 1,
 ) -> DetectionPath:
     """The detection path of ``backend``, as its spec says (per stream, or shared and batched).
 
@@ -221,5 +229,5 @@ def open_path(
     """
     spec = backend_spec(backend)
     if spec.batches:
-        return SharedBatchPath(spec.name, options, batch_window_s, max_batch, observe_batch)
+        return SharedBatchPath(spec.name, options, batch_window_s, max_batch, observe_batch, batch_replicas)
     return PerStreamPath(spec.name, options, compute, observe_inference)

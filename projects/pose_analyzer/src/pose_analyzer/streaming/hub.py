@@ -92,9 +92,15 @@ class StreamHub:
                 max_batch=self._settings.stream_max_batch,
                 observe_inference=inference.observe,
                 observe_batch=observe_batch,
+                batch_replicas=self._batch_replicas(),
             )
             self._paths[name] = path
         return path
+
+    def _batch_replicas(self) -> int:
+        if self._settings.stream_batch_replicas:
+            return self._settings.stream_batch_replicas
+        return 1 if self._options.device != "cpu" else min(2, os.cpu_count() or 1)
 
     async def detector(self, path: DetectionPath) -> StreamDetector:
         """A new stream's detector handle on ``path``.
