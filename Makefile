@@ -8,10 +8,8 @@ PYTHON ?= python3
 PIXI_ENV ?= default
 ARGS ?=
 
-export YOLO_OFFLINE := 1
-export YOLO_AUTOINSTALL := 0
-export YOLO_CONFIG_DIR := $(CURDIR)/.cache/ultralytics
-export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+# ultralytics' and matplotlib's environment is set by the programs themselves, from their settings
+# (service_kit.thirdparty.configure_ultralytics), not here: one place, one default.
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 

@@ -4,9 +4,9 @@ Frames: ``multicam/videos/cam01..04.mp4`` downscaled to ``--max-width`` and enco
 once, before any clock starts; each clip is played forward then backward (no jump at the
 loop), client ``i`` streams camera ``i % 4``.
 
-1. Bare backend loop (this process, no service): per camera one MediaPipe detector and one
+1. Bare backend loop (this process, no service): per camera one detector and one
    ``PoseEngine`` (same tracker and exercise as a service stream); each frame is
-   ``decode_frame`` (the service's checked ``cv2.imdecode``) + ``PoseEngine.process``
+   ``decode_frame`` (the service's checked ``cv2.imdecode``) + ``detect_and_analyse``
    (detect, then track/smooth/angles/reps): what the service does per frame minus the
    WebSocket, JSON and database.  It runs with as many worker threads as the machine has
    cores, each on its own camera, because the service also runs one detector per stream in
@@ -33,7 +33,10 @@ service's event loop reads frames more slowly than they come, TCP back-pressure 
 senders below 30 fps and frames wait in socket buffers, which shows in the latency.  The
 clients run on the same cores as the service, as a camera gateway on the same host would.
 
-    python benchmarks/pose_service.py [--seconds 25] [--clients 1,4,16]
+    python benchmarks/pose_service.py [--seconds 25] [--clients 1,4,16] [--backend mediapipe|yolo]
+
+``--backend yolo`` runs both loops on YOLO11n-pose (the service's shared, cross-stream batched
+model; the bare loop's workers each their own model, like MediaPipe's).
 
 The last output line is one JSON object.
 """
@@ -66,16 +69,16 @@ import numpy as np
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
-from pose_analyzer.detection.registry import create_detector
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.detection.options import DetectorOptions
+from pose_analyzer.detection.registry import BACKENDS, build_detector, create_tracker
+from pose_analyzer.engine import PoseEngine, detect_and_analyse
+from pose_analyzer.settings import PoseSettings
 from pose_analyzer.streaming.decode import decode_frame
-from pose_analyzer.tracking import create_tracker
 from pose_analyzer.types import Frame
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = REPO_ROOT / "tests" / "data"
 CAMERAS = tuple(f"multicam/videos/cam0{i}.mp4" for i in range(1, 5))
-BACKEND = "mediapipe"
 SEND_FPS = 30.0
 DRIFT_WINDOW_S = 10.0
 GOAL_RATIO_N4 = 0.9
@@ -121,20 +124,26 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _bare_worker(
-    clip: list[bytes], exercise: str | None, seconds: float, start: threading.Barrier, counts: list[int]
+    clip: list[bytes],
+    backend: str,
+    exercise: str | None,
+    seconds: float,
+    start: threading.Barrier,
+    counts: list[int],
 ) -> None:
-    """Decode + ``PoseEngine.process`` over ``clip`` (cycled): 10 warm-up frames, then timed.
+    """Decode + detect + ``PoseEngine.analyse`` over ``clip`` (cycled): 10 warm-up frames, then timed.
 
     The timed phase begins when every worker is warm (``start``) and lasts ``seconds``;
     ``counts`` gets the number of frames done in it.
     """
-    detector = create_detector(BACKEND)
+    # The detector options the service builds from the same settings (weights, ONNX cache).
+    detector = build_detector(backend, DetectorOptions.from_settings(PoseSettings(log_dir=None), "cpu"))
     detector.setup()
     try:
-        engine = PoseEngine(detector, tracker=create_tracker(BACKEND), exercise=exercise)
+        engine = PoseEngine(tracker=create_tracker(backend), exercise=exercise)
 
         def step(i: int) -> None:
-            engine.process(Frame(decode_frame(clip[i % len(clip)]), i / SEND_FPS, i))
+            detect_and_analyse(detector, engine, Frame(decode_frame(clip[i % len(clip)]), i / SEND_FPS, i))
 
         for i in range(BARE_WARMUP):
             step(i)
@@ -154,7 +163,9 @@ def _bare_worker(
         detector.close()
 
 
-def bare_fps(clips: list[list[bytes]], workers: int, exercise: str | None, seconds: float) -> float:
+def bare_fps(
+    clips: list[list[bytes]], workers: int, backend: str, exercise: str | None, seconds: float
+) -> float:
     """Frames per second of ``workers`` bare loops in threads, each on its own camera, all together.
 
     Raises:
@@ -163,7 +174,9 @@ def bare_fps(clips: list[list[bytes]], workers: int, exercise: str | None, secon
     counts: list[int] = []
     start = threading.Barrier(workers)
     threads = [
-        threading.Thread(target=_bare_worker, args=(clips[w % len(clips)], exercise, seconds, start, counts))
+        threading.Thread(
+            target=_bare_worker, args=(clips[w % len(clips)], backend, exercise, seconds, start, counts)
+        )
         for w in range(workers)
     ]
     for t in threads:
@@ -185,7 +198,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_service(workdir: Path, timeout_s: float = 180.0) -> Iterator[tuple[str, psutil.Process]]:
+def running_service(
+    workdir: Path, backend: str, timeout_s: float = 180.0
+) -> Iterator[tuple[str, psutil.Process]]:
     """Start ``python -m pose_analyzer`` on a free loopback port; yields (base URL, process).
 
     The service is stopped (terminate, then kill) when the block ends, by error or Ctrl-C too.
@@ -199,7 +214,7 @@ def running_service(workdir: Path, timeout_s: float = 180.0) -> Iterator[tuple[s
         **os.environ,
         "POSE_HOST": "127.0.0.1",
         "POSE_PORT": str(port),
-        "POSE_BACKEND": BACKEND,
+        "POSE_BACKEND": backend,
         "POSE_DATABASE_URL": f"sqlite:///{workdir / 'pose.db'}",
         "POSE_LOG_DIR": str(workdir / "logs"),
     }
@@ -391,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-seconds", type=float, default=8.0, help="timed bare loop per variant")
     parser.add_argument("--max-width", type=int, default=640, help="frames are downscaled to this width")
     parser.add_argument("--exercise", default="squat", help="exercise counted and scored ('' for none)")
+    parser.add_argument("--backend", choices=BACKENDS, default="mediapipe", help="pose backend of both loops")
     args = parser.parse_args(argv)
     if not 1.0 <= args.seconds <= 600 or not 0.5 <= args.bare_seconds <= 120:
         parser.error("--seconds must be 1-600 and --bare-seconds 0.5-120")
@@ -406,14 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     clips = [encode_clip(DATA / c, args.max_width) for c in CAMERAS]
     height, width = decode_frame(clips[0][0]).shape[:2]
     print(f"frames: {len(clips)} cameras x {len(clips[0])} JPEGs, {width}x{height}", file=sys.stderr)
-    serial = bare_fps(clips, 1, exercise, args.bare_seconds)
+    serial = bare_fps(clips, 1, args.backend, exercise, args.bare_seconds)
     print(f"bare loop: {serial:.1f} fps on 1 thread ({time.monotonic() - began:.0f} s)", file=sys.stderr)
 
     runs: dict[int, dict[str, float]] = {}
     bare: dict[int, float] = {}
     with (
         tempfile.TemporaryDirectory(prefix="bench-pose-service-") as tmp,
-        running_service(Path(tmp)) as (url, process),
+        running_service(Path(tmp), args.backend) as (url, process),
     ):
         sampler = RssSampler(process)
         sampler.start()
@@ -421,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.clients:
                 # The baseline is measured right before each run (the service idle meanwhile):
                 # the load of a shared machine changes within minutes.
-                bare[n] = bare_fps(clips, cores, exercise, args.bare_seconds)
+                bare[n] = bare_fps(clips, cores, args.backend, exercise, args.bare_seconds)
                 print(f"bare loop: {bare[n]:.1f} fps on {cores} threads", file=sys.stderr)
                 logs, t0 = asyncio.run(_run_clients(url, clips, n, exercise, args.seconds))
                 errors = [e for log in logs for e in log.errors]
@@ -440,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result: dict[str, Any] = {
         "benchmark": "pose_service",
-        "backend": BACKEND,
+        "backend": args.backend,
         "exercise": exercise,
         "seconds": args.seconds,
         "clients": args.clients,

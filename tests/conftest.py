@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from service_kit.thirdparty import configure_ultralytics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO_ROOT / "tests" / "data"
 CACHE = REPO_ROOT / ".cache"
 
-# Keep ultralytics offline and its settings inside the project (docs/environment.md).
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(CACHE / "ultralytics"))
-os.environ.setdefault("MPLCONFIGDIR", str(CACHE / "matplotlib"))
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Keep ultralytics offline and its settings inside the project (docs/environment.md), as the
+# services and the CLI do, before any test module imports it.
+configure_ultralytics(CACHE)
 
 
 def cuda_available() -> bool:

@@ -17,6 +17,8 @@ def pose_client(tmp_path) -> Iterator[TestClient]:  # type: ignore[no-untyped-de
         log_dir=tmp_path / "logs", backend="mediapipe", database_url=f"sqlite:///{tmp_path}/pose.db"
     )
     with TestClient(create_pose_app(settings)) as client:
+        # Models load in the background after start-up; wait for that to end (an event, no polling).
+        client.portal.call(client.app_state["resources"].warm_up_done.wait)
         yield client
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 
 import psutil
@@ -45,7 +46,8 @@ def test_metrics_are_prometheus_text_with_build_info(client: TestClient) -> None
 
 def test_version_reports_build_digest_and_real_hardware(client: TestClient) -> None:
     body = client.get("/api/status/version").json()
-    assert body["version"] == "0.1.0"
+    distribution = {"pose_analyzer": "pose-analyzer", "gpu_optimizer": "gpu-optimizer"}[body["service"]]
+    assert body["version"] == importlib.metadata.version(distribution)
     assert len(body["config_digest"]) == 64
     assert body["git_commit"]
     assert body["build_time"]

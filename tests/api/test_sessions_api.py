@@ -78,7 +78,7 @@ def test_the_recorded_session_is_listed_and_readable(recorded: dict[str, Any]) -
 
 def test_pagination_pages_through_sessions_newest_first(recorded: dict[str, Any]) -> None:
     client: TestClient = recorded["client"]
-    database: Database = client.app_state["database"]
+    database: Database = client.app_state["resources"].database
     with database.session() as db:
         newer = start_session(db, exercise="squat")
     first = client.get("/api/sessions", params={"limit": 1}).json()

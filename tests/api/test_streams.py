@@ -74,7 +74,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def database(client: TestClient) -> Database:
     """The app's database, from its lifespan state."""
-    db: Database = client.app_state["database"]
+    db: Database = client.app_state["resources"].database
     return db
 
 
@@ -181,12 +181,12 @@ def test_bad_text_messages_get_errors_and_the_stream_goes_on(
 ) -> None:
     with client.websocket_connect("/ws/streams/chatty") as ws:
         ws.send_text("{not json")
-        error = ws.receive_json()
-        assert (error["type"], error["code"]) == ("error", "invalid_json")
+        message = ws.receive_json()
+        assert (message["type"], message["error"]["code"]) == ("error", "invalid_json")
         ws.send_text(json.dumps({"type": "dance"}))
-        assert ws.receive_json()["code"] == "invalid_message"
+        assert ws.receive_json()["error"]["code"] == "invalid_message"
         ws.send_text(json.dumps({"type": "start", "exercise": "juggling"}))
-        error = ws.receive_json()
+        error = ws.receive_json()["error"]
         assert error["code"] == "unknown_exercise"
         assert "biceps_curl" in error["details"]["valid"]
         assert "biceps_curl" in error["message"]
@@ -194,7 +194,7 @@ def test_bad_text_messages_get_errors_and_the_stream_goes_on(
         started = ws.receive_json()
         assert (started["type"], started["exercise"], started["backend"]) == ("started", "squat", "mediapipe")
         ws.send_text(json.dumps({"type": "start"}))
-        assert ws.receive_json()["code"] == "already_started"
+        assert ws.receive_json()["error"]["code"] == "already_started"
         ws.send_text(json.dumps({"type": "frame", "frame_id": 42, "capture_ts": 1000.5}))
         ws.send_bytes(cameras["cam03"][0])
         answer = ws.receive_json()

@@ -78,7 +78,7 @@ def test_bridging_outputs_are_complete_and_consistent(
     assert analysis["exercise"] == "glute_bridge"
     assert len(analysis["frames"]) == frames
     assert len(analysis["reps"]) == 1
-    assert {"score", "faults", "start_time", "end_time", "track_id"} <= analysis["reps"][0].keys()
+    assert {"score", "faults", "start_s", "end_s", "track_id"} <= analysis["reps"][0].keys()
     people_rows = sum(len(f["people"]) for f in analysis["frames"])
     assert people_rows > frames // 2  # the person is seen in most frames
 

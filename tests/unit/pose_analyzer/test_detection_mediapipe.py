@@ -12,6 +12,7 @@ import pytest
 
 from pose_analyzer.detection import Detector, DetectorError
 from pose_analyzer.detection.mediapipe import MediaPipeDetector, person_from_landmarks
+from pose_analyzer.detection.registry import backend_spec
 from pose_analyzer.keypoints import MEDIAPIPE_TO_OURS, NUM_KEYPOINTS, Keypoint
 from pose_analyzer.types import Frame
 
@@ -97,7 +98,8 @@ def test_tracking_mode_follows_a_video_in_order(test_data: Path) -> None:
 def test_satisfies_the_detector_protocol() -> None:
     detector = MediaPipeDetector()
     assert isinstance(detector, Detector)
-    assert (detector.name, detector.multi_person, detector.batched) == ("mediapipe", False, False)
+    assert detector.name == "mediapipe"
+    assert backend_spec(detector.name).batches is False  # one stateful instance per stream
 
 
 def test_detect_before_setup_is_an_error() -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.detection.base import Detector
+from pose_analyzer.engine import PoseEngine, detect_and_analyse
 from pose_analyzer.keypoints import Keypoint as K
 from pose_analyzer.keypoints import empty_keypoints
 from pose_analyzer.smoothing import SmoothingConfig
 from pose_analyzer.tracking import IoUTracker
-from pose_analyzer.types import Detections, Frame, Person
+from pose_analyzer.types import Detections, Frame, FrameAnalysis, Person
 
 FPS = 30.0
 IMAGE = np.zeros((480, 640, 3), dtype=np.uint8)
@@ -46,8 +48,6 @@ class ReplayDetector:
     """A Detector that returns prepared Detections frame by frame."""
 
     name = "replay"
-    multi_person = True
-    batched = False
 
     def __init__(self, script: list[list[Person]]) -> None:
         self.script = script
@@ -65,19 +65,30 @@ class ReplayDetector:
         return None
 
 
+class DetectingEngine(PoseEngine):
+    """The engine fed by a detector the test owns (the engine itself owns none)."""
+
+    def __init__(self, detector: Detector, **options: Any) -> None:
+        super().__init__(**options)
+        self.detector = detector
+
+    def process(self, frame: Frame) -> FrameAnalysis:
+        return detect_and_analyse(self.detector, self, frame)
+
+
 def knee_series(reps: int, period_s: float = 2.0) -> np.ndarray:
     t = np.arange(int(reps * period_s * FPS)) / FPS
     return 130.0 + 45.0 * np.cos(2 * np.pi * t / period_s)  # 175 -> 85 -> 175
 
 
-def run(engine: PoseEngine, n: int) -> list[float]:
+def run(engine: DetectingEngine, n: int) -> list[float]:
     return [engine.process(Frame(IMAGE, i / FPS, i)).people[0].angles["left_knee"] for i in range(n)]
 
 
 def test_engine_counts_reps_and_reports_every_stage() -> None:
     series = knee_series(3)
     script = [[squatter(a)] for a in series]
-    engine = PoseEngine(ReplayDetector(script), exercise="squat")
+    engine = DetectingEngine(ReplayDetector(script), exercise="squat")
     analysis = None
     for i in range(len(script)):
         analysis = engine.process(Frame(IMAGE, i / FPS, i))
@@ -97,10 +108,20 @@ def test_engine_counts_reps_and_reports_every_stage() -> None:
     assert (analysis.width, analysis.height) == (640, 480)
 
 
+def test_each_rep_is_reported_once_on_the_frame_that_completed_it() -> None:
+    series = knee_series(3)
+    script = [[squatter(a)] for a in series]
+    engine = DetectingEngine(ReplayDetector(script), exercise="squat")
+    new = [engine.process(Frame(IMAGE, i / FPS, i)).people[0].new_rep for i in range(len(script))]
+    reported = [rep for rep in new if rep is not None]
+    assert reported == engine.reps()
+    assert [r.index for r in reported] == [1, 2, 3]
+
+
 def test_angular_velocity_follows_the_motion() -> None:
     series = knee_series(1)
     script = [[squatter(a)] for a in series]
-    engine = PoseEngine(ReplayDetector(script), smoothing=SmoothingConfig(enabled=False))
+    engine = DetectingEngine(ReplayDetector(script), smoothing=SmoothingConfig(enabled=False))
     velocities = [
         engine.process(Frame(IMAGE, i / FPS, i)).people[0].angular_velocity for i in range(len(series))
     ]
@@ -110,7 +131,7 @@ def test_angular_velocity_follows_the_motion() -> None:
 
 
 def test_analyse_takes_detections_made_elsewhere() -> None:
-    engine = PoseEngine(ReplayDetector([]), exercise="squat")
+    engine = DetectingEngine(ReplayDetector([]), exercise="squat")
     analysis = engine.analyse(Frame(IMAGE, 0.0, 0), Detections(people=[squatter(170.0)]))
     assert "detect" not in analysis.timings_ms
     assert analysis.people[0].person.track_id == 0
@@ -120,7 +141,7 @@ def test_analyse_takes_detections_made_elsewhere() -> None:
 def test_tracks_count_separately_and_default_to_the_busiest() -> None:
     series = knee_series(2)
     script = [[squatter(a, x0=150.0), squatter(175.0, x0=450.0)] for a in series]
-    engine = PoseEngine(ReplayDetector(script), tracker=IoUTracker(), exercise="squat")
+    engine = DetectingEngine(ReplayDetector(script), tracker=IoUTracker(), exercise="squat")
     for i in range(len(series)):
         engine.process(Frame(IMAGE, i / FPS, i))
     ids = engine.track_ids()
@@ -129,7 +150,7 @@ def test_tracks_count_separately_and_default_to_the_busiest() -> None:
     assert sorted(counts.values()) == [0, 2]
     assert engine.rep_count() == 2
     idle = next(t for t, c in counts.items() if c == 0)
-    focused = PoseEngine(
+    focused = DetectingEngine(
         ReplayDetector(script), tracker=IoUTracker(), exercise="squat", person_of_interest=idle
     )
     for i in range(len(series)):
@@ -140,7 +161,7 @@ def test_tracks_count_separately_and_default_to_the_busiest() -> None:
 
 def test_without_exercise_there_are_angles_but_no_reps() -> None:
     script = [[squatter(a)] for a in knee_series(1)]
-    engine = PoseEngine(ReplayDetector(script))
+    engine = DetectingEngine(ReplayDetector(script))
     angles = run(engine, len(script))
     assert min(angles) < 100
     assert engine.rep_count() == 0
@@ -149,10 +170,10 @@ def test_without_exercise_there_are_angles_but_no_reps() -> None:
 
 def test_unknown_exercise_name_is_a_value_error() -> None:
     with pytest.raises(ValueError, match=r"unknown exercise 'plank'.*available"):
-        PoseEngine(ReplayDetector([]), exercise="plank")
+        DetectingEngine(ReplayDetector([]), exercise="plank")
 
 
 def test_empty_frames_are_fine() -> None:
-    engine = PoseEngine(ReplayDetector([[], []]), exercise="squat")
+    engine = DetectingEngine(ReplayDetector([[], []]), exercise="squat")
     assert engine.process(Frame(IMAGE, 0.0, 0)).people == []
     assert engine.rep_count() == 0

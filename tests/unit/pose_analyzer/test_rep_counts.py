@@ -16,7 +16,7 @@ import pytest
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES
 from pose_analyzer.detection.mediapipe import MediaPipeDetector
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.engine import PoseEngine, detect_and_analyse
 from pose_analyzer.types import Frame, FrameAnalysis
 
 FRAME_STEP = 2
@@ -50,7 +50,7 @@ def _run(path: Path, exercise: str) -> ClipRun:
     fps = capture.get(cv2.CAP_PROP_FPS)
     detector = MediaPipeDetector(static_image_mode=False)
     detector.setup()
-    engine = PoseEngine(detector, exercise=exercise)
+    engine = PoseEngine(exercise=exercise)
     frames = []
     index = 0
     try:
@@ -68,7 +68,11 @@ def _run(path: Path, exercise: str) -> ClipRun:
                     image = cv2.resize(
                         image, (MAX_WIDTH, round(h * MAX_WIDTH / w)), interpolation=cv2.INTER_AREA
                     )
-                frames.append(engine.process(Frame(image=image, timestamp=index / fps, index=index)))
+                frames.append(
+                    detect_and_analyse(
+                        detector, engine, Frame(image=image, timestamp=index / fps, index=index)
+                    )
+                )
             index += 1
     finally:
         capture.release()

@@ -41,7 +41,7 @@ from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RepRecord
 def frame(i, rep_index):
     rep = RepRecord("squat", rep_index, i * 0.1, i * 0.1 + 1, 90.0, 1.0, 80.0) if rep_index else None
     person = Person(np.zeros((17, 3), np.float32), (0.0, 0.0, 1.0, 1.0), 0.9, 1)
-    return FrameAnalysis(i, i * 0.1, 64, 48, [PersonAnalysis(person, {"left_knee": 90.0 + i}, last_rep=rep)])
+    return FrameAnalysis(i, i * 0.1, 64, 48, [PersonAnalysis(person, {"left_knee": 90.0 + i}, new_rep=rep)])
 
 database = create_database(sys.argv[1])
 with database.session() as db:
@@ -49,9 +49,11 @@ with database.session() as db:
 with StreamRecorder.start(database, session_id, "done", "yolo") as done:
     for i in range(30):
         done.add_frame(frame(i, i // 10))
+        done.counts.processed += 1
 live = StreamRecorder.start(database, session_id, "live", "yolo")
 for i in range(60):
     live.add_frame(frame(i, i // 10))
+    live.counts.processed += 1
     if i == 29:
         live.flush()
 print(session_id, flush=True)
@@ -98,7 +100,7 @@ def test_sigkill_loses_only_the_open_streams_unflushed_buffer(tmp_path: Path) ->
 def _frame(i: int, rep: RepRecord | None) -> FrameAnalysis:
     person = Person(np.zeros((17, 3), np.float32), (0.0, 0.0, 1.0, 1.0), 0.9, 4)
     return FrameAnalysis(
-        i, i / 15, 64, 48, [PersonAnalysis(person, {"right_elbow": 40.0 + 3 * i}, last_rep=rep)]
+        i, i / 15, 64, 48, [PersonAnalysis(person, {"right_elbow": 40.0 + 3 * i}, new_rep=rep)]
     )
 
 

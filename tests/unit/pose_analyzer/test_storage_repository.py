@@ -33,7 +33,7 @@ from pose_analyzer.storage import (
 )
 from pose_analyzer.storage.models import AnalysisSession, AngleSecond, Repetition, RepFault
 from pose_analyzer.storage.recorder import LATE_WINDOW_S
-from pose_analyzer.types import Fault, FrameAnalysis, Person, PersonAnalysis, RepRecord
+from pose_analyzer.types import Fault, FrameAnalysis, FrameCounts, Person, PersonAnalysis, RepRecord
 
 ANGLES = ("left_knee", "right_knee", "left_hip")
 
@@ -47,7 +47,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 def _person(track_id: int | None, angles: dict[str, float], rep: RepRecord | None = None) -> PersonAnalysis:
     person = Person(np.zeros((17, 3), np.float32), (0.0, 0.0, 10.0, 10.0), 0.9, track_id)
-    return PersonAnalysis(person=person, angles=angles, last_rep=rep)
+    return PersonAnalysis(person=person, angles=angles, new_rep=rep)
 
 
 def _rep(
@@ -150,12 +150,14 @@ def test_sessions_are_listed_newest_first_with_paging(database: Database) -> Non
 def test_recorder_writes_nothing_until_finish_then_everything(database: Database) -> None:
     session_id = _new_session(database)
     frames = _synthetic_frames(seed=1)
-    recorder = StreamRecorder.start(database, session_id, "front", "mediapipe")
+    counts = FrameCounts()  # kept by the stream's owner, written by the recorder
+    recorder = StreamRecorder.start(database, session_id, "front", "mediapipe", counts)
     for frame in frames:
-        recorder.note_received()
+        counts.received += 1
         recorder.add_frame(frame)
-    recorder.note_received(3)
-    recorder.note_dropped(3)
+        counts.processed += 1
+    counts.received += 3
+    counts.dropped += 3
     with database.session() as db:
         assert list_reps(db, session_id) == []
         assert angle_series(db, session_id) == []
@@ -173,10 +175,10 @@ def test_recorder_writes_nothing_until_finish_then_everything(database: Database
     # Each rep once, though the engine repeats it as last_rep on every later frame.
     origin = frames[0].timestamp
     expected_reps = {
-        (p.person.track_id, p.last_rep.index, p.last_rep.score, p.last_rep.start_time - origin)
+        (p.person.track_id, p.new_rep.index, p.new_rep.score, p.new_rep.start_time - origin)
         for f in frames
         for p in f.people
-        if p.last_rep is not None
+        if p.new_rep is not None
     }
     expected = _expected_aggregates(frames)
     with database.session() as db:
@@ -214,6 +216,7 @@ def _record_then_fail(database: Database, session_id: str, frames: list[FrameAna
     with StreamRecorder.start(database, session_id, "front", "yolo") as recorder:
         for frame in frames:
             recorder.add_frame(frame)
+            recorder.counts.processed += 1
         raise RuntimeError("camera unplugged")
 
 
@@ -248,7 +251,7 @@ def test_failure_inside_the_block_commits_what_was_recorded_as_failed(database: 
     assert stream.close_reason == "RuntimeError: camera unplugged"
     assert stream.frames_processed == len(frames)
     assert len(reps) == len(
-        {(p.person.track_id, p.last_rep.index) for f in frames for p in f.people if p.last_rep}
+        {(p.person.track_id, p.new_rep.index) for f in frames for p in f.people if p.new_rep}
     )
     assert reps
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pose_analyzer.detection.mediapipe import MediaPipeDetector
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.engine import PoseEngine, detect_and_analyse
 from pose_analyzer.storage import (
     Database,
     StreamRecorder,
@@ -43,13 +43,13 @@ def recorded(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         session_id = start_session(db, exercise=EXERCISE, meta={"clip": CLIP})
     detector = MediaPipeDetector(static_image_mode=False)
     detector.setup()
-    engine = PoseEngine(detector, exercise=EXERCISE)
+    engine = PoseEngine(exercise=EXERCISE)
     frames = []
     try:
         with StreamRecorder.start(database, session_id, "file", "mediapipe") as recorder:
             for frame in iter_frames(probe(test_data / "videos" / CLIP), max_width=640, every=2):
-                recorder.note_received()
-                analysis = engine.process(frame)
+                recorder.counts.received += 1
+                analysis = detect_and_analyse(detector, engine, frame)
                 recorder.add_frame(analysis)
                 frames.append(analysis)
     finally:

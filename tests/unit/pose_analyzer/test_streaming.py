@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pose_analyzer.detection.batcher import DetectionBatcher
+from pose_analyzer.detection.options import DetectorOptions
+from pose_analyzer.detection.paths import PerStreamPath
 from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import OTHER_STREAMS, StreamMetrics
 from pose_analyzer.schemas import FrameResult
 from pose_analyzer.settings import PoseSettings
-from pose_analyzer.streaming.batcher import DetectionBatcher
 from pose_analyzer.streaming.connection import StreamConnection
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import UnsupportedFrameError
-from pose_analyzer.streaming.hub import StreamDetection, StreamHub
+from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.session import RawFrame, StreamSession
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.types import Detections, Frame, Person
@@ -68,13 +70,12 @@ class RecordingDetector:
     """A batched detector that records the batches it gets; frames with index < 0 make it fail."""
 
     name = "recording"
-    multi_person = True
-    batched = True
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, gate: threading.Event | None = None) -> None:
         self.batches: list[list[int]] = []
         self.threads: set[str] = set()
-        self.delay_s = delay_s
+        self.entered = threading.Event()
+        self.gate = gate
 
     def setup(self) -> None:
         return None
@@ -82,10 +83,11 @@ class RecordingDetector:
     def detect(self, frames: list[Frame]) -> list[Detections]:
         self.threads.add(threading.current_thread().name)
         self.batches.append([f.index for f in frames])
+        self.entered.set()
         if any(f.index < 0 for f in frames):
             raise ValueError("bad frame")
-        if self.delay_s:
-            threading.Event().wait(self.delay_s)
+        if self.gate is not None:
+            assert self.gate.wait(10)
         box = (0.0, 0.0, 1.0, 1.0)
         return [Detections([Person(np.zeros((21, 3), np.float32), box, float(f.index))]) for f in frames]
 
@@ -97,13 +99,32 @@ def frame(index: int) -> Frame:
     return Frame(np.zeros((4, 4, 3), np.uint8), timestamp=float(index), index=index)
 
 
+class Job:
+    """A FrameJob whose frame is ready-made; it notes the thread it was decoded and finished in."""
+
+    def __init__(self, index: int, fail_decode: bool = False) -> None:
+        self.index = index
+        self.fail_decode = fail_decode
+        self.threads: list[str] = []
+
+    def decode(self) -> Frame:
+        self.threads.append(threading.current_thread().name)
+        if self.fail_decode:
+            raise UnsupportedFrameError("not an image")
+        return frame(self.index)
+
+    def finish(self, frame: Frame, detections: Detections) -> Detections:
+        self.threads.append(threading.current_thread().name)
+        return detections
+
+
 async def test_batcher_groups_frames_of_several_streams_and_answers_each() -> None:
     detector = RecordingDetector()
     observed: list[int] = []
     batcher = DetectionBatcher(detector, window_s=0.05, max_batch=8, observe=lambda n, _s: observed.append(n))
     batcher.start()
     try:
-        results = await asyncio.gather(*(batcher.detect(frame(i)) for i in range(1, 5)))
+        results = await asyncio.gather(*(batcher.submit(Job(i)) for i in range(1, 5)))
     finally:
         await batcher.close()
     assert [r.people[0].score for r in results] == [1.0, 2.0, 3.0, 4.0]
@@ -113,12 +134,25 @@ async def test_batcher_groups_frames_of_several_streams_and_answers_each() -> No
     assert threading.current_thread().name not in detector.threads
 
 
+async def test_a_batched_frame_is_decoded_detected_and_finished_in_one_worker_hop() -> None:
+    detector = RecordingDetector()
+    batcher = DetectionBatcher(detector, window_s=0.05, max_batch=8)
+    batcher.start()
+    jobs = [Job(i) for i in range(1, 4)]
+    try:
+        await asyncio.gather(*(batcher.submit(job) for job in jobs))
+    finally:
+        await batcher.close()
+    (worker,) = detector.threads
+    assert all(job.threads == [worker, worker] for job in jobs)
+
+
 async def test_batcher_respects_max_batch() -> None:
     detector = RecordingDetector()
     batcher = DetectionBatcher(detector, window_s=0.05, max_batch=3)
     batcher.start()
     try:
-        await asyncio.gather(*(batcher.detect(frame(i)) for i in range(1, 8)))
+        await asyncio.gather(*(batcher.submit(Job(i)) for i in range(1, 8)))
     finally:
         await batcher.close()
     assert [len(b) for b in detector.batches] == [3, 3, 1]
@@ -131,36 +165,63 @@ async def test_a_failing_frame_fails_only_its_own_request() -> None:
     batcher.start()
     try:
         results = await asyncio.gather(
-            batcher.detect(frame(1)),
-            batcher.detect(frame(-1)),
-            batcher.detect(frame(2)),
+            batcher.submit(Job(1)),
+            batcher.submit(Job(-1)),
+            batcher.submit(Job(2)),
+            batcher.submit(Job(3, fail_decode=True)),
             return_exceptions=True,
         )
     finally:
         await batcher.close()
     assert isinstance(results[1], ValueError)
+    assert isinstance(results[3], UnsupportedFrameError)
     assert [r.people[0].score for r in (results[0], results[2])] == [1.0, 2.0]  # type: ignore[union-attr]
 
 
 async def test_frames_arriving_during_a_batch_form_the_next_one() -> None:
-    detector = RecordingDetector(delay_s=0.1)
+    gate = threading.Event()
+    detector = RecordingDetector(gate)
     batcher = DetectionBatcher(detector, window_s=0.0, max_batch=8)
     batcher.start()
     try:
-        first = asyncio.ensure_future(batcher.detect(frame(1)))
-        await asyncio.sleep(0.02)  # the first batch is now inside the detector
-        rest = await asyncio.gather(batcher.detect(frame(2)), batcher.detect(frame(3)))
+        first = asyncio.ensure_future(batcher.submit(Job(1)))
+        assert await asyncio.to_thread(detector.entered.wait, 10)  # the first batch is in the detector
+        rest = [asyncio.ensure_future(batcher.submit(Job(i))) for i in (2, 3)]
+        while batcher.pending < 2:  # both wait for the next batch while the first is in the detector
+            await asyncio.sleep(0)
+        gate.set()
         await first
+        rest = await asyncio.gather(*rest)
     finally:
         await batcher.close()
     assert detector.batches == [[1], [2, 3]]
     assert len(rest) == 2
 
 
+async def test_a_second_replica_takes_the_next_batch_while_the_first_is_busy() -> None:
+    gate = threading.Event()
+    busy, spare = RecordingDetector(gate), RecordingDetector()
+    batcher = DetectionBatcher(busy, window_s=0.0, max_batch=8, replicas=[spare])
+    batcher.start()
+    try:
+        first = asyncio.ensure_future(batcher.submit(Job(1)))
+        assert await asyncio.to_thread(busy.entered.wait, 10)
+        # The first replica is stuck inside detect(); the next frame is answered by the other.
+        second = await asyncio.wait_for(batcher.submit(Job(2)), 10)
+        assert not first.done()
+        gate.set()
+        await first
+    finally:
+        await batcher.close()
+    assert (busy.batches, spare.batches) == ([[1]], [[2]])
+    assert second.people[0].score == 2.0
+    assert busy.threads.isdisjoint(spare.threads)
+
+
 async def test_batcher_refuses_work_when_not_running() -> None:
     batcher = DetectionBatcher(RecordingDetector())
     with pytest.raises(RuntimeError, match="not running"):
-        await batcher.detect(frame(1))
+        await batcher.submit(Job(1))
     with pytest.raises(ValueError, match="max_batch"):
         DetectionBatcher(RecordingDetector(), max_batch=0)
 
@@ -219,10 +280,13 @@ class StuckClient:
 async def test_a_client_that_never_reads_is_closed_with_1008(tmp_path: Path, test_data: Path) -> None:
     settings = PoseSettings(log_dir=tmp_path, backend="mediapipe", stream_send_timeout_s=0.3)
     registry = CollectorRegistry()
-    hub = StreamHub(settings, StreamMetrics(registry), default_backend="mediapipe")
+    hub = StreamHub(
+        settings, StreamMetrics(registry), "mediapipe", DetectorOptions.from_settings(settings, "cpu")
+    )
     image = cv2.imread(str(test_data / "images/mediapipe_pose_test_image.jpg"))
     client = StuckClient(cv2.imencode(".jpg", image)[1].tobytes())
-    await asyncio.wait_for(StreamConnection(hub, "stuck", client).serve(authorised=True), 60)
+    connection = StreamConnection(hub, settings, None, "stuck", client)
+    await asyncio.wait_for(connection.serve(authorised=True), 60)
     await hub.close()
     assert client.sent == 1
     assert client.closed is not None
@@ -236,11 +300,10 @@ class CountingDetector:
     """A per-stream detector that takes ``delay_s`` per frame and records how many run at once."""
 
     name = "counting"
-    multi_person = False
-    batched = False
 
-    def __init__(self, delay_s: float, gauge: dict[str, int]) -> None:
-        self.delay_s = delay_s
+    def __init__(self, gauge: dict[str, int], gate: threading.Event | None = None) -> None:
+        self.gate = gate
+        self.entered = threading.Event()
         self.gauge = gauge
         self.seen: list[int] = []
         self._lock = threading.Lock()
@@ -252,7 +315,9 @@ class CountingDetector:
         with self._lock:
             self.gauge["now"] += 1
             self.gauge["max"] = max(self.gauge["max"], self.gauge["now"])
-        threading.Event().wait(self.delay_s)
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(10)
         with self._lock:
             self.gauge["now"] -= 1
         self.seen.extend(f.index for f in frames)
@@ -263,14 +328,10 @@ class CountingDetector:
 
 
 def _session(stream_id: str, detector: CountingDetector, compute: asyncio.Semaphore) -> StreamSession:
-    async def nothing() -> None:
-        return None
-
-    detection = StreamDetection(
-        "counting", detector, None, nothing, lambda: None, lambda f: detector.detect([f])[0], compute
-    )  # type: ignore[arg-type]
+    path = PerStreamPath("mediapipe", DetectorOptions(), compute, lambda _s: None)
+    handle = path.own(detector)
     metrics = StreamMetrics(CollectorRegistry())
-    return StreamSession(stream_id, PoseEngine(detector), detection, metrics)
+    return StreamSession(stream_id, PoseEngine(), handle, metrics)
 
 
 def _raw(frame_id: int) -> RawFrame:
@@ -282,7 +343,9 @@ def _raw(frame_id: int) -> RawFrame:
 async def test_compute_slots_bound_the_frames_in_analysis_across_streams(slots: int) -> None:
     gauge = {"now": 0, "max": 0}
     compute = asyncio.Semaphore(slots)
-    sessions = [_session(f"cam{i}", CountingDetector(0.1, gauge), compute) for i in range(3)]
+    gate = threading.Event()
+    detectors = [CountingDetector(gauge, gate) for _ in range(3)]
+    sessions = [_session(f"cam{i}", d, compute) for i, d in enumerate(detectors)]
     answers: list[str] = []
 
     async def send(text: str) -> None:
@@ -293,6 +356,10 @@ async def test_compute_slots_bound_the_frames_in_analysis_across_streams(slots: 
         session.offer(_raw(1))
     for session in sessions:
         session.slot.close()
+    # Wait until as many frames as there are slots are inside a detector, then let them all go.
+    for detector in detectors[:slots]:
+        assert await asyncio.to_thread(detector.entered.wait, 10)
+    gate.set()
     await asyncio.wait_for(asyncio.gather(*runs), 10)
     assert len(answers) == 3
     assert gauge["max"] == slots
@@ -301,8 +368,10 @@ async def test_compute_slots_bound_the_frames_in_analysis_across_streams(slots: 
 async def test_a_stream_waiting_for_a_slot_answers_its_newest_frame() -> None:
     gauge = {"now": 0, "max": 0}
     compute = asyncio.Semaphore(1)
-    busy = _session("busy", CountingDetector(0.3, gauge), compute)
-    waiting_detector = CountingDetector(0.0, gauge)
+    gate = threading.Event()
+    busy_detector = CountingDetector(gauge, gate)
+    busy = _session("busy", busy_detector, compute)
+    waiting_detector = CountingDetector(gauge)
     waiting = _session("waiting", waiting_detector, compute)
     answers: list[FrameResult] = []
 
@@ -311,14 +380,14 @@ async def test_a_stream_waiting_for_a_slot_answers_its_newest_frame() -> None:
 
     runs = [asyncio.ensure_future(busy.run(send)), asyncio.ensure_future(waiting.run(send))]
     busy.offer(_raw(1))
-    await asyncio.sleep(0.05)  # busy now holds the only slot
+    assert await asyncio.to_thread(busy_detector.entered.wait, 10)  # busy holds the only slot
     waiting.offer(_raw(1))
-    await asyncio.sleep(0.05)
     waiting.offer(_raw(2))  # replaces frame 1 while the stream waits for the slot
+    gate.set()
     busy.slot.close()
     waiting.slot.close()
     await asyncio.wait_for(asyncio.gather(*runs), 10)
     assert waiting_detector.seen == [2]
     mine = [a for a in answers if a.stream_id == "waiting"]
     assert [(a.frame_id, a.dropped) for a in mine] == [(2, 1)]
-    assert waiting.frames_dropped == 1
+    assert waiting.counts.dropped == 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pose_analyzer.detection.registry import create_tracker
 from pose_analyzer.keypoints import empty_keypoints
-from pose_analyzer.tracking import IoUTracker, PoseTracker, Tracker, box_iou, create_tracker
+from pose_analyzer.tracking import IoUTracker, PoseTracker, Tracker, box_iou
 from pose_analyzer.types import Person
 
 FPS = 30.0

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pose_analyzer.detection.registry import create_tracker
 from pose_analyzer.detection.yolo import YoloDetector
-from pose_analyzer.tracking import create_tracker
 from pose_analyzer.types import Frame
 
 # About 80 YOLO frames at 1768x994: ~10 s on an idle 2-core machine.

@@ -1,8 +1,17 @@
-"""``python -m pose_analyzer``: serve the API with uvicorn on the configured host and port."""
+"""``python -m pose_analyzer``: serve the API with uvicorn on the configured host and port.
+
+The process is configured here, once, before the app is imported: JSON logging (the lifespan
+does not touch the root logger) and the third-party libraries' environment.
+"""
 
 import uvicorn
 
 from pose_analyzer.settings import PoseSettings
+from service_kit.jsonlog import configure_logging
+from service_kit.settings import config_digest
+from service_kit.thirdparty import configure_ultralytics
+
+SERVICE = "pose_analyzer"
 
 # uvicorn closes WebSocket messages above ws_max_size itself (1009) before the service sees them; let
 # messages up to 4x the frame limit (at least 64 MiB) through so the service closes them with its
@@ -17,6 +26,8 @@ WS_PER_MESSAGE_DEFLATE = False
 
 def main() -> None:
     settings = PoseSettings()
+    configure_logging(SERVICE, settings.log_level, settings.log_dir, config_digest(settings))
+    configure_ultralytics(settings.cache_dir)
     uvicorn.run(
         "pose_analyzer.app:create_app",
         factory=True,

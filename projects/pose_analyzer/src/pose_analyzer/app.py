@@ -1,35 +1,89 @@
-"""The pose_analyzer application factory."""
+"""The pose_analyzer application factory and its lifespan.
+
+The lifespan opens the database, the stream hub and the image analyzers, yields them as one
+``PoseResources``, and loads and warms the models in the background: ``/healthz`` answers at
+once, ``/readyz`` only once the default backend ran a frame (and again 503 while draining).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from pose_analyzer.api import analyze, exercises, sessions, status, web
 from pose_analyzer.api import streams as streams_api
+from pose_analyzer.detection.options import DetectorOptions, resolve_device
 from pose_analyzer.detection.registry import resolve_backend
 from pose_analyzer.image_analysis import ImageAnalyzers
 from pose_analyzer.metrics import StreamMetrics
+from pose_analyzer.resources import PoseResources
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import create_database, mark_interrupted_streams
 from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.ops import ops_router, start_ops
+from service_kit.thirdparty import configure_ultralytics
 
 SERVICE = "pose_analyzer"
 log = logging.getLogger(SERVICE)
 
 
-def _cuda_available() -> bool:
-    import torch
+async def warm_up(resources: PoseResources) -> None:
+    """Load the default backend's models and run one frame through them, then mark the service ready.
 
-    return bool(torch.cuda.is_available())
+    A failure leaves ``/readyz`` at 503 with a reason (the exception goes to the log only).
+    """
+    ops = resources.ops
+    ops.mark_not_ready("loading models")
+    try:
+        await resources.streams.warm()
+        await asyncio.to_thread(resources.analyzers.warm, resources.backend)
+    except Exception:
+        log.exception("the pose models could not be loaded", extra={"backend": resources.backend})
+        ops.mark_not_ready(f"the {resources.backend} models could not be loaded (see the service log)")
+    else:
+        ops.mark_ready()
+        log.info("pose models loaded and warmed", extra={"backend": resources.backend})
+    finally:
+        resources.warm_up_done.set()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseResources:
+    """Open what the service needs; each part is registered on ``stack`` as soon as it is open,
+    so a failure half-way closes what was opened before it."""
+    # Logging is the process's (configured in ``__main__``, or by the embedding program).
+    ops = start_ops(SERVICE, "pose-analyzer", __file__, settings, configure_logs=False)
+    configure_ultralytics(settings.cache_dir)  # no-op when ``__main__`` did it already
+    device = resolve_device(settings.device)
+    backend, reason = resolve_backend(settings.backend, cuda_available=device == "cuda")
+    ops.details["pose_backend"] = {"requested": settings.backend, "chosen": backend, "reason": reason}
+    log.info("pose backend chosen", extra={"backend": backend, "reason": reason})
+    database = await asyncio.to_thread(create_database, settings.database_url)
+    stack.callback(database.dispose)
+    with database.session() as db:
+        interrupted = mark_interrupted_streams(db)
+    if interrupted:
+        log.warning("streams left open by the last run marked interrupted", extra={"count": interrupted})
+    metrics = StreamMetrics(ops.registry, settings.metrics_stream_labels)
+    options = DetectorOptions.from_settings(settings, device)
+    streams = StreamHub(settings, metrics, default_backend=backend, options=options)
+    stack.push_async_callback(streams.close)
+    analyzers = ImageAnalyzers(options)
+    stack.push_async_callback(asyncio.to_thread, analyzers.close)
+    return PoseResources(settings, ops, metrics, database, streams, analyzers, backend, device)
 
 
 def create_app(settings: PoseSettings | None = None) -> FastAPI:
@@ -38,31 +92,17 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        ops = start_ops(SERVICE, "pose-analyzer", __file__, settings)
-        build = ops.build
-        cuda = settings.device == "cuda" or (settings.device == "auto" and _cuda_available())
-        backend, reason = resolve_backend(settings.backend, cuda_available=cuda)
-        ops.details["pose_backend"] = {"requested": settings.backend, "chosen": backend, "reason": reason}
-        log.info("pose backend chosen", extra={"backend": backend, "reason": reason})
-        database = await asyncio.to_thread(create_database, settings.database_url)
-        with database.session() as db:
-            interrupted = mark_interrupted_streams(db)
-        if interrupted:
-            log.warning("streams left open by the last run marked interrupted", extra={"count": interrupted})
-        metrics = StreamMetrics(ops.registry, settings.metrics_stream_labels)
-        streams = StreamHub(
-            settings, metrics, default_backend=backend, device="cuda" if cuda else "cpu", database=database
-        )
-        analyzers = ImageAnalyzers(settings, device="cuda" if cuda else "cpu")
-        ops.mark_ready()
-        log.info("service started", extra={"version": build.version, "git_commit": build.git_commit})
-        try:
-            yield {"ops": ops, "streams": streams, "database": database, "analyzers": analyzers}
-        finally:
-            log.info("service stopping")
-            await streams.close()
-            await asyncio.to_thread(analyzers.close)
-            database.dispose()
+        async with AsyncExitStack() as stack:
+            resources = await open_resources(settings, stack)
+            warming = asyncio.create_task(warm_up(resources), name="pose-warm-up")
+            stack.push_async_callback(_cancel, warming)
+            build = resources.ops.build
+            log.info("service started", extra={"version": build.version, "git_commit": build.git_commit})
+            try:
+                yield {"ops": resources.ops, "resources": resources}
+            finally:
+                resources.ops.mark_not_ready("draining")
+                log.info("service stopping")
 
     app = FastAPI(
         title="pose_analyzer", version=build_info("pose-analyzer", __file__).version, lifespan=lifespan

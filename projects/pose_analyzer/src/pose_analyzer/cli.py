@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,14 +37,22 @@ from rich.text import Text
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES
 from pose_analyzer.detection.base import Detector, DetectorError
-from pose_analyzer.detection.registry import create_detector, resolve_backend
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.detection.options import DetectorOptions, resolve_device
+from pose_analyzer.detection.registry import (
+    AUTO,
+    BACKENDS,
+    UnknownBackendError,
+    build_detector,
+    create_tracker,
+    resolve_backend,
+)
+from pose_analyzer.engine import PoseEngine, detect_and_analyse
 from pose_analyzer.exercises import available_exercises, load_exercise
 from pose_analyzer.exercises.definition import Side
 from pose_analyzer.render import draw_analysis
 from pose_analyzer.report import FileSummary, ReportWriter, mean_score, plot_angle_over_time, summary_table
+from pose_analyzer.settings import PoseSettings
 from pose_analyzer.smoothing import SmoothingConfig
-from pose_analyzer.tracking import create_tracker
 from pose_analyzer.types import RepRecord
 from pose_analyzer.video_io import (
     FrameWriter,
@@ -57,6 +64,7 @@ from pose_analyzer.video_io import (
     iter_frames,
     probe,
 )
+from service_kit.thirdparty import configure_ultralytics
 
 app = typer.Typer(
     name="pose-analyzer",
@@ -64,12 +72,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-
-class Backend(StrEnum):
-    AUTO = "auto"
-    MEDIAPIPE = "mediapipe"
-    YOLO = "yolo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class AnalyzeOptions:
     plot: bool
     max_width: int
     every: int = 1
+    # Built from PoseSettings, as the service builds them: the same YOLO defaults everywhere.
+    detector: DetectorOptions = field(default_factory=DetectorOptions)
 
 
 class FpsColumn(ProgressColumn):
@@ -116,14 +120,13 @@ def _build_engine(options: AnalyzeOptions, static: bool) -> tuple[PoseEngine, De
     """A fresh engine per file: MediaPipe's tracking state and the trackers belong to one stream."""
     if static:
         # One image: no temporal tracking in the detector and no temporal smoothing.
-        extra: dict[str, Any] = {"static_image_mode": True} if options.backend == "mediapipe" else {}
-        detector = create_detector(options.backend, **extra)
+        detector = build_detector(options.backend, options.detector.for_still_images())
         detector.setup()
-        engine = PoseEngine(detector, exercise=options.exercise, smoothing=SmoothingConfig(enabled=False))
+        engine = PoseEngine(exercise=options.exercise, smoothing=SmoothingConfig(enabled=False))
         return engine, detector
-    detector = create_detector(options.backend)
+    detector = build_detector(options.backend, options.detector)
     detector.setup()
-    engine = PoseEngine(detector, tracker=create_tracker(options.backend), exercise=options.exercise)
+    engine = PoseEngine(tracker=create_tracker(options.backend), exercise=options.exercise)
     return engine, detector
 
 
@@ -155,7 +158,7 @@ def analyse_file(
     try:
         with ReportWriter(out, stem) as report, overlay:
             for frame in iter_frames(info, options.max_width, options.every):
-                analysis = engine.process(frame)
+                analysis = detect_and_analyse(detector, engine, frame)
                 report.add(analysis)
                 timings.update(analysis.timings_ms)
                 people_per_frame = max(people_per_frame, len(analysis.people))
@@ -293,9 +296,11 @@ def analyze(
         typer.Option(help="Exercise to count and score (see `pose-analyzer exercises`).", show_default=False),
     ] = None,
     backend: Annotated[
-        Backend,
-        typer.Option(case_sensitive=False, help="Pose backend; auto picks what this machine runs best."),
-    ] = Backend.AUTO,
+        str,
+        typer.Option(
+            help=f"Pose backend: {', '.join((AUTO, *BACKENDS))}; auto picks what this machine runs best."
+        ),
+    ] = AUTO,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the reports.")] = Path(
         "pose_output"
     ),
@@ -317,16 +322,30 @@ def analyze(
     # Progress, warnings and (with --json-summary) the table go to stderr: stdout stays parseable.
     console = Console(stderr=True)
     exercise = _check_exercise(exercise)
-    backend_name = backend.value
-    if backend is Backend.AUTO:
-        backend_name, why = resolve_backend("auto")
+    settings = PoseSettings()
+    configure_ultralytics(settings.cache_dir)
+    device = resolve_device(settings.device)
+    try:
+        backend_name, why = resolve_backend(backend, cuda_available=device == "cuda")
+    except UnknownBackendError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--backend") from None
+    if backend.strip().lower() == AUTO:
         console.print(f"backend: [bold]{backend_name}[/bold] ({escape(why)})")
     files = discover(path)
     if not files:
         console.print(f"[red]no files in {escape(str(path))}[/red]")
         raise typer.Exit(code=1)
     output.mkdir(parents=True, exist_ok=True)
-    options = AnalyzeOptions(backend_name, exercise, output, not no_overlay, not no_plot, max_width, every)
+    options = AnalyzeOptions(
+        backend_name,
+        exercise,
+        output,
+        not no_overlay,
+        not no_plot,
+        max_width,
+        every,
+        DetectorOptions.from_settings(settings, device),
+    )
     summaries = run_batch(files, options, console)
     table = summary_table(summaries)
     if json_summary:

@@ -1,8 +1,9 @@
 """The per-stream pipeline shared by the CLI and the service.
 
-detect -> track -> smooth (per person) -> biomechanics -> reps.  One ``PoseEngine``
-belongs to one stream: its smoothers and rep counters are per track id and carry state
-from frame to frame.  The caller owns the detector's lifecycle (``setup``/``close``).
+track -> smooth (per person) -> biomechanics -> reps, from detections made elsewhere (the
+engine owns no detector: the service's detection paths, or ``detect_and_analyse`` for the CLI).
+One ``PoseEngine`` belongs to one stream: its smoothers and rep counters are per track id and
+carry state from frame to frame.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pose_analyzer.biomechanics.symmetry import symmetry_indices
 from pose_analyzer.detection.base import Detector
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import ExerciseDefinition, load_exercise
+from pose_analyzer.output import person_track_id
 from pose_analyzer.smoothing import KeypointSmoother, SmoothingConfig
 from pose_analyzer.tracking import Tracker
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, Person, PersonAnalysis, RepRecord
@@ -54,13 +56,11 @@ class PoseEngine:
 
     def __init__(
         self,
-        detector: Detector,
         tracker: Tracker | None = None,
         exercise: ExerciseDefinition | str | None = None,
         smoothing: SmoothingConfig | None = None,
         person_of_interest: int | None = None,
     ) -> None:
-        self.detector = detector
         self.tracker = tracker
         self.exercise = load_exercise(exercise) if isinstance(exercise, str) else exercise
         self.smoothing = smoothing or SmoothingConfig()
@@ -77,15 +77,6 @@ class PoseEngine:
         sides = tuple(side for side in ("left", "right") if f"{side}_{name}" in JOINT_ANGLES)
         rows = [JOINT_ANGLES[f"{side}_{name}"] for side in sides]
         return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
-
-    def process(self, frame: Frame) -> FrameAnalysis:
-        """Detect the people of one frame, then analyse them."""
-        start = time.perf_counter()
-        detections = self.detector.detect([frame])[0]
-        detect_ms = (time.perf_counter() - start) * 1000.0
-        analysis = self.analyse(frame, detections)
-        analysis.timings_ms = {"detect": detect_ms, **analysis.timings_ms}
-        return analysis
 
     def analyse(self, frame: Frame, detections: Detections) -> FrameAnalysis:
         """Track, smooth and analyse people already detected in ``frame``."""
@@ -129,8 +120,7 @@ class PoseEngine:
         return state
 
     def _analyse_person(self, person: Person, t: float, timings: dict[str, float]) -> PersonAnalysis:
-        track_id = person.track_id if person.track_id is not None else 0
-        state = self._state(track_id, t)
+        state = self._state(person_track_id(person), t)
 
         start = time.perf_counter()
         keypoints = state.smoother.update(person.keypoints, t)
@@ -165,6 +155,7 @@ class PoseEngine:
             rep = state.counter.update(t, angles, measures, visibility)
             analysis.rep_count = state.counter.count
             analysis.phase = state.counter.phase
+            analysis.new_rep = rep
             analysis.last_rep = (
                 rep if rep is not None else (state.counter.reps[-1] if state.counter.reps else None)
             )
@@ -207,3 +198,14 @@ class PoseEngine:
 def _point_or_none(point: FloatArray) -> tuple[float, float] | None:
     x, y = point.tolist()
     return None if math.isnan(x) or math.isnan(y) else (x, y)
+
+
+def detect_and_analyse(detector: Detector, engine: PoseEngine, frame: Frame) -> FrameAnalysis:
+    """Detect the people of one frame with ``detector`` (owned by the caller), then analyse them
+    with ``engine``; ``timings_ms["detect"]`` is the detector's time."""
+    start = time.perf_counter()
+    detections = detector.detect([frame])[0]
+    detect_ms = (time.perf_counter() - start) * 1000.0
+    analysis = engine.analyse(frame, detections)
+    analysis.timings_ms = {"detect": detect_ms, **analysis.timings_ms}
+    return analysis

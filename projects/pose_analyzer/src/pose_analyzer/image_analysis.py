@@ -7,16 +7,15 @@ detector runs in single-image mode and keypoints are not smoothed (there is no p
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.detection.base import Detector
-from pose_analyzer.detection.registry import BACKENDS, create_detector
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.detection.options import DetectorOptions
+from pose_analyzer.detection.registry import BACKENDS, build_detector
+from pose_analyzer.engine import PoseEngine, detect_and_analyse
 from pose_analyzer.exercises import ExerciseDefinition
-from pose_analyzer.settings import PoseSettings
 from pose_analyzer.smoothing import SmoothingConfig
 from pose_analyzer.types import Frame, FrameAnalysis
 
@@ -27,29 +26,18 @@ class ImageAnalyzers:
     ``analyse`` blocks (model inference): call it from a worker thread.  Plain Python, no FastAPI.
     """
 
-    def __init__(self, settings: PoseSettings, device: str = "cpu") -> None:
-        self.settings = settings
-        self.device = device
+    def __init__(self, options: DetectorOptions) -> None:
+        self.options = options.for_still_images()
         self._detectors: dict[str, Detector] = {}
         self._locks = {name: threading.Lock() for name in BACKENDS}
         # Detectors set up so far (model loads); stays at one per backend while they are reused.
         self.setups = 0
 
-    def _options(self, backend: str) -> dict[str, Any]:
-        if backend == "mediapipe":
-            return {"static_image_mode": True}
-        return {
-            "weights": self.settings.yolo_weights,
-            "device": self.device,
-            "models_dir": self.settings.models_dir,
-            "cache_dir": self.settings.cache_dir / "onnx",
-        }
-
     def _detector(self, backend: str) -> Detector:
         """The backend's detector, set up on first use; the caller holds the backend's lock."""
         detector = self._detectors.get(backend)
         if detector is None:
-            detector = create_detector(backend, **self._options(backend))
+            detector = build_detector(backend, self.options)
             detector.setup()
             self.setups += 1
             self._detectors[backend] = detector
@@ -67,10 +55,16 @@ class ImageAnalyzers:
         if backend not in self._locks:
             raise ValueError(f"unknown pose backend {backend!r}; valid: {', '.join(BACKENDS)}")
         with self._locks[backend]:
-            engine = PoseEngine(
-                self._detector(backend), exercise=exercise, smoothing=SmoothingConfig(enabled=False)
-            )
-            return engine.process(Frame(image=image, timestamp=0.0))
+            engine = PoseEngine(exercise=exercise, smoothing=SmoothingConfig(enabled=False))
+            return detect_and_analyse(self._detector(backend), engine, Frame(image=image, timestamp=0.0))
+
+    def warm(self, backend: str) -> None:
+        """Set ``backend``'s detector up and run one blank image through it.
+
+        Raises:
+            DetectorError: the backend could not start or failed on the image.
+        """
+        self.analyse(np.zeros((480, 640, 3), np.uint8), backend)
 
     def close(self) -> None:
         """Release every detector built so far."""

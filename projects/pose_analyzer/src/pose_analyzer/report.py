@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pose_analyzer.keypoints import KEYPOINT_NAMES
+from pose_analyzer.output import FrameOut, RepOut
 from pose_analyzer.types import FrameAnalysis, RepRecord
 
 KEYPOINT_COLUMNS: tuple[str, ...] = ("frame", "time", "track_id", "keypoint", "x", "y", "conf")
@@ -40,10 +41,6 @@ AngleSeries = list[tuple[float, float]]
 
 def _cell(value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else ""
-
-
-def _json_number(value: float, digits: int) -> float | None:
-    return round(float(value), digits) if math.isfinite(value) else None
 
 
 def _track_cell(track_id: int | None) -> str:
@@ -69,49 +66,6 @@ def angle_rows(analysis: FrameAnalysis) -> list[list[str]]:
         for person in analysis.people
         for name, degrees in person.angles.items()
     ]
-
-
-def rep_to_dict(rep: RepRecord) -> dict[str, Any]:
-    """A repetition as JSON-ready data."""
-    return {
-        "exercise": rep.exercise,
-        "index": rep.index,
-        "start_time": round(rep.start_time, 4),
-        "end_time": round(rep.end_time, 4),
-        "range_of_motion_deg": _json_number(rep.range_of_motion_deg, 2),
-        "tempo_s": _json_number(rep.tempo_s, 3),
-        "score": _json_number(rep.score, 2),
-        "faults": [{"code": f.code, "message": f.message, "weight": f.weight} for f in rep.faults],
-    }
-
-
-def frame_to_dict(analysis: FrameAnalysis) -> dict[str, Any]:
-    """One analysed frame as JSON-ready data (people, keypoints, angles, rep state)."""
-    people = []
-    for person in analysis.people:
-        p = person.person
-        people.append(
-            {
-                "track_id": p.track_id,
-                "score": _json_number(p.score, 3),
-                "box": [_json_number(v, 2) for v in p.box],
-                "keypoints": [
-                    [_json_number(x, 2), _json_number(y, 2), _json_number(c, 3)]
-                    for x, y, c in p.keypoints.tolist()
-                ],
-                "angles": {name: _json_number(v, 2) for name, v in person.angles.items()},
-                "angular_velocity": {name: _json_number(v, 1) for name, v in person.angular_velocity.items()},
-                "center_of_mass": (
-                    None
-                    if person.center_of_mass is None
-                    else [_json_number(v, 2) for v in person.center_of_mass]
-                ),
-                "measures": {name: _json_number(v, 3) for name, v in person.measures.items()},
-                "rep_count": person.rep_count,
-                "phase": person.phase,
-            }
-        )
-    return {"index": analysis.index, "time": round(analysis.timestamp, 4), "people": people}
 
 
 @dataclass
@@ -245,7 +199,7 @@ class ReportWriter:
     def add(self, analysis: FrameAnalysis) -> None:
         self._keypoints.writerows(keypoint_rows(analysis))
         self._angles.writerows(angle_rows(analysis))
-        self.frames.append(frame_to_dict(analysis))
+        self.frames.append(FrameOut.of(analysis).model_dump())
         self.history.add(analysis)
         self.track_ids.update(p.person.track_id for p in analysis.people)
 
@@ -253,7 +207,7 @@ class ReportWriter:
         """Write ``<stem>.analysis.json``: ``metadata``, every frame, and reps per track."""
         data = dict(metadata)
         data["reps"] = [
-            {"track_id": track_id, **rep_to_dict(rep)}
+            {"track_id": track_id, **RepOut.of(rep).model_dump()}
             for track_id, track_reps in reps.items()
             for rep in track_reps
         ]

@@ -33,9 +33,12 @@ within the send timeout (1008); a failure of the service itself (1011).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from pose_analyzer.output import PersonOut, RepOut
+from service_kit.errors import ServiceError
 
 
 class _Message(BaseModel):
@@ -84,44 +87,13 @@ ClientMessage = Annotated[StartMessage | StopMessage | FrameHeader, Field(discri
 CLIENT_MESSAGE: TypeAdapter[StartMessage | StopMessage | FrameHeader] = TypeAdapter(ClientMessage)
 
 
-class FaultOut(_Message):
-    code: str
-    message: str
-
-
-class RepOut(_Message):
-    """A completed repetition: its index (1-based), 0-100 form score and faults."""
-
-    index: int
-    score: float
-    faults: list[FaultOut]
-    range_of_motion_deg: float
-    tempo_s: float
-
-
-class PersonOut(_Message):
-    """One tracked person: keypoints are [x, y, confidence] in pixels of the frame (keypoints.py order).
-
-    Angles are degrees; a joint not seen is null.
-    """
-
-    id: int
-    score: float
-    box: tuple[float, float, float, float]
-    keypoints: list[tuple[float | None, float | None, float]]
-    angles: dict[str, float | None]
-    rep_count: int
-    phase: str
-    last_rep: RepOut | None
-
-
 class FrameResult(_Message):
     """Server -> client: the analysis of one processed frame.
 
     ``capture_ts`` is the client's capture time (or the receive time, see the module doc);
     ``received_ts`` and ``processed_ts`` are server Unix times; ``latency_ms`` is from
     receive to answer; ``dropped`` counts this stream's frames replaced unanswered since
-    the previous answer.
+    the previous answer.  ``people`` are ``output.PersonOut`` (the service's one output model).
     """
 
     type: Literal["frame"] = "frame"
@@ -160,13 +132,23 @@ class StoppedMessage(_Message):
     reps: list[RepOut]
 
 
+class ErrorBody(_Message):
+    """The one error body of the service (HTTP answers carry it as ``{"error": ...}`` too)."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
 class ErrorMessage(_Message):
     """Server -> client: a message was refused; the stream stays open."""
 
     type: Literal["error"] = "error"
-    code: str
-    message: str
-    details: dict[str, object] | None = None
+    error: ErrorBody
+
+    @classmethod
+    def of(cls, err: ServiceError) -> ErrorMessage:
+        return cls(error=ErrorBody(code=err.code, message=err.message, details=err.details))
 
 
 ServerMessage = Annotated[

@@ -27,6 +27,10 @@ class PoseSettings(ServiceSettings):
     # before running a batch of at most stream_max_batch frames.
     stream_batch_window_ms: float = Field(default=5.0, ge=0, le=100)
     stream_max_batch: int = Field(default=8, ge=1, le=64)
+    # Instances of the shared batched model (YOLO), each in its own thread; 0: one on CUDA (the GPU
+    # batches), one per CPU core up to 2 on CPU (where a batch costs as much per frame as single
+    # frames, and a second instance decodes and analyses one batch while the other infers).
+    stream_batch_replicas: int = Field(default=0, ge=0, le=8)
     # Frames analysed at once across all streams with per-stream detectors (MediaPipe); 0: CPU
     # cores + 1.  More makes the streams share the cores, so each frame takes longer and its answer
     # is older; exactly one per core leaves cores idle between frames.  Measured with 4 streams

@@ -25,7 +25,6 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from pose_analyzer.detection.metrics import object_keypoint_similarity
-from pose_analyzer.detection.registry import resolve_backend
 from pose_analyzer.keypoints import NUM_COCO_KEYPOINTS
 from pose_analyzer.types import Person
 
@@ -246,19 +245,3 @@ class PoseTracker:
             ValueError: ``timestamp`` earlier than the previous call's.
         """
         return self._tracks.update(people, timestamp)
-
-
-def create_tracker(backend: str) -> Tracker:
-    """The tracker suited to a detection backend: PoseTracker for YOLO, IoUTracker for MediaPipe.
-
-    ``"auto"`` resolves as :func:`~pose_analyzer.detection.registry.resolve_backend` does,
-    so the tracker always suits the detector built from the same name.
-
-    Raises:
-        ValueError: an unknown backend name.
-    """
-    name, _ = resolve_backend(backend)
-    if name == "yolo":
-        return PoseTracker()
-    # One person at most: a distant box is still that person after a fast move.
-    return IoUTracker(recovery_distance=1.0)

@@ -44,6 +44,15 @@ class Detections:
 
 
 @dataclass(slots=True)
+class FrameCounts:
+    """A stream's frame counters, kept once by whoever owns the stream (read by its recorder)."""
+
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+
+
+@dataclass(slots=True)
 class Fault:
     """A form fault found in one repetition, with feedback a person can act on."""
 
@@ -74,6 +83,8 @@ class PersonAnalysis:
     angles: dict[str, float]
     rep_count: int = 0
     phase: str = ""
+    # The rep completed on this frame (None on every other frame), and the latest completed so far.
+    new_rep: RepRecord | None = None
     last_rep: RepRecord | None = None
     # Added by the biomechanics stage: degrees per second per angle; centre of mass
     # (x, y) in pixels; dimensionless measures and left/right symmetry indices (%).

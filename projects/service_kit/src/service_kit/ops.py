@@ -142,10 +142,18 @@ def ops_router() -> APIRouter:
     return router
 
 
-def start_ops(service: str, distribution: str, source_file: str, settings: ServiceSettings) -> ServiceOps:
-    """What every lifespan does first: JSON logging with the config digest, build info, metrics registry."""
+def start_ops(
+    service: str,
+    distribution: str,
+    source_file: str,
+    settings: ServiceSettings,
+    configure_logs: bool = True,
+) -> ServiceOps:
+    """What every lifespan does first: build info, metrics registry, and (``configure_logs``) JSON
+    logging with the config digest; a service whose ``__main__`` configures logging passes False."""
     digest = config_digest(settings)
-    configure_logging(service, settings.log_level, settings.log_dir, digest)
+    if configure_logs:
+        configure_logging(service, settings.log_level, settings.log_dir, digest)
     build = build_info(distribution, source_file)
     return ServiceOps(
         service=service,

@@ -5,15 +5,16 @@ Every entry builds its model with random weights and nothing downloaded.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from gpu_optimizer.profiling.gpt import GPT, GPTConfig, next_token_loss
+from service_kit.thirdparty import configure_ultralytics
 
 Family = Literal["torchvision", "ultralytics", "gpt", "custom"]
 
@@ -49,12 +50,8 @@ def _torchvision(name: str) -> Callable[[], torch.nn.Module]:
 
 def _ultralytics(yaml_name: str) -> Callable[[], torch.nn.Module]:
     def build() -> torch.nn.Module:
-        # ultralytics reads these at import: stay offline, never pip-install, no settings in ~.
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-        os.environ.setdefault(
-            "YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "gpu_optimizer", "ultralytics")
-        )
+        # ultralytics reads its environment at import: stay offline, never pip-install, no settings in ~.
+        configure_ultralytics(Path(tempfile.gettempdir()) / "gpu_optimizer")
         from ultralytics.nn.tasks import DetectionModel, PoseModel
 
         cls = PoseModel if "pose" in yaml_name else DetectionModel

@@ -9,85 +9,39 @@ running it on one image).
 from __future__ import annotations
 
 import asyncio
-import math
+import logging
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel
 
 from pose_analyzer.detection.base import DetectorError
-from pose_analyzer.detection.registry import BACKENDS
-from pose_analyzer.exercises import ExerciseDefinition, available_exercises, load_exercise
-from pose_analyzer.image_analysis import ImageAnalyzers
-from pose_analyzer.keypoints import KEYPOINT_NAMES
+from pose_analyzer.detection.registry import BACKENDS, UnknownBackendError
+from pose_analyzer.exercises import shipped_exercise
+from pose_analyzer.output import PersonOut, people_out
+from pose_analyzer.resources import ResourcesDep
 from pose_analyzer.streaming.decode import decode_frame
-from pose_analyzer.streaming.errors import UnsupportedFrameError
-from pose_analyzer.types import PersonAnalysis
 from service_kit.errors import (
     InvalidInputError,
     PayloadTooLargeError,
     UnavailableError,
-    UnsupportedMediaTypeError,
 )
 from service_kit.ops import require_api_key
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["analyze"], dependencies=[Depends(require_api_key)])
 
 
-class KeypointOut(BaseModel):
-    name: str
-    x_px: float | None
-    y_px: float | None
-    confidence: float
-
-
-class PersonOut(BaseModel):
-    """One person: ``box_px`` is (x1, y1, x2, y2); angles the detector could not see are null."""
-
-    index: int
-    score: float
-    box_px: list[float]
-    keypoints: list[KeypointOut]
-    angles_deg: dict[str, float | None]
-    phase: str
-
-
 class AnalyzeOut(BaseModel):
+    """The people of one image (``output.PersonOut``: the service's one output model)."""
+
     backend: str
     exercise: str | None
-    width_px: int
-    height_px: int
+    width: int
+    height: int
     detect_ms: float
     people: list[PersonOut]
-
-
-def _number(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def person_out(index: int, analysis: PersonAnalysis) -> PersonOut:
-    person = analysis.person
-    keypoints = [
-        KeypointOut(name=name, x_px=_number(x), y_px=_number(y), confidence=c if math.isfinite(c) else 0.0)
-        for name, (x, y, c) in zip(KEYPOINT_NAMES, person.keypoints.tolist(), strict=True)
-    ]
-    return PersonOut(
-        index=index,
-        score=_number(person.score) or 0.0,
-        box_px=[float(v) for v in person.box],
-        keypoints=keypoints,
-        angles_deg={name: _number(v) for name, v in analysis.angles.items()},
-        phase=analysis.phase,
-    )
-
-
-def get_analyzers(request: Request) -> ImageAnalyzers:
-    analyzers: ImageAnalyzers = request.state.analyzers
-    return analyzers
-
-
-AnalyzersDep = Annotated[ImageAnalyzers, Depends(get_analyzers)]
 
 
 async def _read_upload(file: UploadFile, limit_bytes: int) -> bytes:
@@ -101,15 +55,6 @@ async def _read_upload(file: UploadFile, limit_bytes: int) -> bytes:
     return data
 
 
-def _exercise(name: str | None) -> ExerciseDefinition | None:
-    if name is None or name == "":
-        return None
-    valid = available_exercises()
-    if name not in valid:
-        raise InvalidInputError(f"unknown exercise {name!r}; valid: {', '.join(valid)}", {"valid": valid})
-    return load_exercise(name)
-
-
 @router.post(
     "/analyze",
     summary="Detect the people of one JPEG/PNG image: keypoints and joint angles",
@@ -121,34 +66,33 @@ def _exercise(name: str | None) -> ExerciseDefinition | None:
     },
 )
 async def analyze(
-    request: Request,
-    analyzers: AnalyzersDep,
+    resources: ResourcesDep,
     file: Annotated[UploadFile, File(description="a JPEG or PNG image")],
     exercise: Annotated[str | None, Form(description="exercise name, for its phase")] = None,
     backend: Annotated[str | None, Form(description="mediapipe or yolo; default: the service's")] = None,
 ) -> AnalyzeOut:
-    chosen = backend or request.state.streams.default_backend
+    chosen = backend or resources.backend
+    analyzers = resources.analyzers
     if chosen not in BACKENDS:
-        raise InvalidInputError(
-            f"unknown pose backend {chosen!r}; valid: {', '.join(BACKENDS)}", {"valid": list(BACKENDS)}
+        valid = list(BACKENDS)
+        raise UnknownBackendError(
+            f"unknown pose backend {chosen!r}; valid: {', '.join(valid)}", {"valid": valid}
         )
-    definition = _exercise(exercise)
-    data = await _read_upload(file, analyzers.settings.max_frame_bytes)
-    try:
-        image = await asyncio.to_thread(decode_frame, data)
-    except UnsupportedFrameError as exc:
-        raise UnsupportedMediaTypeError(str(exc)) from exc
+    definition = shipped_exercise(exercise)
+    data = await _read_upload(file, resources.settings.max_frame_bytes)
+    image = await asyncio.to_thread(decode_frame, data)
     start = time.perf_counter()
     try:
         result = await asyncio.to_thread(analyzers.analyse, image, chosen, definition)
     except DetectorError as exc:
-        raise UnavailableError(f"the {chosen} backend failed: {exc}") from exc
+        log.warning("image analysis failed", extra={"backend": chosen, "error": str(exc)})
+        raise UnavailableError(f"the {chosen} backend could not analyse the image") from exc
     detect_ms = result.timings_ms.get("detect", (time.perf_counter() - start) * 1000.0)
     return AnalyzeOut(
         backend=chosen,
         exercise=definition.name if definition else None,
-        width_px=result.width,
-        height_px=result.height,
+        width=result.width,
+        height=result.height,
         detect_ms=round(detect_ms, 3),
-        people=[person_out(i, p) for i, p in enumerate(result.people)],
+        people=people_out(result.people),
     )

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES
+from pose_analyzer.output import FaultOut, RepOut, finite
 from pose_analyzer.report import AngleHistory, angle_plot_png
+from pose_analyzer.resources import DatabaseDep
 from pose_analyzer.storage import (
     AnglePoint,
     Database,
@@ -49,14 +51,6 @@ T = TypeVar("T")
 
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such session"}}
-
-
-def get_database(request: Request) -> Database:
-    database: Database = request.state.database
-    return database
-
-
-DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 class StreamOut(BaseModel):
@@ -107,28 +101,15 @@ class SessionOut(BaseModel):
         )
 
 
-class FaultOut(BaseModel):
-    code: str
-    message: str
-    weight: float
-
-
-class RepOut(BaseModel):
-    """A rep; ``start_s``/``end_s`` are seconds since its stream's first analysed frame."""
+class StoredRepOut(RepOut):
+    """A stored rep (``output.RepOut``) with its stream and track; ``start_s``/``end_s`` are
+    seconds since its stream's first analysed frame."""
 
     stream_id: str
     track_id: int
-    exercise: str
-    index: int
-    start_s: float
-    end_s: float
-    range_of_motion_deg: float
-    tempo_s: float
-    score: float
-    faults: list[FaultOut]
 
     @classmethod
-    def of(cls, rep: RepInfo) -> RepOut:
+    def stored(cls, rep: RepInfo) -> StoredRepOut:
         return cls(
             stream_id=rep.stream_id,
             track_id=rep.track_id,
@@ -136,9 +117,9 @@ class RepOut(BaseModel):
             index=rep.index,
             start_s=rep.start_s,
             end_s=rep.end_s,
-            range_of_motion_deg=rep.range_of_motion_deg,
-            tempo_s=rep.tempo_s,
-            score=rep.score,
+            range_of_motion_deg=finite(rep.range_of_motion_deg),
+            tempo_s=finite(rep.tempo_s),
+            score=finite(rep.score),
             faults=[FaultOut(code=f.code, message=f.message, weight=f.weight) for f in rep.faults],
         )
 
@@ -190,8 +171,8 @@ def session(database: DatabaseDep, session_id: str) -> SessionOut:
 
 
 @router.get("/{session_id}/reps", summary="Every rep of a session", responses=_NOT_FOUND)
-def reps(database: DatabaseDep, session_id: str) -> list[RepOut]:
-    return [RepOut.of(r) for r in _read(database, session_id, lambda db: list_reps(db, session_id))]
+def reps(database: DatabaseDep, session_id: str) -> list[StoredRepOut]:
+    return [StoredRepOut.stored(r) for r in _read(database, session_id, lambda db: list_reps(db, session_id))]
 
 
 @router.get(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
-from pose_analyzer.storage import Database
-from pose_analyzer.streaming.hub import StreamHub
-from service_kit.ops import ServiceOps, require_api_key
+from pose_analyzer.resources import ResourcesDep
+from service_kit.ops import require_api_key
 
 router = APIRouter(prefix="/api", tags=["status"], dependencies=[Depends(require_api_key)])
 
@@ -33,17 +32,15 @@ def database_scheme(url: str) -> str:
 
 
 @router.get("/status", summary="Service status: streams, backend, database kind, uptime")
-def status(request: Request) -> StatusOut:
-    ops: ServiceOps = request.state.ops
-    streams: StreamHub = request.state.streams
-    database: Database = request.state.database
+def status(resources: ResourcesDep) -> StatusOut:
+    ops, streams = resources.ops, resources.streams
     return StatusOut(
         service=ops.service,
         version=ops.build.version,
         ready=ops.ready,
         uptime_s=round(time.time() - ops.started_at, 3),
         active_streams=streams.active,
-        max_streams=streams.settings.max_streams,
-        backend=dict(ops.details.get("pose_backend", {"chosen": streams.default_backend})),
-        database_scheme=database_scheme(database.url),
+        max_streams=resources.settings.max_streams,
+        backend=dict(ops.details.get("pose_backend", {"chosen": resources.backend})),
+        database_scheme=database_scheme(resources.database.url),
     )

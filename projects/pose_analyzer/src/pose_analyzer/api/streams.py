@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from pose_analyzer.resources import WsResourcesDep
 from pose_analyzer.streaming.connection import StreamConnection
-from pose_analyzer.streaming.hub import StreamHub
 from service_kit.ops import websocket_authorised
 
 router = APIRouter(tags=["streams"])
@@ -36,12 +36,12 @@ class _WebSocketChannel:
 
 
 @router.websocket("/ws/streams/{stream_id}")
-async def stream(websocket: WebSocket, stream_id: str) -> None:
+async def stream(websocket: WebSocket, stream_id: str, resources: WsResourcesDep) -> None:
     """One camera stream: binary JPEG/PNG frames in, one JSON answer per processed frame out."""
-    hub: StreamHub = websocket.state.streams
     # Accept first, so a refused client sees the close code and reason (a refused handshake
     # would only give it an HTTP 403).
     await websocket.accept()
-    await StreamConnection(hub, stream_id, _WebSocketChannel(websocket)).serve(
-        websocket_authorised(websocket)
+    connection = StreamConnection(
+        resources.streams, resources.settings, resources.database, stream_id, _WebSocketChannel(websocket)
     )
+    await connection.serve(websocket_authorised(websocket))

@@ -17,15 +17,11 @@ class DetectorError(RuntimeError):
 class Detector(Protocol):
     """A pose backend.
 
-    ``name`` is the registry name (``"mediapipe"``, ``"yolo"``); ``multi_person`` tells
-    whether it can report more than one person; ``batched`` whether ``detect`` gains
-    from several frames at once (one MediaPipe instance is stateful and per stream, so
-    it is not).
+    ``name`` is the registry name (``"mediapipe"``, ``"yolo"``).  Whether frames of several
+    streams share one ``detect`` call is the registry's ``BackendSpec.batches``.
     """
 
     name: str
-    multi_person: bool
-    batched: bool
 
     def setup(self) -> None:
         """Load weights and warm up. Raises DetectorError with the reason on failure."""

@@ -32,8 +32,6 @@ class MediaPipeDetector:
     """
 
     name = "mediapipe"
-    multi_person = False
-    batched = False
 
     def __init__(
         self,

@@ -1,14 +1,89 @@
-"""Choose and build a pose backend by name."""
+"""Choose and build a pose backend by name: the only place that knows which backends exist.
+
+Each backend is a ``BackendSpec``: how to build its detector from ``DetectorOptions``,
+whether frames of several streams share one model call (``batches``), and which tracker
+follows its people.  Everything outside ``detection/`` asks the registry, never a name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pose_analyzer.detection.base import Detector
+from pose_analyzer.detection.options import DetectorOptions
+from service_kit.errors import InvalidInputError
 
-BACKENDS: tuple[str, ...] = ("mediapipe", "yolo")
+if TYPE_CHECKING:
+    from pose_analyzer.tracking import Tracker
+
 AUTO = "auto"
+
+
+class UnknownBackendError(InvalidInputError, ValueError):
+    """A backend name the registry does not know (422 ``unknown_backend``)."""
+
+    code = "unknown_backend"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """One backend: its constructor, its options from ``DetectorOptions``, whether its frames are
+    batched across streams (one shared model) or analysed per stream (one instance each, stateful),
+    and the tracker suited to it."""
+
+    name: str
+    batches: bool
+    factory: Callable[..., Detector]
+    options: Callable[[DetectorOptions], dict[str, Any]]
+    tracker: Callable[[], Tracker]
+
+
+def _mediapipe(**options: Any) -> Detector:
+    # Imported here so that choosing one backend does not load the other's libraries.
+    from pose_analyzer.detection.mediapipe import MediaPipeDetector
+
+    return MediaPipeDetector(**options)
+
+
+def _yolo(**options: Any) -> Detector:
+    from pose_analyzer.detection.yolo import YoloDetector
+
+    return YoloDetector(**options)
+
+
+def _mediapipe_options(options: DetectorOptions) -> dict[str, Any]:
+    return {"static_image_mode": options.still_images}
+
+
+def _yolo_options(options: DetectorOptions) -> dict[str, Any]:
+    return {
+        "weights": options.weights,
+        "device": options.device,
+        "models_dir": options.models_dir,
+        "cache_dir": options.onnx_cache_dir,
+    }
+
+
+def _one_person_tracker() -> Tracker:
+    from pose_analyzer.tracking import IoUTracker
+
+    # One person at most: a distant box is still that person after a fast move.
+    return IoUTracker(recovery_distance=1.0)
+
+
+def _pose_tracker() -> Tracker:
+    from pose_analyzer.tracking import PoseTracker
+
+    return PoseTracker()
+
+
+SPECS: dict[str, BackendSpec] = {
+    "mediapipe": BackendSpec("mediapipe", False, _mediapipe, _mediapipe_options, _one_person_tracker),
+    "yolo": BackendSpec("yolo", True, _yolo, _yolo_options, _pose_tracker),
+}
+BACKENDS: tuple[str, ...] = tuple(SPECS)
 
 
 def _cuda_available() -> bool:
@@ -26,40 +101,58 @@ def resolve_backend(requested: str, cuda_available: bool | None = None) -> tuple
     ``"mediapipe"`` (fast single-person on CPU).  ``cuda_available=None`` asks torch.
 
     Raises:
-        ValueError: an unknown name; the message lists the valid ones.
+        UnknownBackendError: an unknown name (a ValueError); the message lists the valid ones.
     """
     name = requested.strip().lower()
-    if name in BACKENDS:
+    if name in SPECS:
         return name, f"{name} was requested"
     if name != AUTO:
-        valid = ", ".join((AUTO, *BACKENDS))
-        raise ValueError(f"unknown pose backend {requested!r}; valid: {valid}")
+        valid = [AUTO, *BACKENDS]
+        raise UnknownBackendError(
+            f"unknown pose backend {requested!r}; valid: {', '.join(valid)}", {"valid": valid}
+        )
     has_cuda = _cuda_available() if cuda_available is None else cuda_available
     if has_cuda:
         return "yolo", "auto: CUDA is available, so the multi-person YOLO backend runs on the GPU"
     return "mediapipe", "auto: no CUDA device, so the single-person MediaPipe backend runs on the CPU"
 
 
-def create_detector(name: str, **options: Any) -> Detector:
-    """Build (not set up) the backend ``name`` with its constructor ``options``.
+def backend_spec(name: str) -> BackendSpec:
+    """The spec of ``name`` (``"auto"`` resolved first).
 
-    ``"auto"`` is resolved with :func:`resolve_backend` first.
+    Raises:
+        UnknownBackendError: an unknown name.
+    """
+    return SPECS[resolve_backend(name)[0]]
+
+
+def create_detector(name: str, **options: Any) -> Detector:
+    """Build (not set up) the backend ``name`` with its own constructor ``options``.
 
     Raises:
         ValueError: an unknown name, or options the backend rejects.
     """
-    backend, _ = resolve_backend(name)
-    # Imported here so that choosing one backend does not load the other's libraries.
-    factory: Callable[..., Detector]
-    if backend == "mediapipe":
-        from pose_analyzer.detection.mediapipe import MediaPipeDetector
-
-        factory = MediaPipeDetector
-    else:
-        from pose_analyzer.detection.yolo import YoloDetector
-
-        factory = YoloDetector
+    spec = backend_spec(name)
     try:
-        return factory(**options)
+        return spec.factory(**options)
     except TypeError as exc:  # an option the backend does not take
-        raise ValueError(f"invalid options for the {backend} backend: {exc}") from exc
+        raise ValueError(f"invalid options for the {spec.name} backend: {exc}") from exc
+
+
+def build_detector(name: str, options: DetectorOptions) -> Detector:
+    """Build (not set up) the backend ``name`` from the common ``options``.
+
+    Raises:
+        ValueError: an unknown name, or an option value the backend rejects.
+    """
+    spec = backend_spec(name)
+    return create_detector(spec.name, **spec.options(options))
+
+
+def create_tracker(backend: str) -> Tracker:
+    """The tracker suited to ``backend``'s detector (``"auto"`` resolved as ``resolve_backend`` does).
+
+    Raises:
+        UnknownBackendError: an unknown name.
+    """
+    return backend_spec(backend).tracker()

@@ -10,20 +10,9 @@ import warnings
 from pathlib import Path
 
 from pose_analyzer.detection.base import DetectorError
+from service_kit.thirdparty import configure_ultralytics
 
 WEIGHTS_FILENAME = "yolo11n-pose.pt"
-
-
-def configure_ultralytics_env() -> None:
-    """Keep ultralytics offline and out of the home directory; call before importing it.
-
-    Without these it resolves DNS names at every import (YOLO_OFFLINE), pip-installs
-    missing extras at run time (YOLO_AUTOINSTALL) and writes a settings file under ``~``
-    (YOLO_CONFIG_DIR).  ``setdefault`` leaves a deployment's own choice alone.
-    """
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.cwd() / ".cache" / "ultralytics"))
 
 
 def shipped_weights() -> Path | None:
@@ -98,7 +87,7 @@ def ensure_onnx_export(weights: Path, cache_dir: Path, imgsz: int, dynamic: bool
     try:
         local = workdir / weights.name
         shutil.copyfile(weights, local)
-        configure_ultralytics_env()
+        configure_ultralytics(cache_dir.parent)  # no-op when the process configured it already
         from ultralytics.models import YOLO
 
         with warnings.catch_warnings():

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.detection.base import DetectorError, check_frames
-from pose_analyzer.detection.weights import configure_ultralytics_env, ensure_onnx_export, resolve_weights
+from pose_analyzer.detection.weights import ensure_onnx_export, resolve_weights
 from pose_analyzer.detection.yolo_onnx import NUM_YOLO_KEYPOINTS, OnnxPoseModel, RawPoses
 from pose_analyzer.keypoints import empty_keypoints
 from pose_analyzer.types import Detections, Frame, Person
@@ -42,8 +42,6 @@ class YoloDetector:
     """
 
     name = "yolo"
-    multi_person = True
-    batched = True
 
     def __init__(
         self,
@@ -122,7 +120,6 @@ class YoloDetector:
 
 
 def _load_torch_model(weights: Path, device: str) -> Any:
-    configure_ultralytics_env()
     import torch
     from ultralytics.models import YOLO
 

@@ -4,9 +4,11 @@ from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import (
     ExerciseDefinition,
     ExerciseDefinitionError,
+    UnknownExerciseError,
     available_exercises,
     load_exercise,
     parse_exercise,
+    shipped_exercise,
 )
 from pose_analyzer.exercises.reference import ReferenceMotion, dtw_distance
 from pose_analyzer.exercises.scoring import FormScorer
@@ -17,8 +19,10 @@ __all__ = [
     "FormScorer",
     "ReferenceMotion",
     "RepCounter",
+    "UnknownExerciseError",
     "available_exercises",
     "dtw_distance",
     "load_exercise",
     "parse_exercise",
+    "shipped_exercise",
 ]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES
 from pose_analyzer.biomechanics.measures import MEASURE_NAMES
+from service_kit.errors import InvalidInputError
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 
@@ -146,6 +147,29 @@ class ExerciseDefinition(BaseModel):
         return self
 
 
+class UnknownExerciseError(InvalidInputError, ValueError):
+    """An exercise name that is not shipped: 422 ``unknown_exercise`` over HTTP, an ``error``
+    message with that code over the WebSocket."""
+
+    code = "unknown_exercise"
+
+
+def shipped_exercise(name: str | None) -> ExerciseDefinition | None:
+    """The shipped exercise ``name`` (only shipped names, never a path); None for None or "".
+
+    Raises:
+        UnknownExerciseError: ``name`` is not a shipped exercise.
+    """
+    if not name:
+        return None
+    valid = available_exercises()
+    if name not in valid:
+        raise UnknownExerciseError(
+            f"unknown exercise {name!r}; available: {', '.join(valid)}", {"valid": valid}
+        )
+    return load_exercise(name)
+
+
 def available_exercises() -> list[str]:
     """Names of the exercises shipped in ``definitions/``, sorted."""
     return sorted(p.stem for p in DEFINITIONS_DIR.glob("*.yaml"))
@@ -176,15 +200,16 @@ def load_exercise(name_or_path: str | Path) -> ExerciseDefinition:
     """Load a shipped exercise by name (``"squat"``) or any definition file by path.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        UnknownExerciseError: unknown name (a ValueError; the message lists the valid ones).
         ExerciseDefinitionError: the file is invalid.
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = DEFINITIONS_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise ValueError(
-                f"unknown exercise {name_or_path!r}; available: {', '.join(available_exercises())}"
+            valid = available_exercises()
+            raise UnknownExerciseError(
+                f"unknown exercise {name_or_path!r}; available: {', '.join(valid)}", {"valid": valid}
             )
     elif not path.is_file():
         raise ExerciseDefinitionError(f"{path}: no such exercise definition file")

@@ -7,8 +7,9 @@ angle seconds stay in memory until ``flush()`` or ``finish()`` commits them in o
 row stays "open" until ``repository.mark_interrupted_streams`` marks it "interrupted" at the next
 start.  Everything committed before survives.
 
-A recorder belongs to one stream task and is not thread-safe.  Its methods block on the database;
-an asyncio service calls ``flush``/``finish`` through ``asyncio.to_thread``.
+A recorder belongs to one stream and is not thread-safe.  Its methods block on the database;
+the service drives it from a ``RecordingWriter`` (``storage/writer.py``), off the frame loop.
+It does not count frames: it writes the stream's ``FrameCounts`` with each commit.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import cast
 from sqlalchemy import Table, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from pose_analyzer.output import person_track_id
 from pose_analyzer.storage.database import Database
 from pose_analyzer.storage.errors import RecorderClosedError, StorageError
 from pose_analyzer.storage.models import STREAM_STATUSES, AngleSecond, StreamRecord, utc_now
 from pose_analyzer.storage.repository import StreamInfo, add_stream, check_rep, record_rep, stream_info
-from pose_analyzer.types import FrameAnalysis, RepRecord
+from pose_analyzer.types import FrameAnalysis, FrameCounts, RepRecord
 
 # Angle seconds this far behind the newest one are dropped from memory after a flush; a frame that
 # late (live streams and videos arrive in order) has its angles counted in ``late_samples`` instead.
@@ -54,13 +56,15 @@ class _Aggregate:
 class StreamRecorder:
     """Collects what one stream produced and writes it to the database in whole transactions."""
 
-    def __init__(self, database: Database, stream_pk: int) -> None:
-        """Wrap an existing open stream row; ``StreamRecorder.start`` creates one."""
+    def __init__(self, database: Database, stream_pk: int, counts: FrameCounts | None = None) -> None:
+        """Wrap an existing open stream row; ``StreamRecorder.start`` creates one.
+
+        ``counts`` are the stream's frame counters, kept by the stream's owner (the recorder only
+        writes them with each commit); None: counters of the recorder's own, all zero until set.
+        """
         self._db = database
         self.stream_pk = stream_pk
-        self.frames_received = 0
-        self.frames_processed = 0
-        self.frames_dropped = 0
+        self.counts = counts if counts is not None else FrameCounts()
         self.late_samples = 0
         self._origin: float | None = None
         self._angles: dict[tuple[int, str, int], _Aggregate] = {}
@@ -70,7 +74,14 @@ class StreamRecorder:
         self._closed = False
 
     @classmethod
-    def start(cls, database: Database, session_id: str, stream_id: str, backend: str) -> StreamRecorder:
+    def start(
+        cls,
+        database: Database,
+        session_id: str,
+        stream_id: str,
+        backend: str,
+        counts: FrameCounts | None = None,
+    ) -> StreamRecorder:
         """Commit a new open stream in session ``session_id`` and return its recorder.
 
         Raises:
@@ -79,7 +90,7 @@ class StreamRecorder:
         """
         with database.session() as db:
             stream_pk = add_stream(db, session_id, stream_id, backend)
-        return cls(database, stream_pk)
+        return cls(database, stream_pk, counts)
 
     @property
     def closed(self) -> bool:
@@ -89,21 +100,11 @@ class StreamRecorder:
         if self._closed:
             raise RecorderClosedError(f"stream {self.stream_pk} was already finished")
 
-    def note_received(self, count: int = 1) -> None:
-        """Count frames that arrived from the client (processed or not)."""
-        self._check_open()
-        self.frames_received += count
-
-    def note_dropped(self, count: int = 1) -> None:
-        """Count frames skipped because analysis could not keep up."""
-        self._check_open()
-        self.frames_dropped += count
-
     def add_frame(self, analysis: FrameAnalysis) -> None:
         """Add one analysed frame: its people's joint angles and any rep they completed.
 
-        Non-finite angles (joints not seen) are skipped; a rep already recorded for the same track
-        and index (the engine repeats ``last_rep`` on later frames) is recorded once.
+        Non-finite angles (joints not seen) are skipped; a rep is recorded from the frame that
+        completed it (``new_rep``).
 
         Raises:
             RecorderClosedError: after ``finish()``.
@@ -112,16 +113,14 @@ class StreamRecorder:
         self._check_open()
         if self._origin is None:
             self._origin = analysis.timestamp
-        self.frames_processed += 1
         second = math.floor(analysis.timestamp - self._origin)
         for person in analysis.people:
-            # The engine files people without a track id under track 0; do the same.
-            track_id = person.person.track_id if person.person.track_id is not None else 0
+            track_id = person_track_id(person.person)
             for angle, value in person.angles.items():
                 if math.isfinite(value):
                     self._add_angle(track_id, angle, second, float(value))
-            if person.last_rep is not None:
-                self.add_rep(track_id, person.last_rep)
+            if person.new_rep is not None:
+                self.add_rep(track_id, person.new_rep)
 
     def _add_angle(self, track_id: int, angle: str, second: int, value: float) -> None:
         if second < self._evicted_below:
@@ -199,9 +198,9 @@ class StreamRecorder:
             (changed_rows if agg.persisted else new_rows).append(values_row)
         values: dict[str, object] = {
             "clock_origin_s": self._origin,
-            "frames_received": self.frames_received,
-            "frames_processed": self.frames_processed,
-            "frames_dropped": self.frames_dropped,
+            "frames_received": self.counts.received,
+            "frames_processed": self.counts.processed,
+            "frames_dropped": self.counts.dropped,
         }
         if status is not None:
             values["status"] = status

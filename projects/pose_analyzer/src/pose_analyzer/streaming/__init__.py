@@ -1,6 +1,5 @@
-"""Live camera streams: latest-frame-wins slots, cross-stream batching, stream lifecycle."""
+"""Live camera streams: latest-frame-wins slots, stream lifecycle, the database writer."""
 
-from pose_analyzer.streaming.batcher import DetectionBatcher
 from pose_analyzer.streaming.errors import (
     FrameTooLargeError,
     ServerFailureError,
@@ -12,7 +11,6 @@ from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 
 __all__ = [
-    "DetectionBatcher",
     "FrameTooLargeError",
     "LatestSlot",
     "ServerFailureError",

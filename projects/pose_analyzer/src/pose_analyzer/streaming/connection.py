@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from pose_analyzer.engine import PoseEngine
-from pose_analyzer.exercises.definition import available_exercises, load_exercise
+from pose_analyzer.exercises.definition import shipped_exercise
 from pose_analyzer.exercises.reference import ReferenceMotion
 from pose_analyzer.schemas import (
     CLIENT_MESSAGE,
@@ -27,12 +27,15 @@ from pose_analyzer.schemas import (
     StartMessage,
     StopMessage,
 )
-from pose_analyzer.storage import SessionNotFoundError
+from pose_analyzer.settings import PoseSettings
+from pose_analyzer.storage import Database, SessionNotFoundError
 from pose_analyzer.streaming.errors import FrameTooLargeError, StreamClosedError, StreamPolicyError
 from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
-from pose_analyzer.tracking import create_tracker
+from pose_analyzer.streaming.writer import RecordingWriter
+from pose_analyzer.types import FrameCounts
+from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +55,20 @@ class Channel(Protocol):
         """Close with ``code`` and ``reason``."""
 
 
-class _MessageError(Exception):
-    """A client message refused with an ``error`` answer; the stream stays open."""
-
-    def __init__(self, code: str, message: str, details: dict[str, object] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details = code, message, details
-
-
 class StreamConnection:
     """Runs one connection (see ``schemas`` for the protocol); create one per WebSocket."""
 
-    def __init__(self, hub: StreamHub, stream_id: str, channel: Channel) -> None:
+    def __init__(
+        self,
+        hub: StreamHub,
+        settings: PoseSettings,
+        database: Database | None,
+        stream_id: str,
+        channel: Channel,
+    ) -> None:
         self.hub = hub
+        self.settings = settings
+        self.database = database
         self.stream_id = stream_id
         self.channel = channel
         self.metrics = hub.metrics
@@ -81,7 +85,7 @@ class StreamConnection:
         Raises:
             StreamPolicyError: the client did not take the answer in time.
         """
-        timeout = self.hub.settings.stream_send_timeout_s
+        timeout = self.settings.stream_send_timeout_s
         try:
             async with self._send_lock:
                 await asyncio.wait_for(self.channel.send_text(text), timeout)
@@ -110,10 +114,10 @@ class StreamConnection:
             await self._shutdown()
             await self._close_for(exc)
         except Exception as exc:
-            log.exception("stream failed", extra={"stream_id": self.stream_id})
-            failure = StreamClosedError("internal error of the service")
+            request_id, _ = unexpected_error(exc, f"stream {self.stream_id}")
+            failure = StreamClosedError(f"internal error of the service (request id {request_id})")
             self._count(failure)
-            self._end = ("failed", f"internal error: {type(exc).__name__}: {exc}")
+            self._end = ("failed", str(failure))
             await self._shutdown()
             await self._close_for(failure)
         finally:
@@ -149,11 +153,11 @@ class StreamConnection:
             try:
                 if await self._on_text(message):
                     return
-            except _MessageError as err:
+            except StreamClosedError:
+                raise
+            except ServiceError as err:  # a refused message: answered, the stream stays open
                 self.metrics.websocket_errors.labels(err.code).inc()
-                await self.send(
-                    ErrorMessage(code=err.code, message=err.message, details=err.details).model_dump_json()
-                )
+                await self.send(ErrorMessage.of(err).model_dump_json())
 
     async def _receive(self) -> str | bytes | None:
         """The next message, or the processor's failure if it failed first."""
@@ -174,19 +178,21 @@ class StreamConnection:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _MessageError("invalid_json", f"text messages must be JSON: {exc}") from None
+            raise InvalidInputError(f"text messages must be JSON: {exc}", code="invalid_json") from None
         try:
             message = CLIENT_MESSAGE.validate_python(data)
         except ValidationError as exc:
             details: dict[str, object] = {
                 "errors": exc.errors(include_url=False, include_context=False, include_input=False)
             }
-            raise _MessageError("invalid_message", "not a valid client message", details) from None
+            raise InvalidInputError("not a valid client message", details, code="invalid_message") from None
         if isinstance(message, FrameHeader):
             self._header = message
         elif isinstance(message, StartMessage):
             if self.session is not None:
-                raise _MessageError("already_started", "start must come once, before the first frame")
+                raise InvalidInputError(
+                    "start must come once, before the first frame", code="already_started"
+                )
             await self._start(message)
         elif isinstance(message, StopMessage):
             await self._stop()
@@ -194,13 +200,7 @@ class StreamConnection:
         return False
 
     async def _start(self, message: StartMessage, announce: bool = True) -> None:
-        if message.exercise is not None and message.exercise not in available_exercises():
-            valid = available_exercises()
-            raise _MessageError(
-                "unknown_exercise",
-                f"unknown exercise {message.exercise!r}; valid: {', '.join(valid)}",
-                {"valid": valid},
-            )
+        exercise = shipped_exercise(message.exercise)
         if message.reference_rep is not None:
             ref = message.reference_rep
             try:
@@ -208,39 +208,38 @@ class StreamConnection:
                     tuple(ref.angles), np.asarray(ref.series, dtype=np.float64), ref.tolerance_deg
                 )
             except ValueError as exc:
-                raise _MessageError("invalid_reference", f"invalid reference rep: {exc}") from None
-        detection = await self.hub.detection(message.backend)
+                raise InvalidInputError(f"invalid reference rep: {exc}", code="invalid_reference") from None
+        path = self.hub.path(message.backend)
+        counts = FrameCounts()
         recording = None
-        if self.hub.database is not None:
+        if self.database is not None:
             try:
                 recording = await asyncio.to_thread(
                     StreamRecording.open,
-                    self.hub.database,
+                    self.database,
                     self.stream_id,
-                    detection.backend,
+                    path.backend,
                     message.exercise,
                     message.session_id,
+                    counts,
                 )
             except SessionNotFoundError as exc:
-                await detection.release()
-                raise _MessageError("unknown_session", str(exc)) from None
-        exercise = load_exercise(message.exercise) if message.exercise else None
+                raise InvalidInputError(str(exc), code="unknown_session") from None
+        writer = None
+        if recording is not None and self.database is not None:
+            writer = RecordingWriter(recording, self.database, self.settings.stream_flush_interval_s)
+            writer.start()
+        try:
+            detector = await self.hub.detector(path)
+        except BaseException:
+            if writer is not None:
+                await writer.close("failed", "the backend could not start")
+            raise
         engine = PoseEngine(
-            # The engine only analyses here (``analyse``); detection goes through ``detection``.
-            detection.detector,
-            tracker=create_tracker(detection.backend),
-            exercise=exercise,
-            person_of_interest=message.person_of_interest,
+            tracker=path.tracker(), exercise=exercise, person_of_interest=message.person_of_interest
         )
         self.session = StreamSession(
-            self.stream_id,
-            engine,
-            detection,
-            self.metrics,
-            message.exercise,
-            recording,
-            self.hub.database,
-            self.hub.settings.stream_flush_interval_s,
+            self.stream_id, engine, detector, self.metrics, message.exercise, writer, counts
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
         if not announce:
@@ -248,7 +247,7 @@ class StreamConnection:
         await self.send(
             StartedMessage(
                 stream_id=self.stream_id,
-                backend=detection.backend,
+                backend=path.backend,
                 exercise=message.exercise,
                 person_of_interest=message.person_of_interest,
                 session_id=(recording.session_id if recording is not None else None),
@@ -256,7 +255,7 @@ class StreamConnection:
         )
 
     async def _on_frame(self, data: bytes) -> None:
-        limit = self.hub.settings.max_frame_bytes
+        limit = self.settings.max_frame_bytes
         if len(data) > limit:
             raise FrameTooLargeError(f"frame of {len(data)} bytes is over the {limit} byte limit")
         if self.session is None:

@@ -1,47 +1,69 @@
-"""Why a stream is closed: each error carries its WebSocket close code and a metric reason.
+"""Why a stream is closed: each error carries its code, HTTP status and WebSocket close code.
 
-The codes are the protocol's (RFC 6455): 1003 unsupported data, 1008 policy violation,
-1009 message too big, 1011 the server's own failure.  Nothing here knows FastAPI.
+They are ``ServiceError``s (``service_kit.errors``), so the same failure reads the same
+over HTTP (``POST /api/analyze`` refuses an undecodable image with 415
+``unsupported_image``) and over the WebSocket (closed with 1003, reason and code alike).
+The close codes are the protocol's (RFC 6455): 1003 unsupported data, 1008 policy
+violation, 1009 message too big, 1011 the server's own failure.  Nothing here knows FastAPI.
 """
 
 from __future__ import annotations
 
+from service_kit.errors import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_UNSUPPORTED_DATA,
+    ServiceError,
+)
 
-class StreamClosedError(Exception):
-    """A stream must end; ``close_code`` and ``str(self)`` (the reason) go to the client."""
 
-    close_code = 1011
-    metric_reason = "internal"
+class StreamClosedError(ServiceError):
+    """A stream must end; ``close_code`` and ``str(self)`` (the reason) go to the client.
 
-    def __init__(self, message: str, metric_reason: str | None = None) -> None:
-        super().__init__(message)
-        if metric_reason is not None:
-            self.metric_reason = metric_reason
+    ``code`` (default per class, or given) is also the ``reason`` label of the WebSocket error
+    metric.
+    """
+
+    status_code = 500
+    close_code = CLOSE_INTERNAL_ERROR
+    code = "internal"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+
+    @property
+    def metric_reason(self) -> str:
+        return self.code
 
 
 class UnsupportedFrameError(StreamClosedError):
-    """A binary message that is not a decodable JPEG/PNG image (1003)."""
+    """A binary message that is not a decodable JPEG/PNG image (415, 1003)."""
 
-    close_code = 1003
-    metric_reason = "bad_image"
+    status_code = 415
+    close_code = CLOSE_UNSUPPORTED_DATA
+    code = "bad_image"
 
 
 class FrameTooLargeError(StreamClosedError):
-    """A frame over the configured byte limit (1009)."""
+    """A frame over the configured byte limit (413, 1009)."""
 
-    close_code = 1009
-    metric_reason = "frame_too_large"
+    status_code = 413
+    close_code = CLOSE_MESSAGE_TOO_BIG
+    code = "frame_too_large"
 
 
 class StreamPolicyError(StreamClosedError):
     """Refused by policy: API key, stream limit, stream id, a client that never reads (1008)."""
 
-    close_code = 1008
-    metric_reason = "policy"
+    status_code = 403
+    close_code = CLOSE_POLICY_VIOLATION
+    code = "policy"
 
 
 class ServerFailureError(StreamClosedError):
-    """Our own failure (a detector that cannot start or crashed) (1011)."""
+    """Our own failure (a detector that cannot start or crashed) (503, 1011)."""
 
-    close_code = 1011
-    metric_reason = "internal"
+    status_code = 503
+    close_code = CLOSE_INTERNAL_ERROR
+    code = "internal"

@@ -1,62 +1,28 @@
-"""The registry of open streams and the detectors they use: one shared batched YOLO, MediaPipe per stream."""
+"""The registry of open streams and the detection paths they use (one per backend, opened on demand)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
-import threading
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
-from pose_analyzer.detection.base import Detector
-from pose_analyzer.detection.registry import create_detector
+from pose_analyzer.detection.options import DetectorOptions
+from pose_analyzer.detection.paths import DetectionPath, StreamDetector, open_path
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.settings import PoseSettings
-from pose_analyzer.storage import Database
-from pose_analyzer.streaming.batcher import DetectionBatcher
 from pose_analyzer.streaming.errors import ServerFailureError, StreamPolicyError
-from pose_analyzer.types import Detections, Frame
+
+log = logging.getLogger(__name__)
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
-DetectFn = Callable[[Frame], Awaitable[Detections]]
-
-
-@dataclass(slots=True)
-class StreamDetection:
-    """How one stream gets its frames detected, and what to release when it ends.
-
-    ``detect_now`` (per-stream detectors only) detects in the calling thread, so a worker
-    thread can decode, detect and analyse a frame in one hop, and ``compute`` bounds how many
-    streams do that at once.  Both are None for the shared batcher: its ``detect`` is awaited on
-    the event loop, and bounding the streams would bound its batches.
-    """
-
-    backend: str
-    detector: Detector
-    detect: DetectFn
-    release: Callable[[], Awaitable[None]]
-    release_now: Callable[[], None]
-    detect_now: Callable[[Frame], Detections] | None = None
-    compute: asyncio.Semaphore | None = None
-
-
-async def _nothing() -> None:
-    return None
-
-
-def _nothing_now() -> None:
-    return None
-
 
 class StreamHub:
-    """Admits streams (id, limit), hands each one its detection path, and owns the shared detector.
+    """Admits streams (id, limit) and hands each one a detector handle on its backend's path.
 
     ``default_backend`` is the concrete backend chosen at start-up ("auto" already resolved);
-    ``device`` is "cpu" or "cuda" for YOLO; ``database`` (None: nothing recorded) receives
-    what streams produced.  Use from one event loop.
+    ``options`` build every backend's detector.  Use from one event loop.
     """
 
     def __init__(
@@ -64,18 +30,15 @@ class StreamHub:
         settings: PoseSettings,
         metrics: StreamMetrics,
         default_backend: str,
-        device: str = "cpu",
-        database: Database | None = None,
+        options: DetectorOptions,
     ) -> None:
-        self.settings = settings
-        self.database = database
+        self.max_streams = settings.max_streams
         self.metrics = metrics
         self.default_backend = default_backend
-        self.device = device
+        self._settings = settings
+        self._options = options
         self._streams: set[str] = set()
-        self._batcher: DetectionBatcher | None = None
-        self._shared: Detector | None = None
-        self._shared_lock = asyncio.Lock()
+        self._paths: dict[str, DetectionPath] = {}
         self.compute_slots = settings.stream_compute_slots or (os.cpu_count() or 1) + 1
         # Bounds the frames of per-stream detectors in analysis at once (see the setting).
         self.compute = asyncio.Semaphore(self.compute_slots)
@@ -97,10 +60,8 @@ class StreamHub:
             )
         if stream_id in self._streams:
             raise StreamPolicyError(f"stream {stream_id!r} is already streaming", "stream_busy")
-        if len(self._streams) >= self.settings.max_streams:
-            raise StreamPolicyError(
-                f"too many streams: the limit is {self.settings.max_streams}", "too_many_streams"
-            )
+        if len(self._streams) >= self.max_streams:
+            raise StreamPolicyError(f"too many streams: the limit is {self.max_streams}", "too_many_streams")
         self._streams.add(stream_id)
         self.metrics.active_streams.set(len(self._streams))
 
@@ -108,87 +69,61 @@ class StreamHub:
         self._streams.discard(stream_id)
         self.metrics.active_streams.set(len(self._streams))
 
-    def _detector_options(self, backend: str) -> dict[str, Any]:
-        if backend == "mediapipe":
-            return {}
-        return {
-            "weights": self.settings.yolo_weights,
-            "device": self.device,
-            "models_dir": self.settings.models_dir,
-            "cache_dir": self.settings.cache_dir / "onnx",
-        }
-
-    async def _setup(self, backend: str) -> Detector:
-        detector = create_detector(backend, **self._detector_options(backend))
-        try:
-            await asyncio.to_thread(detector.setup)
-        except Exception as exc:
-            raise ServerFailureError(
-                f"the {backend} backend could not start: {exc}", "backend_failed"
-            ) from exc
-        return detector
-
-    async def detection(self, backend: str | None = None) -> StreamDetection:
-        """The detection path of a new stream (``backend`` None: the service default).
-
-        MediaPipe is stateful per stream, so each stream gets its own instance, run in a
-        worker thread.  YOLO is shared: all streams' frames go through one batcher.
+    def path(self, backend: str | None = None) -> DetectionPath:
+        """The detection path of ``backend`` (None: the service default), made on first use.
 
         Raises:
-            ServerFailureError: the backend could not be set up.
+            UnknownBackendError: an unknown name.
         """
         name = backend or self.default_backend
-        if name == "mediapipe":
-            detector = await self._setup(name)
+        path = self._paths.get(name)
+        if path is None:
             inference = self.metrics.inference_seconds.labels(name)
-            # A cancelled stream may close its detector while a worker thread is still inside
-            # detect(); the lock makes close wait for it.
-            in_use = threading.Lock()
 
-            def detect_one(frame: Frame) -> Detections:
-                with in_use:
-                    detections = detector.detect([frame])[0]
-                inference.observe(detections.inference_ms / 1000.0)
-                return detections
+            def observe_batch(size: int, seconds: float) -> None:
+                self.metrics.batch_size.observe(size)
+                inference.observe(seconds)
 
-            def release_now() -> None:
-                with in_use:
-                    detector.close()
+            path = open_path(
+                name,
+                self._options,
+                compute=self.compute,
+                batch_window_s=self._settings.stream_batch_window_ms / 1000.0,
+                max_batch=self._settings.stream_max_batch,
+                observe_inference=inference.observe,
+                observe_batch=observe_batch,
+                batch_replicas=self._batch_replicas(),
+            )
+            self._paths[name] = path
+        return path
 
-            async def detect(frame: Frame) -> Detections:
-                return await asyncio.to_thread(detect_one, frame)
+    def _batch_replicas(self) -> int:
+        if self._settings.stream_batch_replicas:
+            return self._settings.stream_batch_replicas
+        return 1 if self._options.device != "cpu" else min(2, os.cpu_count() or 1)
 
-            async def release() -> None:
-                await asyncio.to_thread(release_now)
+    async def detector(self, path: DetectionPath) -> StreamDetector:
+        """A new stream's detector handle on ``path``.
 
-            return StreamDetection(name, detector, detect, release, release_now, detect_one, self.compute)
-        batcher = await self._shared_batcher(name)
-        return StreamDetection(name, batcher.detector, batcher.detect, _nothing, _nothing_now)
+        Raises:
+            ServerFailureError: the backend could not be set up (the reason goes to the log).
+        """
+        try:
+            return await path.open_stream()
+        except Exception as exc:
+            log.exception("a pose backend could not start", extra={"backend": path.backend})
+            raise ServerFailureError(f"the {path.backend} backend could not start", "backend_failed") from exc
 
-    async def _shared_batcher(self, backend: str) -> DetectionBatcher:
-        async with self._shared_lock:  # two streams starting at once set up the model once
-            if self._batcher is None:
-                self._shared = await self._setup(backend)
-                inference = self.metrics.inference_seconds.labels(backend)
+    async def warm(self) -> None:
+        """Set the default backend up and run one blank frame through it.
 
-                def observe(size: int, seconds: float) -> None:
-                    self.metrics.batch_size.observe(size)
-                    inference.observe(seconds)
-
-                self._batcher = DetectionBatcher(
-                    self._shared,
-                    window_s=self.settings.stream_batch_window_ms / 1000.0,
-                    max_batch=self.settings.stream_max_batch,
-                    observe=observe,
-                )
-                self._batcher.start()
-            return self._batcher
+        Raises:
+            Exception: whatever setting the model up raised.
+        """
+        await self.path().warm()
 
     async def close(self) -> None:
-        """Stop the shared batcher and release the shared detector."""
-        if self._batcher is not None:
-            await self._batcher.close()
-            self._batcher = None
-        if self._shared is not None:
-            await asyncio.to_thread(self._shared.close)
-            self._shared = None
+        """Release every path (the shared batcher and model)."""
+        paths, self._paths = list(self._paths.values()), {}
+        for path in paths:
+            await path.close()

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 
 from pose_analyzer.storage import Database, StorageError, StreamRecorder, end_session, start_session
+from pose_analyzer.types import FrameCounts
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 class StreamRecording:
     """A stream's recorder, and the session it opened for itself (None when it joined one).
 
-    Its methods block on the database: call them through ``asyncio.to_thread``.
+    Its methods block on the database: the stream's ``RecordingWriter`` calls them off the event loop.
     """
 
     recorder: StreamRecorder
@@ -28,7 +29,13 @@ class StreamRecording:
 
     @classmethod
     def open(
-        cls, database: Database, stream_id: str, backend: str, exercise: str | None, session_id: str | None
+        cls,
+        database: Database,
+        stream_id: str,
+        backend: str,
+        exercise: str | None,
+        session_id: str | None,
+        counts: FrameCounts | None = None,
     ) -> StreamRecording:
         """Start recording ``stream_id`` in ``session_id``, or in a new session of its own when None.
 
@@ -39,7 +46,7 @@ class StreamRecording:
         if session_id is None:
             with database.session() as db:
                 own = session_id = start_session(db, exercise=exercise, meta={"stream_id": stream_id})
-        return cls(StreamRecorder.start(database, session_id, stream_id, backend), session_id, own)
+        return cls(StreamRecorder.start(database, session_id, stream_id, backend, counts), session_id, own)
 
     def finish(self, database: Database, status: str, reason: str | None) -> None:
         """Commit everything with the stream's end; ends its own session too.  Never raises: logs."""

@@ -217,8 +217,8 @@ class CameraStream {
     } else if (message.type === "started") {
       this.setStatus("streaming", `streaming · ${message.backend}${message.exercise ? ` · ${pretty(message.exercise)}` : ""}`);
     } else if (message.type === "error") {
-      window.poseStats.errors.push(`${this.id}: ${message.code}: ${message.message}`);
-      showMessage(`${this.label}: ${message.message}`, true);
+      window.poseStats.errors.push(`${this.id}: ${message.error.code}: ${message.error.message}`);
+      showMessage(`${this.label}: ${message.error.message}`, true);
     } else if (message.type === "stopped") {
       this.summary = `stopped · ${message.frames_processed} frames, ${message.rep_count} reps`;
       this.setStatus("closed", this.summary);
@@ -237,7 +237,10 @@ class CameraStream {
     this.field("dropped").textContent = String(Number(this.field("dropped").textContent) + result.dropped);
     this.field("people").textContent = String(result.people.length);
     this.field("reps").textContent = String(result.rep_count);
-    const lastRep = person && person.last_rep;
+    // A rep is sent once, on the frame that completed it; the page keeps the latest.
+    if (person && person.rep) this.lastRep = person.rep;
+    const lastRep = this.lastRep;
+    result.lastRep = lastRep;
     this.field("score").textContent = lastRep ? `${Math.round(lastRep.score)} / 100` : "–";
     const list = this.field("feedback");
     list.replaceChildren(...(lastRep ? lastRep.faults : []).map((fault) => {
@@ -340,12 +343,11 @@ function drawAngles(ctx, person, unit) {
 function drawPersonLabel(ctx, person, unit) {
   const [x1, y1] = person.box;
   const phase = person.phase ? ` · ${person.phase}` : "";
-  label(ctx, `#${person.id} · reps ${person.rep_count}${phase}`, x1, Math.max(unit * 6, y1 - unit * 2), unit);
+  label(ctx, `#${person.track_id} · reps ${person.rep_count}${phase}`, x1, Math.max(unit * 6, y1 - unit * 2), unit);
 }
 
 function drawHud(ctx, result, unit) {
-  const person = result.people[0];
-  const lastRep = person && person.last_rep;
+  const lastRep = result.lastRep;
   const lines = [`Reps ${result.rep_count}`];
   if (lastRep) lines.push(`Last score ${Math.round(lastRep.score)}/100`);
   if (lastRep) lastRep.faults.slice(0, 2).forEach((f) => lines.push(f.message));

@@ -1,0 +1,143 @@
+"""The one output model of an analysis: what the WebSocket, ``POST /api/analyze``, the sessions
+API and the CLI's ``analysis.json`` say about a frame, a person and a repetition.
+
+Built from the domain result (``types.FrameAnalysis``, ``PersonAnalysis``, ``RepRecord``) by
+the ``of`` constructors, so every transport uses the same names:
+
+- ``track_id``: the person's track (0 when the backend does not track: ``person_track_id``);
+- ``box``: (x1, y1, x2, y2) pixels of the analysed frame;
+- ``keypoints``: ``[x, y, confidence]`` per keypoint in ``keypoints.KEYPOINT_NAMES`` order,
+  pixels, ``x`` right and ``y`` down; an unseen coordinate is null, its confidence 0;
+- ``angles``: degrees (docs/biomechanics.md), ``angular_velocity``: degrees per second,
+  ``measures``: dimensionless ratios, ``center_of_mass``: pixels; each null when not seen;
+- ``rep``: the repetition completed on THIS frame (sent once, never repeated on later frames);
+- a repetition's ``start_s``/``end_s``: seconds on the clock of the frames' timestamps (the
+  client's capture clock for streams, the video's clock for files; the sessions API counts
+  from the stream's first analysed frame).
+
+JSON has no NaN: every non-finite number becomes null here, in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RepRecord
+
+
+def finite(value: float) -> float | None:
+    """``value`` as a float, or None when it is NaN or infinite (JSON has no NaN)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def person_track_id(person: Person) -> int:
+    """The track id a person is reported and stored under: 0 for a backend that does not track."""
+    return person.track_id if person.track_id is not None else 0
+
+
+def _finite_map(values: dict[str, float]) -> dict[str, float | None]:
+    return {name: finite(value) for name, value in values.items()}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FaultOut(_Out):
+    """A form fault of a repetition: its rule's code, message and weight in the score."""
+
+    code: str
+    message: str
+    weight: float
+
+
+class RepOut(_Out):
+    """A completed repetition: 1-based index, 0-100 form score, faults, range of motion, tempo."""
+
+    exercise: str
+    index: int
+    start_s: float
+    end_s: float
+    score: float | None
+    range_of_motion_deg: float | None
+    tempo_s: float | None
+    faults: list[FaultOut]
+
+    @classmethod
+    def of(cls, rep: RepRecord, origin_s: float = 0.0) -> RepOut:
+        """``rep`` with its times counted from ``origin_s``."""
+        return cls(
+            exercise=rep.exercise,
+            index=rep.index,
+            start_s=rep.start_time - origin_s,
+            end_s=rep.end_time - origin_s,
+            score=finite(rep.score),
+            range_of_motion_deg=finite(rep.range_of_motion_deg),
+            tempo_s=finite(rep.tempo_s),
+            faults=[FaultOut(code=f.code, message=f.message, weight=f.weight) for f in rep.faults],
+        )
+
+
+class PersonOut(_Out):
+    """One tracked person in one frame (field meanings in the module doc)."""
+
+    track_id: int
+    score: float | None
+    box: tuple[float, float, float, float]
+    keypoints: list[tuple[float | None, float | None, float]]
+    angles: dict[str, float | None]
+    angular_velocity: dict[str, float | None]
+    measures: dict[str, float | None]
+    center_of_mass: tuple[float, float] | None
+    rep_count: int
+    phase: str
+    rep: RepOut | None
+
+    @classmethod
+    def of(cls, analysis: PersonAnalysis) -> PersonOut:
+        person = analysis.person
+        x1, y1, x2, y2 = (float(v) for v in person.box)
+        return cls(
+            track_id=person_track_id(person),
+            score=finite(person.score),
+            box=(x1, y1, x2, y2),
+            keypoints=[
+                (finite(x), finite(y), c if math.isfinite(c) else 0.0)
+                for x, y, c in person.keypoints.tolist()
+            ],
+            angles=_finite_map(analysis.angles),
+            angular_velocity=_finite_map(analysis.angular_velocity),
+            measures=_finite_map(analysis.measures),
+            center_of_mass=analysis.center_of_mass,
+            rep_count=analysis.rep_count,
+            phase=analysis.phase,
+            rep=RepOut.of(analysis.new_rep) if analysis.new_rep is not None else None,
+        )
+
+
+class FrameOut(_Out):
+    """One analysed frame: its index, time (s), size in pixels and the people in it."""
+
+    index: int
+    time: float
+    width: int
+    height: int
+    people: list[PersonOut]
+
+    @classmethod
+    def of(cls, analysis: FrameAnalysis) -> FrameOut:
+        return cls(
+            index=analysis.index,
+            time=analysis.timestamp,
+            width=analysis.width,
+            height=analysis.height,
+            people=people_out(analysis.people),
+        )
+
+
+def people_out(people: Iterable[PersonAnalysis]) -> list[PersonOut]:
+    return [PersonOut.of(p) for p in people]
