@@ -29,6 +29,9 @@ SHIPPED = {
     "front_kick",
     "horse_stance",
     "glute_bridge",
+    "straight_punch",
+    "jab_cross",
+    "roundhouse_kick",
 }
 RULE = {
     "code": "shallow",
