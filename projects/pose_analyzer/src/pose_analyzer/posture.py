@@ -7,7 +7,7 @@ the camera distance:
 
 - ``trunk_incline``: the angle of the hip-to-shoulder line to the image horizontal, in
   degrees (0 = lying or in a plank, 90 = upright).  The same line as ``trunk_lean``
-  (``trunk_incline = 90 - |90 - trunk_lean|`` on the same keypoints) but read from the
+  (``trunk_incline = |90 - trunk_lean|`` on the same keypoints) but read from the
   horizontal, which is how a plank is described.
 - ``hips_below_shoulders``: how far the hip midpoint lies below the shoulder midpoint,
   in trunk lengths (1 = standing upright, 0 = level, < 0 = hips above shoulders).
