@@ -78,7 +78,7 @@ def extract(backend: str, clip: Path, out: Path) -> None:
             h, w = image.shape[:2]
             if w > MAX_WIDTH:
                 image = cv2.resize(image, (MAX_WIDTH, round(h * MAX_WIDTH / w)), interpolation=cv2.INTER_AREA)
-            frame = Frame(image=image, timestamp=index / fps, index=index)
+            frame = Frame(image=np.asarray(image, dtype=np.uint8), timestamp=index / fps, index=index)
             people = detector.detect([frame])[0].people
             index += 1
             if not people:

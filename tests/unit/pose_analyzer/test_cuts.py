@@ -90,7 +90,9 @@ def test_a_detected_cut_keeps_the_counter_from_joining_two_shots(clips: dict[str
     """Shot A ends at the bottom of a push-up, shot B (other frames) starts at the bottom
     of another: the detector finds the join and the counter does not count a rep across it."""
     fps = 15.0
-    elbow = np.concatenate([np.full(8, 170.0), np.linspace(170, 80, 10), np.linspace(80, 170, 10), np.full(12, 170.0)])
+    elbow = np.concatenate(
+        [np.full(8, 170.0), np.linspace(170, 80, 10), np.linspace(80, 170, 10), np.full(12, 170.0)]
+    )
     shot_a = clips["pushup"][:18]
     shot_b = clips["squat"][:22]
     frames = shot_a + shot_b

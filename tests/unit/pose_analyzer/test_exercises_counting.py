@@ -9,7 +9,13 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from pose_analyzer.exercises import ExerciseDefinitionError, FormScorer, RepCounter, load_exercise, parse_exercise
+from pose_analyzer.exercises import (
+    ExerciseDefinitionError,
+    FormScorer,
+    RepCounter,
+    load_exercise,
+    parse_exercise,
+)
 from pose_analyzer.exercises.machine import START_HOLD_S
 
 FPS = 30.0
@@ -79,7 +85,11 @@ def test_the_score_covers_only_the_measured_rules() -> None:
     assert rep.unmeasured_rules == ["hips_out_of_line"]
     # A sagging hip seen on every frame is measured and fails: 35 of 100 weight lost.
     counter = RepCounter(load_exercise("push_up"))
-    feed(counter, np.concatenate([hold(170, 0.5), pushup()]), extra={"trunk_lean": 85.0, "left_hip": 140.0, "right_hip": 140.0})
+    feed(
+        counter,
+        np.concatenate([hold(170, 0.5), pushup()]),
+        extra={"trunk_lean": 85.0, "left_hip": 140.0, "right_hip": 140.0},
+    )
     assert counter.reps[0].score == pytest.approx(65.0, abs=0.05)
     assert [f.code for f in counter.reps[0].faults] == ["hips_out_of_line"]
 

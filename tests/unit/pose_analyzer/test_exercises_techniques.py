@@ -12,7 +12,7 @@ GUARD = 70.0
 
 
 def punch_profile(fps: float, apex: float = 172.0, out_s: float = 0.15, back_s: float = 0.2) -> np.ndarray:
-    """One punch: guard -> ``apex`` in ``out_s`` -> guard in ``back_s`` (cosine-shaped, sampled at ``fps``)."""
+    """One punch: guard -> ``apex`` in ``out_s`` -> guard in ``back_s``, cosine-shaped, at ``fps``."""
     n_out, n_back = max(round(out_s * fps), 1), max(round(back_s * fps), 1)
     out = GUARD + (apex - GUARD) * 0.5 * (1 - np.cos(np.pi * np.arange(n_out) / n_out))
     back = apex - (apex - GUARD) * 0.5 * (1 - np.cos(np.pi * np.arange(n_back + 1) / n_back))

@@ -31,7 +31,12 @@ def person(shoulder: tuple[float, float], hip: tuple[float, float]) -> np.ndarra
     [
         ((200.0, 100.0), (200.0, 300.0), 90.0, 1.0),  # standing
         ((100.0, 300.0), (300.0, 300.0), 0.0, 0.0),  # plank, level
-        ((100.0, 250.0), (300.0, 250.0 + 200.0 * math.tan(math.radians(20))), 20.0, math.sin(math.radians(20))),
+        (
+            (100.0, 250.0),
+            (300.0, 250.0 + 200.0 * math.tan(math.radians(20))),
+            20.0,
+            math.sin(math.radians(20)),
+        ),
         ((200.0, 300.0), (200.0, 100.0), 90.0, -1.0),  # upside down (handstand)
     ],
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,13 +49,15 @@ class FrameCutDetector:
         ValueError: a threshold outside (0, 1].
     """
 
-    def __init__(self, hist_threshold: float = HIST_THRESHOLD, pixel_threshold: float = PIXEL_THRESHOLD) -> None:
+    def __init__(
+        self, hist_threshold: float = HIST_THRESHOLD, pixel_threshold: float = PIXEL_THRESHOLD
+    ) -> None:
         for label, value in (("hist_threshold", hist_threshold), ("pixel_threshold", pixel_threshold)):
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{label} must be in (0, 1], got {value}")
         self.hist_threshold = hist_threshold
         self.pixel_threshold = pixel_threshold
-        self._previous: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        self._previous: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None = None
 
     def reset(self) -> None:
         """Forget the previous frame (the next frame starts a new stream)."""

@@ -109,7 +109,7 @@ class RepCounter:
                 self.side = "left" if pick_left else "right"
 
     def resolve(self, name: str, values: dict[str, float], side: str | None = None) -> float:
-        """The value of a metric name for ``side`` (default: the current side; ``knee`` -> ``left_knee``...)."""
+        """The value of a metric name for ``side`` (default: the current side): ``knee`` -> ``left_knee``."""
         side = self.side if side is None else side
         if name in SIDED_NAMES or name in SIDED_MEASURES:
             if side == "mean":
@@ -172,9 +172,7 @@ class RepCounter:
         if cand.reason is not None:
             pre = {p.code: p.message for p in ex.preconditions}
             message = pre.get(cand.reason) or REASONS.get(cand.reason, cand.reason)
-            self.rejected.append(
-                RejectedRep(ex.name, cand.start_t, cand.end_t, cand.reason, message, side)
-            )
+            self.rejected.append(RejectedRep(ex.name, cand.start_t, cand.end_t, cand.reason, message, side))
             return None
         peak = int(cand.driver.argmin() if ex.driver.flexing else cand.driver.argmax())
         assessment = self.scorer.assess(cand.samples, peak)

@@ -106,13 +106,17 @@ class Driver(BaseModel):
                 f"{MIN_HYSTERESIS_DEG} degrees (the hysteresis that keeps noise from counting)"
             )
         if self.start_margin > gap / 2:
-            raise ValueError(f"start_margin ({self.start_margin}) must be at most half of |rest - peak| ({gap})")
+            raise ValueError(
+                f"start_margin ({self.start_margin}) must be at most half of |rest - peak| ({gap})"
+            )
         if self.reversal_margin > gap / 2:
             raise ValueError(
                 f"reversal_margin ({self.reversal_margin}) must be at most half of |rest - peak| ({gap})"
             )
         if self.reversal_margin > 0 and self.min_speed is None:
-            raise ValueError("reversal_margin needs min_speed: only a fast approach may end at a turning point")
+            raise ValueError(
+                "reversal_margin needs min_speed: only a fast approach may end at a turning point"
+            )
         return self
 
     @property
@@ -185,7 +189,9 @@ class Precondition(BaseModel):
         """Whether ``value`` satisfies the check; None when it is NaN (not seen)."""
         if value != value:  # NaN
             return None
-        return not ((self.min is not None and value < self.min) or (self.max is not None and value > self.max))
+        return not (
+            (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+        )
 
 
 class Combination(BaseModel):

@@ -226,7 +226,7 @@ class SideMachine:
         frames = self._pre[self._move_index :]
         shares: list[float | None] = []
         for j in range(len(self.exercise.preconditions)):
-            seen = [f[j] for f in frames if f[j] is not None]
+            seen = [bool(f[j]) for f in frames if f[j] is not None]
             shares.append(sum(seen) / len(seen) if seen else None)
         return shares
 
