@@ -69,3 +69,15 @@ def test_unseen_keypoints_give_nan() -> None:
     kps[K.LEFT_HIP, 2] = kps[K.RIGHT_HIP, 2] = 0.2
     assert math.isnan(posture_measures(kps, min_confidence=0.3)["trunk_incline"])
     assert posture_measures(kps)["trunk_incline"] == pytest.approx(90.0, abs=1e-3)
+
+
+def test_body_line_is_180_in_a_straight_plank_and_smaller_when_the_hips_sag() -> None:
+    kps = person((100.0, 300.0), (300.0, 300.0))
+    for k in (K.LEFT_ANKLE, K.RIGHT_ANKLE):
+        kps[k] = (500.0, 300.0, 0.9)
+    assert posture_measures(kps)["body_line"] == pytest.approx(180.0, abs=1e-3)
+    # Hips 200 px * tan(10 deg) below the line on both halves: the line bends by 20 deg.
+    sag = 200.0 * math.tan(math.radians(10))
+    for k in (K.LEFT_HIP, K.RIGHT_HIP):
+        kps[k] = (300.0, 300.0 + sag, 0.9)
+    assert posture_measures(kps)["body_line"] == pytest.approx(160.0, abs=1e-3)

@@ -11,6 +11,13 @@ the camera distance:
   horizontal, which is how a plank is described.
 - ``hips_below_shoulders``: how far the hip midpoint lies below the shoulder midpoint,
   in trunk lengths (1 = standing upright, 0 = level, < 0 = hips above shoulders).
+- ``body_line``: the angle at the hips between the shoulders and the ankles (midpoints
+  of the left/right pairs), 180 = shoulders, hips and ankles in one straight line (a
+  plank).  Measured on midpoints and without the knee, so it reads the same with
+  MediaPipe and YOLO: in a side view YOLO places the two sides' hips and knees
+  differently (its shoulder-hip-knee angle on the shared push-up clip reads 15-25 deg
+  more bent than MediaPipe's on the same frames), but the midpoint line agrees within
+  about 6 deg (docs/validation.md).
 - ``left_wrist_reach`` / ``right_wrist_reach``: the shoulder-to-wrist distance over the
   arm's length (upper arm + forearm): near 1 with the arm straight, small in a guard.
   A punch drives it up; a wrist moving towards the shoulder drives it down.
@@ -34,6 +41,7 @@ FloatArray = npt.NDArray[np.floating[Any]]
 POSTURE_NAMES: tuple[str, ...] = (
     "trunk_incline",
     "hips_below_shoulders",
+    "body_line",
     "left_wrist_reach",
     "right_wrist_reach",
 )
@@ -68,7 +76,16 @@ def posture_measures(keypoints: FloatArray, min_confidence: float = 0.0) -> dict
         below = (hy - sy) / trunk
     else:
         incline = below = math.nan
-    out = {"trunk_incline": incline, "hips_below_shoulders": below}
+    ax, ay = _mid(x, y, K.LEFT_ANKLE, K.RIGHT_ANKLE)
+    u = (sx - hx, sy - hy)
+    v = (ax - hx, ay - hy)
+    norms = math.hypot(*u) * math.hypot(*v)
+    line = (
+        math.degrees(math.acos(max(-1.0, min(1.0, (u[0] * v[0] + u[1] * v[1]) / norms))))
+        if norms > 1e-6
+        else math.nan
+    )
+    out = {"trunk_incline": incline, "hips_below_shoulders": below, "body_line": line}
     for side, (s, e, w) in {
         "left": (K.LEFT_SHOULDER, K.LEFT_ELBOW, K.LEFT_WRIST),
         "right": (K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST),
