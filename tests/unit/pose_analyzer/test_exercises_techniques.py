@@ -130,7 +130,7 @@ def test_roundhouse_kicks_are_counted_per_leg() -> None:
     counter = RepCounter(load_exercise("roundhouse_kick"))
     fps = 30.0
     stand = np.full(15, 175.0)
-    kick = np.concatenate([np.linspace(175, 95, 8), np.linspace(95, 175, 10)])  # 80 deg in 0.27 s
+    kick = np.concatenate([np.linspace(175, 85, 8), np.linspace(85, 175, 10)])  # 90 deg in 0.27 s
     left = np.concatenate([stand, kick, stand, stand, stand, kick, stand])
     right = np.full(left.size, 175.0)
     right[50 : 50 + kick.size] = kick  # between the two left kicks
