@@ -96,12 +96,15 @@ def test_a_detected_cut_keeps_the_counter_from_joining_two_shots(clips: dict[str
     shot_a = clips["pushup"][:18]
     shot_b = clips["squat"][:22]
     frames = shot_a + shot_b
-    detector = FrameCutDetector()
-    counter = RepCounter(load_exercise("push_up"))
-    for i, (frame, angle) in enumerate(zip(frames, elbow, strict=True)):
-        t = i / fps
-        if detector.update(frame):
-            counter.mark_cut(t)
-        counter.update(t, {"left_elbow": float(angle), "right_elbow": float(angle), "trunk_lean": 85.0})
-    assert counter.count == 0
+    counts = {}
+    for detect in (False, True):
+        detector = FrameCutDetector()
+        counter = RepCounter(load_exercise("push_up"))
+        for i, (frame, angle) in enumerate(zip(frames, elbow, strict=True)):
+            t = i / fps
+            if detect and detector.update(frame):
+                counter.mark_cut(t)
+            counter.update(t, {"left_elbow": float(angle), "right_elbow": float(angle), "trunk_lean": 85.0})
+        counts[detect] = counter.count
+    assert counts == {False: 1, True: 0}  # joined into a rep unless the cut is found
     assert [r.reason for r in counter.rejected] == ["cut"]
