@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pytest
+import yaml
 
 from pose_analyzer.exercises import (
     ExerciseDefinitionError,
@@ -213,6 +214,25 @@ def test_after_a_gap_a_near_rest_pose_held_is_a_new_start() -> None:
     # Lost for 2 s, found again at 148 deg held still: a fresh start, as at a clip's start.
     feed(counter, np.concatenate([hold(148, 0.5), ramp(148, 80, 0.6), ramp(80, 165, 0.6)]), t0=end + 2.0)
     assert counter.count == 2
+
+
+@pytest.mark.parametrize(
+    ("precondition", "message"),
+    [
+        ({"code": "p", "metric": "trunk_lean", "message": "m"}, "needs min, max or both"),
+        ({"code": "p", "metric": "trunk_lean", "min": 50, "max": 10, "message": "m"}, "must be below"),
+        ({"code": "p", "metric": "torso_tilt", "max": 10, "message": "m"}, "unknown angle or measure"),
+    ],
+)
+def test_bad_preconditions_give_a_clear_error(precondition: dict[str, object], message: str) -> None:
+    data = {
+        "name": "x",
+        "display_name": "X",
+        "driver": {"angle": "knee", "rest": 160, "peak": 110},
+        "preconditions": [precondition],
+    }
+    with pytest.raises(ExerciseDefinitionError, match=message):
+        parse_exercise(yaml.safe_dump(data))
 
 
 def test_start_margin_is_validated() -> None:

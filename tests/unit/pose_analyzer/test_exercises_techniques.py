@@ -126,6 +126,14 @@ def test_jab_cross_counts_alternating_pairs_only() -> None:
     assert len(same.strikes) == 2
 
 
+def test_punches_too_far_apart_are_not_a_combination() -> None:
+    counter = RepCounter(load_exercise("jab_cross"))  # within 0.8 s
+    t, left, right = alternating_punches(4, per_second=0.5, fps=30.0)  # 2 s apart
+    feed(counter, t, left, right, trunk_lean=5.0)
+    assert len(counter.strikes) == 4
+    assert counter.count == 0
+
+
 def test_roundhouse_kicks_are_counted_per_leg() -> None:
     counter = RepCounter(load_exercise("roundhouse_kick"))
     fps = 30.0

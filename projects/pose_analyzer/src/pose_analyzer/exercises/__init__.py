@@ -2,21 +2,28 @@
 
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import (
+    Combination,
     ExerciseDefinition,
     ExerciseDefinitionError,
+    Precondition,
+    Side,
     available_exercises,
     load_exercise,
     parse_exercise,
 )
 from pose_analyzer.exercises.reference import ReferenceMotion, dtw_distance
-from pose_analyzer.exercises.scoring import FormScorer
+from pose_analyzer.exercises.scoring import Assessment, FormScorer
 
 __all__ = [
+    "Assessment",
+    "Combination",
     "ExerciseDefinition",
     "ExerciseDefinitionError",
     "FormScorer",
+    "Precondition",
     "ReferenceMotion",
     "RepCounter",
+    "Side",
     "available_exercises",
     "dtw_distance",
     "load_exercise",
