@@ -122,6 +122,20 @@ def test_posture_preconditions_hold_on_every_real_rep(
         assert 0 <= rep.score <= 100
 
 
+def test_squats_are_not_push_ups(runs: dict[str, ClipRun]) -> None:
+    """The squat clip read as push-ups: the elbows bend and straighten while the person
+    stands (as between sets of push-ups), which an angle-only counter takes for push-ups.
+    Standing is not a plank: every candidate is rejected, with its reason."""
+    counter = RepCounter(load_exercise("push_up"))
+    for frame in runs["squat_8reps.mp4"].frames:
+        if frame.people:
+            p = frame.people[0]
+            counter.update(frame.timestamp, p.angles, p.measures, keypoints=p.person.keypoints)
+    assert counter.count == 0
+    assert len(counter.rejected) >= 3
+    assert {r.reason for r in counter.rejected} == {"not_in_plank"}
+
+
 # The kata is left out: its punches and blocks legitimately move elbows near 2000 deg/s,
 # and at 320x256 a forearm is 20 pixels long, so two pixels of noise are 6 degrees.
 EXERCISE_CLIPS = [name for name in CLIPS if not name.startswith("karate")]

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from pose_analyzer.exercises.definition import SIDED_MEASURES, SIDED_NAMES, ExerciseDefinition, Side
 from pose_analyzer.exercises.machine import MAX_GAP_S, REST_WINDOW_S, Candidate, SideMachine
 from pose_analyzer.exercises.scoring import FormScorer
-from pose_analyzer.posture import posture_measures
+from pose_analyzer.posture import POSTURE_NAMES, SIDED_POSTURE, posture_measures
 from pose_analyzer.types import Fault, RejectedRep, RepRecord
 
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -65,6 +65,8 @@ class RepCounter:
         sides = ("left", "right") if self._each else ("",)
         self._machines = {s: SideMachine(exercise, self._sample_names) for s in sides}
         self._pending: list[RepRecord] = []
+        named = {*self._sample_names, *(p.metric for p in exercise.preconditions)}
+        self._needs_posture = bool(named & {*POSTURE_NAMES, *SIDED_POSTURE})
         self.last_rep_series: FloatArray = np.empty(0)
 
     @property
@@ -135,7 +137,7 @@ class RepCounter:
         that preconditions and ``rising`` may name; without them those are not measured.
         """
         merged = {**angles, **(measures or {})}
-        if keypoints is not None:
+        if keypoints is not None and self._needs_posture:
             merged.update(posture_measures(keypoints))
         if self._each:
             followed = list(self._machines.items())
