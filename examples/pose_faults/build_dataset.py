@@ -97,7 +97,7 @@ def build(clips: dict[str, str], work: Path) -> dict[str, np.ndarray]:
         angles_csv, analysis_json = analyse(REPO / "tests" / "data" / "videos" / clip, exercise, work)
         angles = read_angles(angles_csv)
         for rep in json.loads(analysis_json.read_text())["reps"]:
-            xs.append(rep_sample(angles[rep["track_id"]], rep["start_time"], rep["end_time"]))
+            xs.append(rep_sample(angles[rep["track_id"]], rep["start_s"], rep["end_s"]))
             label = np.zeros(len(codes), dtype=np.float32)
             for fault in rep["faults"]:
                 label[codes.index(fault["code"])] = 1.0

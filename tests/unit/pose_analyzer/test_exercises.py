@@ -29,6 +29,9 @@ SHIPPED = {
     "front_kick",
     "horse_stance",
     "glute_bridge",
+    "straight_punch",
+    "jab_cross",
+    "roundhouse_kick",
 }
 RULE = {
     "code": "shallow",
@@ -210,7 +213,7 @@ def test_scorer_skips_rules_without_data_and_flags_out_of_range_values() -> None
     assert faults == []
     assert score == 100.0
     score, faults = scorer.score(
-        {"elbow": np.array([150.0, 95.0, 150.0]), "hip": np.array([170.0, 140.0, 170.0])}
+        {"elbow": np.array([150.0, 95.0, 150.0]), "body_line": np.array([170.0, 140.0, 170.0])}
     )
     assert {f.code for f in faults} == {"shallow_depth", "hips_out_of_line", "no_lockout"}
     assert score == 0.0

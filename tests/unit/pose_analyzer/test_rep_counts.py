@@ -17,6 +17,7 @@ import pytest
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES
 from pose_analyzer.detection.mediapipe import MediaPipeDetector
 from pose_analyzer.engine import PoseEngine, detect_and_analyse
+from pose_analyzer.exercises import RepCounter, load_exercise
 from pose_analyzer.types import Frame, FrameAnalysis
 
 FRAME_STEP = 2
@@ -104,6 +105,39 @@ def test_partial_rep_at_clip_start_is_not_counted(runs: dict[str, ClipRun]) -> N
     first_rest = next(f.timestamp for f in frames if f.people and f.people[0].phase == "rest")
     assert frames[0].people[0].phase == "waiting"
     assert runs["curl_3reps_starts_midrep.mp4"].engine.reps()[0].start_time >= first_rest
+
+
+@pytest.mark.parametrize(("clip", "expected"), [(name, count) for name, (_, count) in CLIPS.items()])
+def test_posture_preconditions_hold_on_every_real_rep(
+    runs: dict[str, ClipRun], clip: str, expected: int
+) -> None:
+    """Replayed with the keypoints (posture measures: hips below shoulders, body line), the
+    counter still counts every rep of the clip and rejects none: the preconditions and the
+    starting rule do not cost a real rep."""
+    counter = RepCounter(load_exercise(CLIPS[clip][0]))
+    for frame in runs[clip].frames:
+        if frame.people:
+            p = frame.people[0]
+            counter.update(frame.timestamp, p.angles, p.measures, keypoints=p.person.keypoints)
+    assert counter.count == expected
+    assert counter.rejected == []
+    for rep in counter.reps:
+        assert rep.measured_rules, "the clips show the person: some rule is measured on every rep"
+        assert 0 <= rep.score <= 100
+
+
+def test_squats_are_not_push_ups(runs: dict[str, ClipRun]) -> None:
+    """The squat clip read as push-ups: the elbows bend and straighten while the person
+    stands (as between sets of push-ups), which an angle-only counter takes for push-ups.
+    Standing is not a plank: every candidate is rejected, with its reason."""
+    counter = RepCounter(load_exercise("push_up"))
+    for frame in runs["squat_8reps.mp4"].frames:
+        if frame.people:
+            p = frame.people[0]
+            counter.update(frame.timestamp, p.angles, p.measures, keypoints=p.person.keypoints)
+    assert counter.count == 0
+    assert len(counter.rejected) >= 3
+    assert {r.reason for r in counter.rejected} == {"not_in_plank"}
 
 
 # The kata is left out: its punches and blocks legitimately move elbows near 2000 deg/s,

@@ -152,7 +152,7 @@ class PoseEngine:
             confidence = person.keypoints[:, 2][self._driver_keypoints]
             means = (confidence.sum(axis=1) / 3).tolist()
             visibility = dict(zip(self._driver_sides, means, strict=True))
-            rep = state.counter.update(t, angles, measures, visibility)
+            rep = state.counter.update(t, angles, measures, visibility, keypoints=keypoints)
             analysis.rep_count = state.counter.count
             analysis.phase = state.counter.phase
             analysis.new_rep = rep

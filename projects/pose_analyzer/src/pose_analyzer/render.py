@@ -147,7 +147,7 @@ def _draw_panel(
         track = person.person.track_id
         label = f"#{track}" if track is not None else "person"
         line = f"{label} reps {person.rep_count}"
-        if person.last_rep is not None:
+        if person.last_rep is not None and not math.isnan(person.last_rep.score):
             line += f"  score {person.last_rep.score:.0f}"
         if person.phase:
             line += f"  {person.phase}"

@@ -130,7 +130,7 @@ def plot_angle_over_time(
         for rep in reps.get(track_id, []):
             axes.axvspan(rep.start_time, rep.end_time, color=color, alpha=0.15)
             axes.annotate(
-                f"{rep.index}: {rep.score:.0f}",
+                f"{rep.index}: " + ("-" if math.isnan(rep.score) else f"{rep.score:.0f}"),
                 ((rep.start_time + rep.end_time) / 2, 1.0),
                 xycoords=("data", "axes fraction"),
                 ha="center",

@@ -63,7 +63,15 @@ class Fault:
 
 @dataclass(slots=True)
 class RepRecord:
-    """One completed repetition of one person."""
+    """One completed repetition of one person.
+
+    ``score`` is NaN when none of the exercise's form rules could be measured on the rep
+    (``FormScorer`` says None; the record keeps a float for its float-typed consumers):
+    never a perfect score for nothing seen.  ``measured_rules`` / ``unmeasured_rules``
+    name the rules the score covers and those it could not.  ``side`` is the body side
+    the rep was counted on (``"left"``, ``"right"``, ``"mean"``; for a combination, the
+    sides of its steps joined by ``+``).
+    """
 
     exercise: str
     index: int
@@ -73,6 +81,28 @@ class RepRecord:
     tempo_s: float
     score: float
     faults: list[Fault] = field(default_factory=list)
+    measured_rules: list[str] = field(default_factory=list)
+    unmeasured_rules: list[str] = field(default_factory=list)
+    side: str = ""
+    peak_time: float | None = None
+
+
+@dataclass(slots=True)
+class RejectedRep:
+    """A candidate rep that reached the peak but was not counted, and why.
+
+    ``reason`` is a code: a precondition's code (wrong posture), ``cut`` (a scene cut
+    or camera switch inside it), ``gap`` (the person was lost too long), ``too_short``,
+    ``too_long``, ``hold_too_short``, ``too_slow`` (a fast technique done slowly) or
+    ``not_rising`` (a ``rising`` metric did not grow).  ``message`` says it in words.
+    """
+
+    exercise: str
+    start_time: float
+    end_time: float
+    reason: str
+    message: str
+    side: str = ""
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -133,7 +134,7 @@ class FaultCountOut(BaseModel):
 class ExerciseSummaryOut(BaseModel):
     exercise: str
     reps: int
-    mean_score: float
+    mean_score: float | None
     mean_tempo_s: float
     min_range_of_motion_deg: float
     mean_range_of_motion_deg: float
@@ -217,7 +218,7 @@ def reps_csv(found: list[RepInfo]) -> str:
                 f"{r.end_s:.3f}",
                 f"{r.range_of_motion_deg:.2f}",
                 f"{r.tempo_s:.3f}",
-                f"{r.score:.2f}",
+                "" if math.isnan(r.score) else f"{r.score:.2f}",
                 ";".join(f.code for f in r.faults),
             ]
         )

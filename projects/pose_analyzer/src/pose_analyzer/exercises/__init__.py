@@ -2,8 +2,11 @@
 
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import (
+    Combination,
     ExerciseDefinition,
     ExerciseDefinitionError,
+    Precondition,
+    Side,
     UnknownExerciseError,
     available_exercises,
     load_exercise,
@@ -11,14 +14,18 @@ from pose_analyzer.exercises.definition import (
     shipped_exercise,
 )
 from pose_analyzer.exercises.reference import ReferenceMotion, dtw_distance
-from pose_analyzer.exercises.scoring import FormScorer
+from pose_analyzer.exercises.scoring import Assessment, FormScorer
 
 __all__ = [
+    "Assessment",
+    "Combination",
     "ExerciseDefinition",
     "ExerciseDefinitionError",
     "FormScorer",
+    "Precondition",
     "ReferenceMotion",
     "RepCounter",
+    "Side",
     "UnknownExerciseError",
     "available_exercises",
     "dtw_distance",

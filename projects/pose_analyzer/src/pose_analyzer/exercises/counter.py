@@ -1,12 +1,11 @@
-"""Repetition counting: a hysteresis state machine over one person's driver angle.
+"""Repetition counting and scoring for one person, frame by frame.
 
-Phases: ``waiting`` (the rest position has not been seen yet: a clip that starts in
-the middle of a rep does not count that partial rep) -> ``rest`` -> ``moving`` (left
-the rest position) -> ``peak`` (beyond the peak threshold) -> ``returning`` -> back
-to ``rest``, which completes the rep.  Going back to rest without reaching the peak
-abandons the attempt.  Noise around either threshold cannot count a rep, since a rep
-needs both thresholds crossed in order.  A rep shorter than ``min_rep_s``, longer
-than ``max_rep_s`` or held at the peak for less than ``hold_s`` is not counted.
+The state machine itself (hysteresis, starting state, velocity events) lives in
+``machine.py``; this module chooses the side(s) to follow, evaluates the exercise's
+posture preconditions on every frame, and turns the machine's candidates into counted
+``RepRecord``s (scored by ``FormScorer``) or ``RejectedRep``s that say why they did not
+count.  With ``side: each`` both sides run their own machine (alternating punches);
+with a ``combination`` (jab-cross) consecutive reps are grouped into one.
 """
 
 from __future__ import annotations
@@ -18,44 +17,73 @@ import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.exercises.definition import SIDED_MEASURES, SIDED_NAMES, ExerciseDefinition, Side
+from pose_analyzer.exercises.machine import MAX_GAP_S, REST_WINDOW_S, Candidate, SideMachine
 from pose_analyzer.exercises.scoring import FormScorer
-from pose_analyzer.types import RepRecord
+from pose_analyzer.posture import POSTURE_NAMES, SIDED_POSTURE, posture_measures
+from pose_analyzer.types import Fault, RejectedRep, RepRecord
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
-# A person unseen for longer than this starts over in ``waiting``: we cannot know what
-# happened in between, and must not join two half reps across the gap.
-MAX_GAP_S = 1.0
+__all__ = ["MAX_GAP_S", "REASONS", "REST_WINDOW_S", "RepCounter"]
+
 # Smoothing of the per-side visibility used by Side.BEST, and the margin the other
 # side must win by before the counter switches sides (so it does not flip-flop).
 _VISIBILITY_ALPHA = 0.2
 _SWITCH_MARGIN = 0.15
-# How much of the rest position before a rep belongs to the rep's samples.
-REST_WINDOW_S = 1.0
+# Messages of the rejection reasons that are not a precondition's code.
+REASONS: dict[str, str] = {
+    "cut": "a scene cut or camera switch happened inside the rep",
+    "gap": "the person was out of sight too long inside the rep",
+    "too_short": "faster than the exercise's shortest rep",
+    "too_long": "longer than the exercise's longest rep",
+    "hold_too_short": "the peak position was not held long enough",
+    "too_slow": "not fast enough for this technique",
+    "not_rising": "the movement did not go away from the body",
+}
+_PHASE_RANK = {"waiting": 0, "rest": 1, "moving": 2, "returning": 3, "peak": 4}
 
 
 class RepCounter:
-    """Counts and scores one person's reps of one exercise, frame by frame."""
+    """Counts and scores one person's reps of one exercise, frame by frame.
+
+    ``reps`` holds the counted reps, ``rejected`` the candidates that reached the peak
+    but did not count (wrong posture, cut, too fast...), each with its reason.  For a
+    ``combination`` exercise ``strikes`` holds the single reps it is made of.
+    """
 
     def __init__(self, exercise: ExerciseDefinition, scorer: FormScorer | None = None) -> None:
         self.exercise = exercise
         self.scorer = scorer or FormScorer(exercise)
         self.reps: list[RepRecord] = []
-        self.phase = "waiting"
+        self.rejected: list[RejectedRep] = []
+        self.strikes: list[RepRecord] = []
         self.side: str = "left" if exercise.driver.side is Side.LEFT else "right"
+        self._each = exercise.driver.side is Side.EACH
         self._visibility = {"left": 0.0, "right": 0.0}
-        self._last_t: float | None = None
-        self._start_t = 0.0
-        self._peak_t: float | None = None
-        self._held_s = 0.0
-        self._times: list[float] = []
-        self._driver: list[float] = []
-        self._samples: dict[str, list[float]] = {m: [] for m in self.scorer.metrics}
+        names = (*self.scorer.metrics, *exercise.driver.rising)
+        self._sample_names = tuple(dict.fromkeys(names))
+        sides = ("left", "right") if self._each else ("",)
+        self._machines = {s: SideMachine(exercise, self._sample_names) for s in sides}
+        self._pending: list[RepRecord] = []
+        named = {*self._sample_names, *(p.metric for p in exercise.preconditions)}
+        self._needs_posture = bool(named & {*POSTURE_NAMES, *SIDED_POSTURE})
         self.last_rep_series: FloatArray = np.empty(0)
 
     @property
     def count(self) -> int:
         return len(self.reps)
+
+    @property
+    def phase(self) -> str:
+        """The machine's phase; with ``side: each`` the most advanced of the two sides."""
+        return max((m.phase for m in self._machines.values()), key=_PHASE_RANK.__getitem__)
+
+    def count_by_side(self) -> dict[str, int]:
+        """Counted reps (for a combination: single strikes) per side."""
+        out: dict[str, int] = {}
+        for rep in self.strikes if self.exercise.combination else self.reps:
+            out[rep.side] = out.get(rep.side, 0) + 1
+        return out
 
     def _choose_side(self, angles: dict[str, float], visibility: dict[str, float]) -> None:
         mode = self.exercise.driver.side
@@ -74,7 +102,7 @@ class RepCounter:
             other_seen = not math.isnan(angles.get(f"{other}_{name}", math.nan))
             if (current_lost or other_better) and other_seen:
                 self.side = other
-        else:
+        elif mode in (Side.MIN, Side.MAX):
             left, right = angles.get(f"left_{name}", math.nan), angles.get(f"right_{name}", math.nan)
             if math.isnan(left) or math.isnan(right):
                 self.side = "right" if math.isnan(left) else "left"
@@ -82,32 +110,16 @@ class RepCounter:
                 pick_left = left <= right if mode is Side.MIN else left >= right
                 self.side = "left" if pick_left else "right"
 
-    def resolve(self, name: str, values: dict[str, float]) -> float:
-        """The value of a metric name for the current side (``knee`` -> ``left_knee``...)."""
+    def resolve(self, name: str, values: dict[str, float], side: str | None = None) -> float:
+        """The value of a metric name for ``side`` (default: the current side): ``knee`` -> ``left_knee``."""
+        side = self.side if side is None else side
         if name in SIDED_NAMES or name in SIDED_MEASURES:
-            if self.side == "mean":
+            if side == "mean":
                 both = [values.get(f"{s}_{name}", math.nan) for s in ("left", "right")]
                 seen = [v for v in both if not math.isnan(v)]
                 return sum(seen) / len(seen) if seen else math.nan
-            return values.get(f"{self.side}_{name}", math.nan)
+            return values.get(f"{side}_{name}", math.nan)
         return values.get(name, math.nan)
-
-    def _at_rest(self, value: float) -> bool:
-        d = self.exercise.driver
-        return value >= d.rest if d.flexing else value <= d.rest
-
-    def _at_peak(self, value: float) -> bool:
-        d = self.exercise.driver
-        return value <= d.peak if d.flexing else value >= d.peak
-
-    def _reset(self, phase: str) -> None:
-        self.phase = phase
-        self._peak_t = None
-        self._held_s = 0.0
-        self._times.clear()
-        self._driver.clear()
-        for series in self._samples.values():
-            series.clear()
 
     def update(
         self,
@@ -115,88 +127,109 @@ class RepCounter:
         angles: dict[str, float],
         measures: dict[str, float] | None = None,
         visibility: dict[str, float] | None = None,
+        keypoints: FloatArray | None = None,
     ) -> RepRecord | None:
         """Feed one frame; return the RepRecord of a rep completed on this frame, else None.
 
         ``visibility`` is the mean confidence of the driver's keypoints per side
-        (``{"left": .., "right": ..}``), used by ``side: best``.
+        (``{"left": .., "right": ..}``), used by ``side: best``.  ``keypoints`` (the
+        person's (N, 3) smoothed keypoints) adds the posture measures of ``posture.py``
+        that preconditions and ``rising`` may name; without them those are not measured.
         """
-        self._choose_side(angles, visibility or {})
-        value = self.resolve(self.exercise.driver.angle, angles)
-        if math.isnan(value):
-            return None
-        if self._last_t is not None and timestamp - self._last_t > MAX_GAP_S:
-            self._reset("waiting")
-        self._last_t = timestamp
-        at_rest, at_peak = self._at_rest(value), self._at_peak(value)
+        merged = {**angles, **(measures or {})}
+        if keypoints is not None and self._needs_posture:
+            merged.update(posture_measures(keypoints))
+        if self._each:
+            followed = list(self._machines.items())
+        else:
+            self._choose_side(angles, visibility or {})
+            followed = [(self.side, self._machines[""])]
+        result = None
+        for side, machine in followed:
+            value = self.resolve(self.exercise.driver.angle, angles, side)
+            if math.isnan(value):
+                continue
+            sample = {n: self.resolve(n, merged, side) for n in self._sample_names}
+            pre = tuple(p.holds(self.resolve(p.metric, merged, side)) for p in self.exercise.preconditions)
+            cand = machine.step(timestamp, value, sample, pre)
+            if cand is not None:
+                result = self._conclude(cand, side) or result
+        return result
 
-        if self.phase == "waiting":
-            if at_rest:
-                self._reset("rest")
-                self._start_t = timestamp
-            return None
-        if self.phase == "rest":
-            if at_rest:
-                # Keep the last REST_WINDOW_S of rest: the rep's range of motion and its
-                # lockout checks include the position the rep started from.
-                self._start_t = timestamp
-                self._record(timestamp, value, angles, measures or {})
-                self._trim(timestamp - REST_WINDOW_S)
-                return None
-            self.phase = "moving"
-        self._record(timestamp, value, angles, measures or {})
-        if timestamp - self._start_t > self.exercise.max_rep_s:
-            self._reset("waiting")
-            return None
-        if at_peak:
-            if self._peak_t is None:
-                self._peak_t = timestamp
-            self.phase = "peak"
-            return None
-        if self._peak_t is not None:
-            self._held_s += timestamp - self._peak_t
-            self._peak_t = None
-        if at_rest:
-            rep = self._finish(timestamp) if self.phase in ("peak", "returning") else None
-            self._reset("rest")
-            self._start_t = timestamp
-            return rep
-        if self.phase == "peak":
-            self.phase = "returning"
-        return None
+    def mark_cut(self, timestamp: float) -> None:
+        """A scene cut or camera switch happened before the frame at ``timestamp``.
 
-    def _trim(self, oldest: float) -> None:
-        drop = next((i for i, t in enumerate(self._times) if t >= oldest), len(self._times))
-        if drop:
-            del self._times[:drop], self._driver[:drop]
-            for series in self._samples.values():
-                del series[:drop]
+        Nothing is joined across it: a rep in progress is dropped (kept in ``rejected``
+        with reason ``cut`` if it had reached its peak) and every side starts over in
+        ``waiting``, as at the start of a clip.
+        """
+        for side, machine in self._machines.items():
+            cand = machine.interrupt("cut")
+            if cand is not None:
+                self._conclude(cand, side or self.side)
+        self._pending.clear()
 
-    def _record(self, t: float, value: float, angles: dict[str, float], measures: dict[str, float]) -> None:
-        self._times.append(t)
-        self._driver.append(value)
-        merged = {**angles, **measures}
-        for name, series in self._samples.items():
-            series.append(self.resolve(name, merged))
-
-    def _finish(self, end_t: float) -> RepRecord | None:
-        duration = end_t - self._start_t
+    def _conclude(self, cand: Candidate, side: str) -> RepRecord | None:
         ex = self.exercise
-        if duration < ex.min_rep_s or self._held_s < ex.hold_s:
+        if cand.reason is not None:
+            pre = {p.code: p.message for p in ex.preconditions}
+            message = pre.get(cand.reason) or REASONS.get(cand.reason, cand.reason)
+            self.rejected.append(RejectedRep(ex.name, cand.start_t, cand.end_t, cand.reason, message, side))
             return None
-        driver = np.asarray(self._driver)
-        peak = int(driver.argmin() if ex.driver.flexing else driver.argmax())
-        score, faults = self.scorer.score({k: np.asarray(v) for k, v in self._samples.items()}, peak)
+        peak = int(cand.driver.argmin() if ex.driver.flexing else cand.driver.argmax())
+        assessment = self.scorer.assess(cand.samples, peak)
         rep = RepRecord(
             exercise=ex.name,
-            index=len(self.reps) + 1,
-            start_time=self._start_t,
-            end_time=end_t,
-            range_of_motion_deg=round(float(driver.max() - driver.min()), 1),
-            tempo_s=round(duration, 3),
-            score=score,
-            faults=faults,
+            index=len(self.strikes if ex.combination else self.reps) + 1,
+            start_time=cand.start_t,
+            end_time=cand.end_t,
+            range_of_motion_deg=round(float(cand.driver.max() - cand.driver.min()), 1),
+            tempo_s=round(cand.end_t - cand.start_t, 3),
+            score=math.nan if assessment.score is None else assessment.score,
+            faults=assessment.faults,
+            measured_rules=list(assessment.measured),
+            unmeasured_rules=list(assessment.unmeasured),
+            side=side,
+            peak_time=cand.peak_t,
         )
-        self.reps.append(rep)
-        self.last_rep_series = driver
-        return rep
+        self.last_rep_series = cand.driver
+        if ex.combination is None:
+            self.reps.append(rep)
+            return rep
+        self.strikes.append(rep)
+        return self._combine(rep)
+
+    def _combine(self, rep: RepRecord) -> RepRecord | None:
+        combo = self.exercise.combination
+        assert combo is not None
+        if self._pending:
+            last = self._pending[-1]
+            follows = rep.start_time - last.end_time <= combo.within_s
+            if not follows or (combo.alternate and rep.side == last.side):
+                self._pending.clear()
+        self._pending.append(rep)
+        if len(self._pending) < combo.steps:
+            return None
+        steps, self._pending = self._pending, []
+        scores = [s.score for s in steps if math.isfinite(s.score)]
+        faults: dict[str, Fault] = {}
+        for step in steps:
+            for fault in step.faults:
+                faults.setdefault(fault.code, fault)
+        measured = sorted({code for s in steps for code in s.measured_rules})
+        combined = RepRecord(
+            exercise=self.exercise.name,
+            index=len(self.reps) + 1,
+            start_time=steps[0].start_time,
+            end_time=steps[-1].end_time,
+            range_of_motion_deg=max(s.range_of_motion_deg for s in steps),
+            tempo_s=round(steps[-1].end_time - steps[0].start_time, 3),
+            score=round(sum(scores) / len(scores), 1) if scores else math.nan,
+            faults=list(faults.values()),
+            measured_rules=measured,
+            unmeasured_rules=sorted({c for s in steps for c in s.unmeasured_rules} - set(measured)),
+            side="+".join(s.side for s in steps),
+            peak_time=steps[-1].peak_time,
+        )
+        self.reps.append(combined)
+        return combined

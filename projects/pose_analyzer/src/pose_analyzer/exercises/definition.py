@@ -4,8 +4,9 @@ An exercise is one file in ``definitions/`` (or any path given to ``load_exercis
 Its ``driver`` names the angle whose value moves the rep counter between a ``rest``
 position (where a rep starts and ends) and a ``peak`` position (that a rep must
 reach); the gap between the two thresholds is the hysteresis.  ``rules`` are form
-checks evaluated over each completed rep.  See docs/biomechanics.md for the angle and
-measure names.
+checks evaluated over each completed rep; ``preconditions`` are posture checks that
+must hold through a rep for it to count at all.  See docs/biomechanics.md for the
+angle and measure names.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES
 from pose_analyzer.biomechanics.measures import MEASURE_NAMES
+from pose_analyzer.posture import POSTURE_NAMES, SIDED_POSTURE
 from service_kit.errors import InvalidInputError
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 
 # Side-relative names ("knee") resolve to the side the driver follows.
 SIDED_NAMES: tuple[str, ...] = tuple(sorted({n.split("_", 1)[1] for n in JOINT_ANGLES}))
-SIDED_MEASURES: tuple[str, ...] = ("ankle_height",)
-METRIC_NAMES: frozenset[str] = frozenset((*ANGLE_NAMES, *MEASURE_NAMES, *SIDED_NAMES, *SIDED_MEASURES))
+SIDED_MEASURES: tuple[str, ...] = ("ankle_height", *SIDED_POSTURE)
+METRIC_NAMES: frozenset[str] = frozenset(
+    (*ANGLE_NAMES, *MEASURE_NAMES, *POSTURE_NAMES, *SIDED_NAMES, *SIDED_MEASURES)
+)
 # Hysteresis narrower than this would let detector noise (a few degrees) count reps.
 MIN_HYSTERESIS_DEG = 15.0
 
@@ -40,7 +44,9 @@ class Side(StrEnum):
 
     ``best``: the side whose driver keypoints are more confidently seen (side views);
     ``mean``: the average of both sides (front views of symmetric exercises);
-    ``min`` / ``max``: whichever side is more flexed / extended (alternating legs).
+    ``min`` / ``max``: whichever side is more flexed / extended (alternating legs);
+    ``each``: both sides counted on their own, each rep labelled with its side
+    (alternating punches, where one arm starts before the other is back).
     """
 
     LEFT = "left"
@@ -49,6 +55,7 @@ class Side(StrEnum):
     MEAN = "mean"
     MIN = "min"
     MAX = "max"
+    EACH = "each"
 
 
 def _check_metric(name: str) -> str:
@@ -66,6 +73,18 @@ class Driver(BaseModel):
     side: Side = Side.BEST
     rest: float = Field(ge=0, le=180)
     peak: float = Field(ge=0, le=180)
+    # Starting state: at the start of a clip or after a cut/gap, a pose within
+    # ``start_margin`` degrees short of ``rest``, held still, counts as the rest position.
+    start_margin: float = Field(default=10.0, ge=0)
+    # Velocity events (fast techniques).  ``min_speed``: the driver must move towards the
+    # peak at least this fast (deg/s) at some point before reaching it.
+    # ``reversal_margin``: a turning point of a fast approach (the driver stops moving
+    # towards the peak) within this many degrees short of ``peak`` counts as reaching it,
+    # so a snap whose apex falls between two frames is not lost.  ``rising``: metrics that
+    # must be larger at the peak than where the rep left rest (the wrist moving away).
+    min_speed: float | None = Field(default=None, gt=0)
+    reversal_margin: float = Field(default=0.0, ge=0)
+    rising: tuple[str, ...] = ()
 
     @field_validator("angle")
     @classmethod
@@ -74,12 +93,30 @@ class Driver(BaseModel):
             raise ValueError(f"unknown angle {v!r}; valid: {', '.join((*SIDED_NAMES, *ANGLE_NAMES))}")
         return v
 
+    @field_validator("rising")
+    @classmethod
+    def _known_rising(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_metric(name) for name in v)
+
     @model_validator(mode="after")
     def _hysteresis(self) -> Driver:
-        if abs(self.rest - self.peak) < MIN_HYSTERESIS_DEG:
+        gap = abs(self.rest - self.peak)
+        if gap < MIN_HYSTERESIS_DEG:
             raise ValueError(
                 f"rest ({self.rest}) and peak ({self.peak}) must differ by at least "
                 f"{MIN_HYSTERESIS_DEG} degrees (the hysteresis that keeps noise from counting)"
+            )
+        if self.start_margin > gap / 2:
+            raise ValueError(
+                f"start_margin ({self.start_margin}) must be at most half of |rest - peak| ({gap})"
+            )
+        if self.reversal_margin > gap / 2:
+            raise ValueError(
+                f"reversal_margin ({self.reversal_margin}) must be at most half of |rest - peak| ({gap})"
+            )
+        if self.reversal_margin > 0 and self.min_speed is None:
+            raise ValueError(
+                "reversal_margin needs min_speed: only a fast approach may end at a turning point"
             )
         return self
 
@@ -120,6 +157,59 @@ class FormRule(BaseModel):
         return self
 
 
+class Precondition(BaseModel):
+    """A posture check on every frame of a rep: ``metric`` within [min, max].
+
+    A rep counts only if, on the frames of the rep where the metric was seen, it held on
+    at least the exercise's ``precondition_share`` of them.  A metric never seen during
+    the rep does not reject it (the counter cannot know), see docs/biomechanics.md.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    message: str = Field(min_length=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        return _check_metric(v)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Precondition:
+        if self.min is None and self.max is None:
+            raise ValueError(f"precondition {self.code!r} needs min, max or both")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"precondition {self.code!r}: min ({self.min}) must be below max ({self.max})")
+        return self
+
+    def holds(self, value: float) -> bool | None:
+        """Whether ``value`` satisfies the check; None when it is NaN (not seen)."""
+        if value != value:  # NaN
+            return None
+        return not (
+            (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+        )
+
+
+class Combination(BaseModel):
+    """Reps of the driver that make one rep of a combination (jab-cross: two punches).
+
+    ``steps`` consecutive reps, each starting at most ``within_s`` after the previous one
+    ended (or, for ``side: each``, after the previous one peaked), on alternating sides
+    when ``alternate``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(ge=2, le=10)
+    within_s: float = Field(gt=0)
+    alternate: bool = True
+
+
 class ExerciseDefinition(BaseModel):
     """One exercise, as loaded from its YAML file."""
 
@@ -134,6 +224,9 @@ class ExerciseDefinition(BaseModel):
     max_rep_s: float = Field(default=30.0, gt=0)
     hold_s: float = Field(default=0.0, ge=0)
     rules: tuple[FormRule, ...] = ()
+    preconditions: tuple[Precondition, ...] = ()
+    precondition_share: float = Field(default=0.8, gt=0, le=1)
+    combination: Combination | None = None
 
     @model_validator(mode="after")
     def _timing(self) -> ExerciseDefinition:
@@ -144,6 +237,9 @@ class ExerciseDefinition(BaseModel):
         codes = [r.code for r in self.rules]
         if len(codes) != len(set(codes)):
             raise ValueError(f"rule codes must be unique, got {codes}")
+        pre = [p.code for p in self.preconditions]
+        if len(pre) != len(set(pre)):
+            raise ValueError(f"precondition codes must be unique, got {pre}")
         return self
 
 

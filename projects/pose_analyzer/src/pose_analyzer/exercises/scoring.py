@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,12 +17,24 @@ FloatArray = npt.NDArray[np.floating[Any]]
 _AGGREGATES: dict[str, Callable[[FloatArray], Any]] = {"min": np.min, "max": np.max, "mean": np.mean}
 
 
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The form of one rep: ``score`` 0-100 over the rules that were measured, or None
+    when none was; the faults found; the codes of the rules measured and not measured."""
+
+    score: float | None
+    faults: list[Fault] = field(default_factory=list)
+    measured: tuple[str, ...] = ()
+    unmeasured: tuple[str, ...] = ()
+
+
 class FormScorer:
     """Scores a rep 0-100 from the exercise's weighted form rules.
 
-    The score is 100 times the share of rule weight that passed.  A rule whose metric
-    was never seen during the rep (e.g. knee valgus from a side view) is left out of
-    both the faults and the total, rather than counted as passed or failed.
+    The score is 100 times the share of the *measured* rule weight that passed.  A rule
+    whose metric was never seen during the rep (e.g. knee valgus from a side view, an
+    occluded arm) is reported as not measured: it is neither a pass nor a fault, and a
+    rep on which no rule could be measured has no score at all (None), never 100.
     """
 
     def __init__(self, exercise: ExerciseDefinition) -> None:
@@ -45,25 +58,35 @@ class FormScorer:
             return None
         return float(_AGGREGATES[rule.aggregate](finite))
 
-    def score(
-        self, series: dict[str, FloatArray], peak_index: int | None = None
-    ) -> tuple[float, list[Fault]]:
-        """Return (score 0-100, faults) for one rep.
+    def assess(self, series: dict[str, FloatArray], peak_index: int | None = None) -> Assessment:
+        """Evaluate every rule over one rep.
 
         ``series`` holds each metric's samples over the rep; ``peak_index`` is the sample
         where the driver angle was most extreme (for ``at_peak`` rules).
         """
         total = 0.0
         faults: list[Fault] = []
+        measured: list[str] = []
+        unmeasured: list[str] = []
         for rule in self.exercise.rules:
             samples = np.asarray(series.get(rule.metric, ()), dtype=np.float64)
             value = self.evaluate(rule, samples, peak_index)
             if value is None:
+                unmeasured.append(rule.code)
                 continue
+            measured.append(rule.code)
             total += rule.weight
             if (rule.min is not None and value < rule.min) or (rule.max is not None and value > rule.max):
                 faults.append(Fault(code=rule.code, message=rule.message, weight=rule.weight))
         if total == 0:
-            return 100.0, faults
+            return Assessment(None, faults, tuple(measured), tuple(unmeasured))
         failed = sum(f.weight for f in faults)
-        return round(100.0 * (1.0 - failed / total), 1), faults
+        score = round(100.0 * (1.0 - failed / total), 1)
+        return Assessment(score, faults, tuple(measured), tuple(unmeasured))
+
+    def score(
+        self, series: dict[str, FloatArray], peak_index: int | None = None
+    ) -> tuple[float | None, list[Fault]]:
+        """Return (score 0-100 or None when no rule was measured, faults) for one rep."""
+        result = self.assess(series, peak_index)
+        return result.score, result.faults

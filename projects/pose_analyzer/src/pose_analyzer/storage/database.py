@@ -105,10 +105,27 @@ class Database:
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema to ``revision`` (default: the newest); a no-op when already there."""
         config = alembic_config()
-        with self.engine.begin() as connection:
-            # env.py runs on this connection, so it sees the same pragmas (and in-memory database).
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as connection:
+            if sqlite:
+                # Batch migrations rebuild a table (copy, drop, rename): with foreign keys on, the
+                # drop would cascade to the rows that reference it.  The pragma only takes effect
+                # outside a transaction, so it is set before the migration's transaction begins.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    # env.py runs on this connection, so it sees the same pragmas (and in-memory database).
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, revision)
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise StorageError(f"migration left {len(broken)} dangling references")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
 
     def current_revision(self) -> str | None:
         """The schema revision the database is at, ``None`` before the first migration."""

@@ -159,7 +159,8 @@ class Repetition(Base):
     end_s: Mapped[float] = mapped_column(Float)
     range_of_motion_deg: Mapped[float] = mapped_column(Float)
     tempo_s: Mapped[float] = mapped_column(Float)
-    score: Mapped[float] = mapped_column(Float)
+    # NULL when no form rule could be measured on the rep: unscored, not perfect.
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     stream: Mapped[StreamRecord] = relationship(back_populates="reps")
     faults: Mapped[list[RepFault]] = relationship(

@@ -68,7 +68,7 @@ class RepInfo:
     end_s: float
     range_of_motion_deg: float
     tempo_s: float
-    score: float
+    score: float  # NaN: no form rule could be measured
     faults: tuple[Fault, ...]
 
 
@@ -85,7 +85,7 @@ class ExerciseSummary:
 
     exercise: str
     reps: int
-    mean_score: float
+    mean_score: float | None  # None when no rep of it could be scored
     mean_tempo_s: float
     min_range_of_motion_deg: float
     mean_range_of_motion_deg: float
@@ -189,10 +189,12 @@ def check_rep(rep: RepRecord) -> None:
     Raises:
         ValueError: naming the first bad field.
     """
-    for name in ("start_time", "end_time", "range_of_motion_deg", "tempo_s", "score"):
+    for name in ("start_time", "end_time", "range_of_motion_deg", "tempo_s"):
         value = getattr(rep, name)
         if not math.isfinite(value):
             raise ValueError(f"rep {rep.index} of {rep.exercise!r}: {name} is {value}, not a finite number")
+    if math.isinf(rep.score):
+        raise ValueError(f"rep {rep.index} of {rep.exercise!r}: score is {rep.score}")
     for fault in rep.faults:
         if not fault.code or not math.isfinite(fault.weight):
             raise ValueError(f"rep {rep.index} of {rep.exercise!r}: bad fault {fault!r}")
@@ -217,7 +219,7 @@ def record_rep(
             end_s=rep.end_time - clock_origin_s,
             range_of_motion_deg=rep.range_of_motion_deg,
             tempo_s=rep.tempo_s,
-            score=rep.score,
+            score=None if math.isnan(rep.score) else rep.score,
             faults=[RepFault(code=f.code, message=f.message, weight=f.weight) for f in rep.faults],
         )
     )
@@ -276,7 +278,7 @@ def list_reps(db: Session, session_id: str) -> list[RepInfo]:
             end_s=rep.end_s,
             range_of_motion_deg=rep.range_of_motion_deg,
             tempo_s=rep.tempo_s,
-            score=rep.score,
+            score=math.nan if rep.score is None else rep.score,
             faults=tuple(Fault(f.code, f.message, f.weight) for f in rep.faults),
         )
         for rep, label in rows
@@ -319,7 +321,7 @@ def session_summary(db: Session, session_id: str, *, top_faults: int = 3) -> lis
         ExerciseSummary(
             exercise=exercise,
             reps=int(reps),
-            mean_score=float(score),
+            mean_score=None if score is None else float(score),
             mean_tempo_s=float(tempo),
             min_range_of_motion_deg=float(rom_min),
             mean_range_of_motion_deg=float(rom_mean),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -176,7 +177,8 @@ class StreamSession:
             if rep is None:
                 continue
             self.metrics.reps.labels(exercise).inc()
-            self.metrics.form_score.labels(exercise).observe(rep.score)
+            if not math.isnan(rep.score):  # an unscored rep (nothing measurable) has no score
+                self.metrics.form_score.labels(exercise).observe(rep.score)
 
     def stopped(self) -> StoppedMessage:
         """The stream's totals."""

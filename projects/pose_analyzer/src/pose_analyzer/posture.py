@@ -1,0 +1,96 @@
+"""Posture measures from one person's keypoints, for the exercises' preconditions.
+
+Joint angles say how a limb is bent, not how the body is placed: elbows at 70 degrees
+are the bottom of a push-up only if the body is near horizontal.  These measures say
+where the body is, as ratios of pixel distances or angles, so they do not depend on
+the camera distance:
+
+- ``trunk_incline``: the angle of the hip-to-shoulder line to the image horizontal, in
+  degrees (0 = lying or in a plank, 90 = upright).  The same line as ``trunk_lean``
+  (``trunk_incline = |90 - trunk_lean|`` on the same keypoints) but read from the
+  horizontal, which is how a plank is described.
+- ``hips_below_shoulders``: how far the hip midpoint lies below the shoulder midpoint,
+  in trunk lengths (1 = standing upright, 0 = level, < 0 = hips above shoulders).
+- ``body_line``: the angle at the hips between the shoulders and the ankles (midpoints
+  of the left/right pairs), 180 = shoulders, hips and ankles in one straight line (a
+  plank).  Measured on midpoints and without the knee, so it reads the same with
+  MediaPipe and YOLO: in a side view YOLO places the two sides' hips and knees
+  differently (its shoulder-hip-knee angle on the shared push-up clip reads 15-25 deg
+  more bent than MediaPipe's on the same frames), but the midpoint line agrees within
+  about 6 deg (docs/validation.md).
+- ``left_wrist_reach`` / ``right_wrist_reach``: the shoulder-to-wrist distance over the
+  arm's length (upper arm + forearm): near 1 with the arm straight, small in a guard.
+  A punch drives it up; a wrist moving towards the shoulder drives it down.
+
+Only keypoints every backend reports (the 17 COCO points) are used, so MediaPipe and
+YOLO measure the same thing.  A missing keypoint gives NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pose_analyzer.keypoints import Keypoint as K
+
+FloatArray = npt.NDArray[np.floating[Any]]
+
+POSTURE_NAMES: tuple[str, ...] = (
+    "trunk_incline",
+    "hips_below_shoulders",
+    "body_line",
+    "left_wrist_reach",
+    "right_wrist_reach",
+)
+# Sided names resolved to the side the counter follows ("wrist_reach" -> "left_wrist_reach").
+SIDED_POSTURE: tuple[str, ...] = ("wrist_reach",)
+
+
+def _mid(x: list[float], y: list[float], a: K, b: K) -> tuple[float, float]:
+    """Midpoint of a left/right pair, or the one side that is seen."""
+    xs = [v for v in (x[a], x[b]) if not math.isnan(v)]
+    ys = [v for v in (y[a], y[b]) if not math.isnan(v)]
+    if not xs or not ys:
+        return math.nan, math.nan
+    return sum(xs) / len(xs), sum(ys) / len(ys)
+
+
+def posture_measures(keypoints: FloatArray, min_confidence: float = 0.0) -> dict[str, float]:
+    """The ``POSTURE_NAMES`` of one person's (N, 3) keypoints (pixels, confidence); NaN where unseen.
+
+    Keypoints with a confidence at or below ``min_confidence`` count as unseen.
+    """
+    kps = np.asarray(keypoints, dtype=np.float64)
+    xy = kps[:, :2].copy()
+    if kps.shape[1] > 2:
+        xy[kps[:, 2] <= min_confidence] = np.nan
+    x, y = xy.T.tolist()
+    sx, sy = _mid(x, y, K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
+    hx, hy = _mid(x, y, K.LEFT_HIP, K.RIGHT_HIP)
+    trunk = math.hypot(sx - hx, sy - hy)
+    if trunk > 1e-6:
+        incline = math.degrees(math.atan2(abs(hy - sy), abs(hx - sx)))
+        below = (hy - sy) / trunk
+    else:
+        incline = below = math.nan
+    ax, ay = _mid(x, y, K.LEFT_ANKLE, K.RIGHT_ANKLE)
+    u = (sx - hx, sy - hy)
+    v = (ax - hx, ay - hy)
+    norms = math.hypot(*u) * math.hypot(*v)
+    line = (
+        math.degrees(math.acos(max(-1.0, min(1.0, (u[0] * v[0] + u[1] * v[1]) / norms))))
+        if norms > 1e-6
+        else math.nan
+    )
+    out = {"trunk_incline": incline, "hips_below_shoulders": below, "body_line": line}
+    for side, (s, e, w) in {
+        "left": (K.LEFT_SHOULDER, K.LEFT_ELBOW, K.LEFT_WRIST),
+        "right": (K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST),
+    }.items():
+        arm = math.hypot(x[s] - x[e], y[s] - y[e]) + math.hypot(x[e] - x[w], y[e] - y[w])
+        reach = math.hypot(x[s] - x[w], y[s] - y[w])
+        out[f"{side}_wrist_reach"] = reach / arm if arm > 1e-6 else math.nan
+    return out

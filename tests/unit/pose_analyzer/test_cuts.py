@@ -1,0 +1,110 @@
+"""Cut detection on real frames of the shared clips spliced together, and box jumps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from pose_analyzer.cuts import FrameCutDetector, box_jump
+from pose_analyzer.exercises import RepCounter, load_exercise
+
+Image = npt.NDArray[np.uint8]
+
+
+def read_frames(path: Path, count: int, step: int = 2, start: int = 0) -> list[Image]:
+    capture = cv2.VideoCapture(str(path))
+    frames: list[Image] = []
+    index = 0
+    try:
+        while len(frames) < count:
+            ok, image = capture.read()
+            if not ok:
+                break
+            if index >= start and (index - start) % step == 0:
+                frames.append(image)
+            index += 1
+    finally:
+        capture.release()
+    assert len(frames) == count, f"{path.name}: {len(frames)} frames"
+    return frames
+
+
+@pytest.fixture(scope="module")
+def clips(test_data: Path) -> dict[str, list[Image]]:
+    videos = test_data / "videos"
+    return {
+        "pushup": read_frames(videos / "pushup_4reps.mp4", 40, start=60),
+        "squat": read_frames(videos / "squat_8reps.mp4", 40),
+        "curl": read_frames(videos / "curl_3reps_starts_midrep.mp4", 40),
+        "people": read_frames(videos / "three_people_sports2d.mp4", 40),
+    }
+
+
+@pytest.mark.parametrize(("first", "second"), [("pushup", "squat"), ("squat", "curl"), ("curl", "people")])
+def test_a_splice_of_two_clips_is_one_cut_at_the_join(
+    clips: dict[str, list[Image]], first: str, second: str
+) -> None:
+    detector = FrameCutDetector()
+    frames = clips[first] + clips[second]
+    cuts = [i for i, frame in enumerate(frames) if detector.update(frame)]
+    assert cuts == [len(clips[first])]
+
+
+def test_motion_within_one_clip_is_not_a_cut(clips: dict[str, list[Image]]) -> None:
+    for frames in clips.values():
+        detector = FrameCutDetector()
+        assert not any(detector.update(frame) for frame in frames)
+
+
+def test_a_different_image_size_after_a_cut_is_handled(clips: dict[str, list[Image]]) -> None:
+    detector = FrameCutDetector()
+    small = cv2.resize(clips["curl"][0], (320, 180))
+    assert not detector.update(clips["pushup"][0])
+    assert detector.update(small)
+    detector.reset()
+    assert not detector.update(clips["squat"][0])
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        FrameCutDetector().update(np.zeros((10, 10), dtype=np.uint8))
+    with pytest.raises(ValueError, match="hist_threshold"):
+        FrameCutDetector(hist_threshold=0)
+    with pytest.raises(ValueError, match="x2 > x1"):
+        box_jump((0, 0, 10, 10), (5, 5, 5, 20))
+
+
+def test_box_jump() -> None:
+    box = (100.0, 100.0, 200.0, 400.0)  # diagonal about 316 px
+    assert not box_jump(box, (130.0, 110.0, 230.0, 410.0))  # walking: 32 px
+    assert box_jump(box, (400.0, 100.0, 500.0, 400.0))  # moved 300 px in one frame
+    assert box_jump(box, (120.0, 200.0, 170.0, 350.0))  # half the height: a zoom or another shot
+    assert not box_jump(box, (100.0, 150.0, 200.0, 400.0))  # crouching: 5/6 of the height
+
+
+def test_a_detected_cut_keeps_the_counter_from_joining_two_shots(clips: dict[str, list[Image]]) -> None:
+    """Shot A ends at the bottom of a push-up, shot B (other frames) starts at the bottom
+    of another: the detector finds the join and the counter does not count a rep across it."""
+    fps = 15.0
+    elbow = np.concatenate(
+        [np.full(8, 170.0), np.linspace(170, 80, 10), np.linspace(80, 170, 10), np.full(12, 170.0)]
+    )
+    shot_a = clips["pushup"][:18]
+    shot_b = clips["squat"][:22]
+    frames = shot_a + shot_b
+    counts = {}
+    for detect in (False, True):
+        detector = FrameCutDetector()
+        counter = RepCounter(load_exercise("push_up"))
+        for i, (frame, angle) in enumerate(zip(frames, elbow, strict=True)):
+            t = i / fps
+            if detect and detector.update(frame):
+                counter.mark_cut(t)
+            counter.update(t, {"left_elbow": float(angle), "right_elbow": float(angle), "trunk_lean": 85.0})
+        counts[detect] = counter.count
+    assert counts == {False: 1, True: 0}  # joined into a rep unless the cut is found
+    assert [r.reason for r in counter.rejected] == ["cut"]
