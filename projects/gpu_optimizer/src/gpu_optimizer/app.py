@@ -22,7 +22,7 @@ from gpu_optimizer.swap_pools import SwapPoolCollector, SwapPoolRegistry
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.hardware import host_hardware
-from service_kit.ops import ops_router, start_ops
+from service_kit.ops import OWN_DOCS, ops_router, start_ops
 
 SERVICE = "gpu_optimizer"
 log = logging.getLogger(SERVICE)
@@ -83,7 +83,10 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
             log.info("service stopping")
 
     app = FastAPI(
-        title="gpu_optimizer", version=build_info("gpu-optimizer", __file__).version, lifespan=lifespan
+        title="gpu_optimizer",
+        version=build_info("gpu-optimizer", __file__).version,
+        lifespan=lifespan,
+        **OWN_DOCS,
     )
     install_error_handlers(app)
     app.include_router(ops_router())

@@ -3,6 +3,7 @@
 import uvicorn
 
 from pose_analyzer.settings import PoseSettings
+from service_kit.settings import load_settings
 
 # uvicorn closes WebSocket messages above ws_max_size itself (1009) before the service sees them; let
 # messages up to 4x the frame limit (at least 64 MiB) through so the service closes them with its
@@ -16,7 +17,7 @@ WS_PER_MESSAGE_DEFLATE = False
 
 
 def main() -> None:
-    settings = PoseSettings()
+    settings = load_settings(PoseSettings)
     uvicorn.run(
         "pose_analyzer.app:create_app",
         factory=True,

@@ -20,7 +20,7 @@ from pose_analyzer.storage import create_database, mark_interrupted_streams
 from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
-from service_kit.ops import ops_router, start_ops
+from service_kit.ops import OWN_DOCS, ops_router, start_ops
 
 SERVICE = "pose_analyzer"
 log = logging.getLogger(SERVICE)
@@ -65,7 +65,10 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
             database.dispose()
 
     app = FastAPI(
-        title="pose_analyzer", version=build_info("pose-analyzer", __file__).version, lifespan=lifespan
+        title="pose_analyzer",
+        version=build_info("pose-analyzer", __file__).version,
+        lifespan=lifespan,
+        **OWN_DOCS,
     )
     install_error_handlers(app)
     app.include_router(ops_router())
