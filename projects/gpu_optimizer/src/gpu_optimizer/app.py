@@ -49,10 +49,19 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         metrics = ServiceMetrics.create(ops.registry)
         store = JobStore(settings.database_url)
         stale = store.fail_unfinished("the service stopped before the job finished")
-        runner = JobRunner(store, on_state=lambda kind, state: metrics.jobs.labels(kind, state).inc())
+        runner = JobRunner(
+            store,
+            workers=settings.job_workers,
+            max_queued=settings.job_queue_size,
+            on_state=lambda kind, state: metrics.jobs.labels(kind, state).inc(),
+        )
         catalog = CheckpointCatalog(settings.checkpoint_root)
         ops.registry.register(CheckpointCollector(catalog))
-        pools = SwapPoolRegistry(stale_after_s=settings.swap_pool_stale_after_s)
+        pools = SwapPoolRegistry(
+            stale_after_s=settings.swap_pool_stale_after_s,
+            max_pools=settings.swap_pools_max,
+            max_pools_per_process=settings.swap_pools_per_process,
+        )
         ops.registry.register(SwapPoolCollector(pools))
         resources = GpuOptResources(
             settings=settings,
