@@ -23,6 +23,7 @@ from pose_analyzer.image_analysis import ImageAnalyzers
 from pose_analyzer.keypoints import KEYPOINT_NAMES
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import UnsupportedFrameError
+from pose_analyzer.streaming.image_header import DecodeLimits, ImageTooLargeError
 from pose_analyzer.types import PersonAnalysis
 from service_kit.errors import (
     InvalidInputError,
@@ -133,9 +134,13 @@ async def analyze(
             f"unknown pose backend {chosen!r}; valid: {', '.join(BACKENDS)}", {"valid": list(BACKENDS)}
         )
     definition = _exercise(exercise)
-    data = await _read_upload(file, analyzers.settings.max_frame_bytes)
+    settings = analyzers.settings
+    data = await _read_upload(file, settings.max_frame_bytes)
+    limits = DecodeLimits(settings.max_image_pixels, settings.verify_jpeg_data)
     try:
-        image = await asyncio.to_thread(decode_frame, data)
+        image = await asyncio.to_thread(decode_frame, data, limits)
+    except ImageTooLargeError as exc:
+        raise PayloadTooLargeError(str(exc)) from exc
     except UnsupportedFrameError as exc:
         raise UnsupportedMediaTypeError(str(exc)) from exc
     start = time.perf_counter()

@@ -30,6 +30,7 @@ from pose_analyzer.schemas import (
 from pose_analyzer.storage import SessionNotFoundError
 from pose_analyzer.streaming.errors import FrameTooLargeError, StreamClosedError, StreamPolicyError
 from pose_analyzer.streaming.hub import StreamHub
+from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
 from pose_analyzer.tracking import create_tracker
@@ -241,6 +242,7 @@ class StreamConnection:
             recording,
             self.hub.database,
             self.hub.settings.stream_flush_interval_s,
+            DecodeLimits(self.hub.settings.max_image_pixels, self.hub.settings.verify_jpeg_data),
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
         if not announce:

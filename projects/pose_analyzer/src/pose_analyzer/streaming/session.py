@@ -17,6 +17,7 @@ from pose_analyzer.storage import Database, StorageError
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import ServerFailureError, StreamClosedError
 from pose_analyzer.streaming.hub import StreamDetection
+from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, PersonAnalysis, RepRecord
@@ -102,7 +103,9 @@ class StreamSession:
         recording: StreamRecording | None = None,
         database: Database | None = None,
         flush_interval_s: float = 10.0,
+        decode_limits: DecodeLimits | None = None,
     ) -> None:
+        self.decode_limits = decode_limits or DecodeLimits()
         self.stream_id = stream_id
         self.recording = recording
         self.database = database
@@ -177,7 +180,7 @@ class StreamSession:
         if detect_now is not None:
             analysis, decoded, detected = await asyncio.to_thread(self._analyse_now, raw, detect_now)
         else:
-            image = await asyncio.to_thread(decode_frame, raw.data)
+            image = await asyncio.to_thread(decode_frame, raw.data, self.decode_limits)
             decoded = time.perf_counter()
             frame = Frame(image=image, timestamp=raw.capture_ts, index=raw.frame_id)
             with _analysis_failures():
@@ -216,7 +219,7 @@ class StreamSession:
     ) -> tuple[FrameAnalysis, float, float]:
         """Decode, detect and analyse in this (worker) thread; returns the analysis and the
         ``perf_counter`` times at which decoding and detection ended."""
-        image = decode_frame(raw.data)
+        image = decode_frame(raw.data, self.decode_limits)
         decoded = time.perf_counter()
         frame = Frame(image=image, timestamp=raw.capture_ts, index=raw.frame_id)
         with _analysis_failures():
