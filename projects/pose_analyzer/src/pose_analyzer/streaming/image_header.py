@@ -78,7 +78,9 @@ def _jpeg_header(data: bytes) -> ImageHeader:
     at = 2
     while at + 4 <= len(data):
         if data[at] != 0xFF:
-            raise UnsupportedFrameError("malformed JPEG: a marker was expected")
+            raise UnsupportedFrameError(
+                "the image could not be decoded: malformed JPEG (a marker was expected)"
+            )
         marker = data[at + 1]
         if marker == 0xFF:  # fill byte before a marker
             at += 1
@@ -90,24 +92,30 @@ def _jpeg_header(data: bytes) -> ImageHeader:
             break
         length = _u16(data, at + 2)
         if length < 2 or at + 2 + length > len(data):
-            raise UnsupportedFrameError("malformed JPEG: a segment runs past the end of the file")
+            raise UnsupportedFrameError(
+                "the image could not be decoded: malformed JPEG (a segment runs past the end)"
+            )
         if marker in _SOF:
             if length < 8:
-                raise UnsupportedFrameError("malformed JPEG: short frame header")
+                raise UnsupportedFrameError(
+                    "the image could not be decoded: malformed JPEG (short frame header)"
+                )
             height, width = _u16(data, at + 5), _u16(data, at + 7)
             if width == 0 or height == 0:
-                raise UnsupportedFrameError("JPEG frame header declares no size")
+                raise UnsupportedFrameError(
+                    "the image could not be decoded: the JPEG frame header declares no size"
+                )
             return ImageHeader("jpeg", width, height, marker in _SEQUENTIAL)
         at += 2 + length
-    raise UnsupportedFrameError("malformed JPEG: no frame header before the image data")
+    raise UnsupportedFrameError("the image could not be decoded: malformed JPEG (no frame header)")
 
 
 def _png_header(data: bytes) -> ImageHeader:
     if len(data) < 24 or data[8:16] != b"\x00\x00\x00\x0dIHDR":
-        raise UnsupportedFrameError("malformed PNG: IHDR must be the first chunk")
+        raise UnsupportedFrameError("the image could not be decoded: malformed PNG (IHDR must come first)")
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if not (0 < width < 2**31 and 0 < height < 2**31):
-        raise UnsupportedFrameError("PNG header declares an invalid size")
+        raise UnsupportedFrameError("the image could not be decoded: the PNG header declares an invalid size")
     return ImageHeader("png", width, height)
 
 
