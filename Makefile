@@ -31,7 +31,7 @@ TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
 
 .PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
-	bench-swap observe compose-up compose-down clean
+	bench-swap bench-decode-checks observe compose-up compose-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -88,7 +88,7 @@ stop-all: ## stop exactly the services run-all started
 dev-session: install ## tmux session with windows pose, vram, monitor
 	@bash scripts/dev_session.sh
 
-bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap ## every benchmark; each prints one JSON line last
+bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap bench-decode-checks ## every benchmark; each prints one JSON line last
 
 bench-pose-engine: install ## engine overhead vs inference on real frames
 	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
@@ -104,6 +104,9 @@ bench-checkpoint: install ## checkpoint save/load vs torch.save and raw disk
 
 bench-swap: install ## tensor swapper throughput vs plain copies
 	@$(RUN) python benchmarks/swap.py $(ARGS)
+
+bench-decode-checks: install ## cost of the truncated-JPEG check in decode_frame (checked vs unchecked)
+	@$(RUN) python benchmarks/decode_checks.py $(ARGS)
 
 observe: ## Prometheus from the local install against the running services (make run-all first)
 	@bash scripts/observe.sh
