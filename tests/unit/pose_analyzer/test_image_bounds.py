@@ -142,3 +142,38 @@ def test_whole_jpegs_pass_the_check_unchanged(name: str) -> None:
         decoded = decode_frame(data)
         assert decoded.shape == expected.shape
     assert np.array_equal(decode_frame(original), expected)
+
+
+def test_the_header_walk_tolerates_what_libjpeg_tolerates() -> None:
+    data = (IMAGES / "zidane.jpg").read_bytes()
+    app0_end = 4 + int.from_bytes(data[4:6], "big")
+    odd = data[:app0_end] + b"\x00\x13" + b"\xff" * 5 + data[app0_end:]  # stray bytes, fill bytes
+    assert cv2.imdecode(np.frombuffer(odd, np.uint8), cv2.IMREAD_COLOR).shape == (720, 1280, 3)
+    header = read_header(odd)
+    assert (header.width, header.height) == (1280, 720)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xd8\xff" + b"\xff" * 10_000_000,
+        b"\xff\xd8" + b"\xff\xe0\x00\x02" * 2_500_000,
+        b"\xff\xd8" + b"\xff\x00" * 5_000_000,
+        b"\xff\xd8\xff" + bytes(10_000_000),
+        b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x00\x00\x10" + bytes(9),
+        b"\xff\xd8\xff\xe0\xff\xff",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\xff\xff\xff\xff\x00\x00\x00\x01",
+    ],
+    ids=[
+        "fill-run",
+        "tiny-segments",
+        "stuffed-pairs",
+        "zeros",
+        "zero-height",
+        "segment-past-end",
+        "png-size",
+    ],
+)
+def test_hostile_headers_are_refused(data: bytes) -> None:
+    with pytest.raises(UnsupportedFrameError, match="could not be decoded"):
+        read_header(data)

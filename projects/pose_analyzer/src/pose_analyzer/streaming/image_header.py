@@ -10,6 +10,7 @@ the compressed data really covers the whole image.  Nothing here knows FastAPI.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +37,10 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _SEQUENTIAL = frozenset({0xC0, 0xC1, 0xC9})
 # Markers without a length field: TEM and the restart markers.
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+# The end of a run of 0xFF (a marker's prefix and its fill bytes), found in C.
+_NOT_FILL = re.compile(rb"[^\xff]")
+# Real files have a few dozen segments before the frame header (APPn, DQT, DHT, COM).
+_MAX_SEGMENTS = 1024
 # Bytes put before the end marker to see whether the decoder reads them (0x5A: no 0xFF in it).
 _PROBE = b"\x5a" * 64
 
@@ -75,20 +80,20 @@ def _u16(data: bytes, at: int) -> int:
 
 
 def _jpeg_header(data: bytes) -> ImageHeader:
+    # Like libjpeg, skip stray bytes and fill bytes (0xFF runs) before each marker; the searches
+    # run in C and the segment count is capped, so a 10 MB frame of tiny segments costs little.
     at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            raise UnsupportedFrameError(
-                "the image could not be decoded: malformed JPEG (a marker was expected)"
-            )
+    for _ in range(_MAX_SEGMENTS):
+        fill = data.find(b"\xff", at)
+        after = None if fill < 0 else _NOT_FILL.search(data, fill)
+        if after is None:
+            break
+        at = after.start() - 1  # the last 0xFF; the marker code follows it
         marker = data[at + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            at += 1
-            continue
-        if marker in _STANDALONE:
+        if marker == 0x00 or marker in _STANDALONE:  # 0xFF00 is stuffed data, not a marker
             at += 2
             continue
-        if marker in (0xD9, 0xDA):
+        if marker in (0xD9, 0xDA) or at + 4 > len(data):
             break
         length = _u16(data, at + 2)
         if length < 2 or at + 2 + length > len(data):
