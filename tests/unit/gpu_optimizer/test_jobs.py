@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gpu_optimizer.jobs import JobContext, JobRunner, JobStore
+from gpu_optimizer.jobs import JobContext, JobFailure, JobRunner, JobStore, QueueFullError
 
 
 @pytest.fixture
@@ -48,8 +49,46 @@ def test_failing_job_records_the_error(store: JobStore) -> None:
     done = runner.wait(runner.submit("boom", {}, boom).id, timeout=30)
     assert done is not None
     assert done.state == "failed"
-    assert done.error == "ValueError: bad model"
+    assert done.error == f"the job failed (job id {done.id})", "exception text stays in the log"
     assert done.result is None
+    runner.shutdown()
+
+
+def test_a_job_failure_message_is_what_the_client_reads(store: JobStore) -> None:
+    def refuse(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        raise JobFailure("batch size 4096 does not fit in 8 GiB")
+
+    runner = JobRunner(store)
+    done = runner.wait(runner.submit("refuse", {}, refuse).id, timeout=30)
+    assert done is not None
+    assert done.error == "batch size 4096 does not fit in 8 GiB"
+    runner.shutdown()
+
+
+def test_the_queue_is_bounded_and_frees_as_jobs_start(store: JobStore) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        started.set()
+        release.wait(30)
+        return {}
+
+    runner = JobRunner(store, workers=1, max_queued=2)
+    first = runner.submit("block", {}, blocker)
+    assert started.wait(30)
+    waiting = [runner.submit("square", {"x": i}, square) for i in range(2)]
+    assert runner.waiting == 2
+    with pytest.raises(QueueFullError) as full:
+        runner.submit("square", {"x": 9}, square)
+    assert full.value.retry_after_s >= 1
+    assert len(store.list()) == 3, "a refused job leaves no row"
+    release.set()
+    for record in [first, *waiting]:
+        done = runner.wait(record.id, timeout=30)
+        assert done is not None
+        assert done.state == "succeeded"
+    assert runner.waiting == 0
+    runner.wait(runner.submit("square", {"x": 2}, square).id, timeout=30)
     runner.shutdown()
 
 

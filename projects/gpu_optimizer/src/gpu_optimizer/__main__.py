@@ -3,10 +3,11 @@
 import uvicorn
 
 from gpu_optimizer.settings import GpuOptSettings
+from service_kit.settings import load_settings
 
 
 def main() -> None:
-    settings = GpuOptSettings()
+    settings = load_settings(GpuOptSettings)
     uvicorn.run(
         "gpu_optimizer.app:create_app", factory=True, host=settings.host, port=settings.port, log_config=None
     )

@@ -23,7 +23,7 @@ from gpu_optimizer.training.registry import RunCollector, RunStore
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
 from service_kit.hardware import host_hardware
-from service_kit.ops import ops_router, start_ops
+from service_kit.ops import OWN_DOCS, ops_router, start_ops
 
 SERVICE = "gpu_optimizer"
 log = logging.getLogger(SERVICE)
@@ -50,10 +50,19 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
         metrics = ServiceMetrics.create(ops.registry)
         store = JobStore(settings.database_url)
         stale = store.fail_unfinished("the service stopped before the job finished")
-        runner = JobRunner(store, on_state=lambda kind, state: metrics.jobs.labels(kind, state).inc())
+        runner = JobRunner(
+            store,
+            workers=settings.job_workers,
+            max_queued=settings.job_queue_size,
+            on_state=lambda kind, state: metrics.jobs.labels(kind, state).inc(),
+        )
         catalog = CheckpointCatalog(settings.checkpoint_root)
         ops.registry.register(CheckpointCollector(catalog))
-        pools = SwapPoolRegistry(stale_after_s=settings.swap_pool_stale_after_s)
+        pools = SwapPoolRegistry(
+            stale_after_s=settings.swap_pool_stale_after_s,
+            max_pools=settings.swap_pools_max,
+            max_pools_per_process=settings.swap_pools_per_process,
+        )
         ops.registry.register(SwapPoolCollector(pools))
         run_store = RunStore(settings.database_url)
         ops.registry.register(RunCollector(run_store))
@@ -88,7 +97,10 @@ def create_app(settings: GpuOptSettings | None = None) -> FastAPI:
             log.info("service stopping")
 
     app = FastAPI(
-        title="gpu_optimizer", version=build_info("gpu-optimizer", __file__).version, lifespan=lifespan
+        title="gpu_optimizer",
+        version=build_info("gpu-optimizer", __file__).version,
+        lifespan=lifespan,
+        **OWN_DOCS,
     )
     install_error_handlers(app)
     app.include_router(ops_router())

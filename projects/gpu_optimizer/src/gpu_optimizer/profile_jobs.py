@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import torch
 
-from gpu_optimizer.jobs.runner import JobContext
+from gpu_optimizer.jobs.runner import JobContext, JobFailure
 from gpu_optimizer.profiling.models import MODELS, ModelSpec
 from gpu_optimizer.profiling.runs import GIB, profile, search_batch, verdict
 from gpu_optimizer.profiling.setup import DTYPE_PRECISIONS, TrainingSetup
@@ -64,11 +64,15 @@ def make_profile_job(
     """
 
     def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        if params["device"] == "cuda" and not torch.cuda.is_available():
+            raise JobFailure("device 'cuda' was asked for, but CUDA is not available on this machine")
         try:
             return _run(params, ctx)
-        except torch.OutOfMemoryError:
+        except torch.OutOfMemoryError as exc:
             on_oom("profile_job")
-            raise
+            raise JobFailure(
+                f"out of GPU memory profiling {params['model']} at batch size {params['batch_size']}"
+            ) from exc
 
     def _run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         spec = resolve_spec(params["model"], allowed, params.get("input_shape"))

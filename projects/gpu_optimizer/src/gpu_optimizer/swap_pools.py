@@ -3,6 +3,10 @@
 A training process that uses a ``TensorSwapper`` runs a ``SwapPoolReporter``, which PUTs
 ``swapper.stats()`` to ``/api/swap-pools/{name}`` every few seconds.  The service keeps the
 latest report of each pool in memory (reports are cheap to resend, so nothing is stored).
+
+Reports come from the network, so everything in them is bounded: numbers are finite and below
+physical limits (``MAX_BYTES``, ``MAX_COUNT``), and the registry holds at most ``max_pools``
+pools, ``max_pools_per_process`` from any one process, so memory and /metrics stay bounded.
 """
 
 from __future__ import annotations
@@ -19,32 +23,51 @@ from typing import Any, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from service_kit.errors import ServiceError
 
 log = logging.getLogger(__name__)
 TierName = Literal["device", "host", "disk"]
 POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# 1 PiB: more than any tier of one process holds or moves per second.  Counters may run long, so
+# they are bounded where float64 (Prometheus) still counts exactly.  A year of moving.
+MAX_BYTES = 1 << 50
+MAX_COUNT = 1 << 53
+MAX_SECONDS = 366 * 24 * 3600.0
+# The largest process id Linux allows (pid_max on 64-bit).
+MAX_PID = 1 << 22
 
 
-class TierStats(BaseModel):
-    bytes: int = Field(ge=0)
-    tensors: int = Field(ge=0)
-    budget: int | None = Field(default=None, ge=0)
-    swaps_in: int = Field(ge=0)
-    swaps_out: int = Field(ge=0)
+class TooManyPoolsError(ServiceError):
+    status_code = 409
+    code = "too_many_swap_pools"
 
 
-class SwapPoolReport(BaseModel):
+class _Finite(BaseModel):
+    # Infinity and NaN are refused even though Python's JSON reads them.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class TierStats(_Finite):
+    bytes: int = Field(ge=0, le=MAX_BYTES)
+    tensors: int = Field(ge=0, le=MAX_COUNT)
+    budget: int | None = Field(default=None, ge=0, le=MAX_BYTES)
+    swaps_in: int = Field(ge=0, le=MAX_COUNT)
+    swaps_out: int = Field(ge=0, le=MAX_COUNT)
+
+
+class SwapPoolReport(_Finite):
     """What a swapper's ``stats()`` says, plus who sent it."""
 
-    pid: int = Field(ge=1)
+    pid: int = Field(ge=1, le=MAX_PID)
     hostname: str = Field(min_length=1, max_length=255)
     device: str = Field(max_length=64)
     tiers: dict[TierName, TierStats]
-    host_pool_bytes: int = Field(default=0, ge=0)
-    bytes_moved: int = Field(ge=0)
-    move_seconds: float = Field(ge=0)
-    throughput_bytes_per_s: float = Field(ge=0)
+    host_pool_bytes: int = Field(default=0, ge=0, le=MAX_BYTES)
+    bytes_moved: int = Field(ge=0, le=MAX_COUNT)
+    move_seconds: float = Field(ge=0, le=MAX_SECONDS)
+    throughput_bytes_per_s: float = Field(ge=0, le=MAX_BYTES)
 
 
 class SwapPoolOut(SwapPoolReport):
@@ -55,18 +78,46 @@ class SwapPoolOut(SwapPoolReport):
 
 
 class SwapPoolRegistry:
-    """Latest report per pool; a pool that has not reported for ``stale_after_s`` is marked stale."""
+    """Latest report per pool; a pool that has not reported for ``stale_after_s`` is marked stale.
 
-    def __init__(self, stale_after_s: float = 60.0) -> None:
+    A new pool beyond ``max_pools`` first makes room by forgetting stale pools; if none is
+    stale it is refused, as is a process's pool beyond ``max_pools_per_process``.
+    """
+
+    def __init__(
+        self, stale_after_s: float = 60.0, max_pools: int = 256, max_pools_per_process: int = 32
+    ) -> None:
         self.stale_after_s = stale_after_s
+        self.max_pools = max_pools
+        self.max_pools_per_process = max_pools_per_process
         self._pools: dict[str, tuple[SwapPoolReport, float]] = {}
         self._lock = threading.Lock()
 
     def report(self, name: str, report: SwapPoolReport) -> SwapPoolOut:
+        """Record ``report`` as pool ``name``'s latest; raises ``TooManyPoolsError`` at a cap."""
         now = time.time()
         with self._lock:
+            if name not in self._pools:
+                self._admit(report, now)
             self._pools[name] = (report, now)
         return self._out(name, report, now, now)
+
+    def _admit(self, report: SwapPoolReport, now: float) -> None:
+        process = (report.hostname, report.pid)
+        same = sum(1 for rep, _ in self._pools.values() if (rep.hostname, rep.pid) == process)
+        if same >= self.max_pools_per_process:
+            raise TooManyPoolsError(
+                f"process {report.pid} on {report.hostname!r} already reports "
+                f"{self.max_pools_per_process} swap pools, the most one process may"
+            )
+        if len(self._pools) >= self.max_pools:
+            for old in [n for n, (_, at) in self._pools.items() if now - at > self.stale_after_s]:
+                del self._pools[old]
+        if len(self._pools) >= self.max_pools:
+            raise TooManyPoolsError(
+                f"the service already tracks {self.max_pools} swap pools; "
+                "DELETE pools that are gone, or wait until they turn stale"
+            )
 
     def _out(self, name: str, report: SwapPoolReport, at: float, now: float) -> SwapPoolOut:
         age = now - at

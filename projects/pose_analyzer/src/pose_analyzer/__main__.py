@@ -8,7 +8,7 @@ import uvicorn
 
 from pose_analyzer.settings import PoseSettings
 from service_kit.jsonlog import configure_logging
-from service_kit.settings import config_digest
+from service_kit.settings import config_digest, load_settings
 from service_kit.thirdparty import configure_ultralytics
 
 SERVICE = "pose_analyzer"
@@ -25,7 +25,7 @@ WS_PER_MESSAGE_DEFLATE = False
 
 
 def main() -> None:
-    settings = PoseSettings()
+    settings = load_settings(PoseSettings)
     configure_logging(SERVICE, settings.log_level, settings.log_dir, config_digest(settings))
     configure_ultralytics(settings.cache_dir)
     uvicorn.run(

@@ -28,7 +28,7 @@ from pose_analyzer.storage import create_database, mark_interrupted_streams
 from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
-from service_kit.ops import ops_router, start_ops
+from service_kit.ops import OWN_DOCS, ops_router, start_ops
 from service_kit.thirdparty import configure_ultralytics
 
 SERVICE = "pose_analyzer"
@@ -105,7 +105,10 @@ def create_app(settings: PoseSettings | None = None) -> FastAPI:
                 log.info("service stopping")
 
     app = FastAPI(
-        title="pose_analyzer", version=build_info("pose-analyzer", __file__).version, lifespan=lifespan
+        title="pose_analyzer",
+        version=build_info("pose-analyzer", __file__).version,
+        lifespan=lifespan,
+        **OWN_DOCS,
     )
     install_error_handlers(app)
     app.include_router(ops_router())

@@ -41,5 +41,10 @@ class PoseSettings(ServiceSettings):
     stream_send_timeout_s: float = Field(default=5.0, gt=0)
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)
+    # Images (stream frames and /api/analyze) declaring more pixels are refused before decoding;
+    # 4096 x 4096 fits every 4K camera.  At most 64 Mi pixels (Pillow's bomb guard is above it).
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=64 * 1024 * 1024)
+    # Refuse JPEGs whose data ends before the last block (two 1/8-scale decodes per JPEG).
+    verify_jpeg_data: bool = True
     # Distinct stream ids with their own metrics label; later ones share "other".
     metrics_stream_labels: int = Field(default=16, ge=0, le=256)

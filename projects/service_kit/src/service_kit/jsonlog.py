@@ -1,4 +1,8 @@
-"""Structured logs: one JSON object per line, to stdout and to ``<log_dir>/<service>.log``."""
+"""Structured logs: one JSON object per line, to stdout and to ``<log_dir>/<service>.log``.
+
+Every line, uvicorn's access and WebSocket lines included, passes through ``redact_secrets``:
+an API key sent as a query parameter never reaches a log.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
+
+from service_kit.redact import redact_secrets
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -27,13 +33,19 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_secrets(record.getMessage()),
             "service": self.service,
             "config_digest": self.config_digest,
         }
-        event.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS})
+        event.update(
+            {
+                k: redact_secrets(v) if isinstance(v, str) else v
+                for k, v in vars(record).items()
+                if k not in _STANDARD_ATTRS
+            }
+        )
         if record.exc_info:
-            event["exc"] = self.formatException(record.exc_info)
+            event["exc"] = redact_secrets(self.formatException(record.exc_info))
         return json.dumps(event, default=str)
 
 

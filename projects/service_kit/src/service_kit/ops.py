@@ -1,5 +1,11 @@
 """Operational endpoints both services expose: /healthz, /readyz, /metrics, /api/status/version.
 
+They also serve the API documentation (/openapi.json, /docs, /redoc) in place of FastAPI's own
+routes, so that the documentation, the metrics and the version can ask for the API key:
+``ServiceSettings.ops_endpoints_protected`` decides (on by default off loopback).  The probes
+/healthz and /readyz stay open for orchestrators.  Apps create FastAPI with
+``**OWN_DOCS`` so that FastAPI does not add unprotected copies.
+
 The app's lifespan puts a ``ServiceOps`` into its state under the key ``"ops"``; these
 routes read it from there, so they hold no globals and any number of apps can live in
 one process (tests do).
@@ -14,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -40,6 +47,7 @@ class ServiceOps:
     config_digest: str
     registry: CollectorRegistry
     api_key: str | None = None
+    protect_ops: bool = False
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     not_ready_reason: str = "starting"
@@ -99,6 +107,16 @@ def require_api_key(request: Request) -> None:
         raise UnauthorizedError("missing or wrong API key (send X-API-Key or Authorization: Bearer)")
 
 
+def require_ops_key(request: Request) -> None:
+    """Dependency for /metrics, the docs and the version: the key is asked when ``protect_ops`` is on."""
+    if get_ops(request).protect_ops:
+        require_api_key(request)
+
+
+# FastAPI(**OWN_DOCS): the docs are served by ops_router, behind require_ops_key.
+OWN_DOCS: dict[str, Any] = {"docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
 def websocket_authorised(websocket: WebSocket) -> bool:
     ops: ServiceOps = websocket.state.ops
     return not ops.api_key or _key_matches(
@@ -121,11 +139,29 @@ def ops_router() -> APIRouter:
             return JSONResponse({"status": "ready", "service": ops.service})
         return JSONResponse(error_body("not_ready", ops.not_ready_reason), status_code=503)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    guarded = [Depends(require_ops_key)]
+
+    @router.get("/openapi.json", include_in_schema=False, dependencies=guarded)
+    def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(request.app.openapi())
+
+    @router.get("/docs", include_in_schema=False, dependencies=guarded)
+    def swagger(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} - Swagger UI")
+
+    @router.get("/redoc", include_in_schema=False, dependencies=guarded)
+    def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{request.app.title} - ReDoc")
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response, dependencies=guarded)
     def metrics(ops: OpsDep) -> Response:
         return Response(generate_latest(ops.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/api/status/version", summary="Version, commit, config digest and host hardware")
+    @router.get(
+        "/api/status/version",
+        summary="Version, commit, config digest and host hardware",
+        dependencies=guarded,
+    )
     def version(ops: OpsDep) -> dict[str, Any]:
         details = dict(ops.details)
         if ops.details_provider is not None:
@@ -161,4 +197,5 @@ def start_ops(
         config_digest=digest,
         registry=new_registry(service, build),
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        protect_ops=settings.ops_endpoints_protected,
     )

@@ -6,8 +6,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
+from starlette.exceptions import HTTPException
 
 from gpu_optimizer.api.jobs import JobOut
+from gpu_optimizer.jobs import QueueFullError
 from gpu_optimizer.profile_jobs import make_profile_job, resolve_spec, training_setup
 from gpu_optimizer.profiling.gpus import resolve_gpu
 from gpu_optimizer.profiling.models import MODELS
@@ -93,7 +95,12 @@ def list_models() -> list[ModelOut]:
     ]
 
 
-@router.post("", status_code=202, summary="Start a profiling job; poll GET /api/jobs/{id}")
+@router.post(
+    "",
+    status_code=202,
+    summary="Start a profiling job; poll GET /api/jobs/{id}",
+    responses={429: {"description": "the job queue is full; retry after Retry-After seconds"}},
+)
 def start_profile(request: ProfileIn, resources: ResourcesDep) -> JobOut:
     allowed = resources.settings.profile_allowed_imports
     try:
@@ -107,5 +114,13 @@ def start_profile(request: ProfileIn, resources: ResourcesDep) -> JobOut:
         raise BadProfileRequestError(str(exc)) from exc
     ooms = resources.metrics.oom_events
     job = make_profile_job(allowed, on_oom=lambda source: ooms.labels(source).inc())
-    record = resources.jobs.submit("profile", request.model_dump(), job)
+    try:
+        record = resources.jobs.submit("profile", request.model_dump(), job)
+    except QueueFullError as exc:
+        # An HTTPException because the shared handler passes its headers on (Retry-After).
+        raise HTTPException(
+            429,
+            f"the profiling queue is full ({exc.max_queued} jobs waiting); retry in {exc.retry_after_s} s",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
     return JobOut.of(record)

@@ -22,6 +22,7 @@ from pose_analyzer.exercises import shipped_exercise
 from pose_analyzer.output import PersonOut, people_out
 from pose_analyzer.resources import ResourcesDep
 from pose_analyzer.streaming.decode import decode_frame
+from pose_analyzer.streaming.image_header import DecodeLimits
 from service_kit.errors import (
     InvalidInputError,
     PayloadTooLargeError,
@@ -80,7 +81,8 @@ async def analyze(
         )
     definition = shipped_exercise(exercise)
     data = await _read_upload(file, resources.settings.max_frame_bytes)
-    image = await asyncio.to_thread(decode_frame, data)
+    limits = DecodeLimits(resources.settings.max_image_pixels, resources.settings.verify_jpeg_data)
+    image = await asyncio.to_thread(decode_frame, data, limits)
     start = time.perf_counter()
     try:
         result = await asyncio.to_thread(analyzers.analyse, image, chosen, definition)

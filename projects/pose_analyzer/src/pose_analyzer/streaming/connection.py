@@ -31,6 +31,7 @@ from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import Database, SessionNotFoundError
 from pose_analyzer.streaming.errors import FrameTooLargeError, StreamClosedError, StreamPolicyError
 from pose_analyzer.streaming.hub import StreamHub
+from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
 from pose_analyzer.streaming.writer import RecordingWriter
@@ -239,7 +240,14 @@ class StreamConnection:
             tracker=path.tracker(), exercise=exercise, person_of_interest=message.person_of_interest
         )
         self.session = StreamSession(
-            self.stream_id, engine, detector, self.metrics, message.exercise, writer, counts
+            self.stream_id,
+            engine,
+            detector,
+            self.metrics,
+            message.exercise,
+            writer,
+            counts,
+            DecodeLimits(self.settings.max_image_pixels, self.settings.verify_jpeg_data),
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
         if not announce:

@@ -7,31 +7,43 @@ import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.streaming.errors import UnsupportedFrameError
+from pose_analyzer.streaming.image_header import (
+    JPEG_END,
+    DecodeLimits,
+    check_pixels,
+    jpeg_is_complete,
+    read_header,
+)
 
-_JPEG_START = b"\xff\xd8\xff"
-_JPEG_END = b"\xff\xd9"
-_PNG_START = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND"
 
 
-def decode_frame(data: bytes) -> npt.NDArray[np.uint8]:
+_DEFAULT_LIMITS = DecodeLimits()
+
+
+def decode_frame(data: bytes, limits: DecodeLimits = _DEFAULT_LIMITS) -> npt.NDArray[np.uint8]:
     """Decode a JPEG or PNG file into an (H, W, 3) uint8 BGR image.
 
-    OpenCV decodes a truncated JPEG into a partly grey image with only a warning on
-    stderr, so the end markers are checked first: a cut-off file is refused, not analysed.
+    The declared size is checked from the header before anything is decoded.  OpenCV decodes
+    a truncated JPEG into a partly grey image with only a warning on stderr, so a JPEG must
+    end with its end-of-image marker and, unless ``limits.verify_jpeg`` is off, its compressed
+    data must cover the whole image (see ``jpeg_is_complete``); libpng refuses a PNG whose
+    image data is cut short.
 
     Raises:
+        ImageTooLargeError: the header declares more than ``limits.max_pixels`` pixels.
         UnsupportedFrameError: not a JPEG/PNG, truncated, or not decodable.
     """
-    if data.startswith(_JPEG_START):
+    header = read_header(data)
+    check_pixels(header, limits.max_pixels)
+    if header.kind == "jpeg":
         # Some encoders pad after the end-of-image marker; look for it near the end.
-        if _JPEG_END not in data[-32:]:
+        if JPEG_END not in data[-32:]:
             raise UnsupportedFrameError("truncated JPEG: no end-of-image marker")
-    elif data.startswith(_PNG_START):
-        if _PNG_END not in data[-12:]:
-            raise UnsupportedFrameError("truncated PNG: no IEND chunk")
-    else:
-        raise UnsupportedFrameError("binary frames must be JPEG or PNG images")
+        if limits.verify_jpeg and not jpeg_is_complete(data, header):
+            raise UnsupportedFrameError("truncated JPEG: the image data ends before the last block")
+    elif _PNG_END not in data[-12:]:
+        raise UnsupportedFrameError("truncated PNG: no IEND chunk")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise UnsupportedFrameError("the image could not be decoded")

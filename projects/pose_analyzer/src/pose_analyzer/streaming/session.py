@@ -17,6 +17,7 @@ from pose_analyzer.output import RepOut, people_out
 from pose_analyzer.schemas import FrameResult, StoppedMessage
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import ServerFailureError, StreamClosedError
+from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.streaming.writer import RecordingWriter
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, FrameCounts
@@ -42,16 +43,16 @@ class _FrameJob:
     """One frame's work in the worker thread (``detection.batcher.FrameJob``): decode, then analyse
     the detections with the stream's engine; it notes when each stage ended."""
 
-    __slots__ = ("analysis", "decoded", "detected", "dropped", "engine", "raw", "started")
+    __slots__ = ("analysis", "decoded", "detected", "dropped", "engine", "limits", "raw", "started")
 
-    def __init__(self, raw: RawFrame, dropped: int, engine: PoseEngine) -> None:
-        self.raw, self.dropped, self.engine = raw, dropped, engine
+    def __init__(self, raw: RawFrame, dropped: int, engine: PoseEngine, limits: DecodeLimits) -> None:
+        self.raw, self.dropped, self.engine, self.limits = raw, dropped, engine, limits
         self.started = self.decoded = self.detected = 0.0
         self.analysis: FrameAnalysis | None = None
 
     def decode(self) -> Frame:
         self.started = time.perf_counter()
-        image = decode_frame(self.raw.data)
+        image = decode_frame(self.raw.data, self.limits)
         self.decoded = time.perf_counter()
         return Frame(image=image, timestamp=self.raw.capture_ts, index=self.raw.frame_id)
 
@@ -93,7 +94,9 @@ class StreamSession:
         exercise: str | None = None,
         writer: RecordingWriter | None = None,
         counts: FrameCounts | None = None,
+        decode_limits: DecodeLimits | None = None,
     ) -> None:
+        self.decode_limits = decode_limits or DecodeLimits()
         self.stream_id = stream_id
         self.engine = engine
         self.detector = detector
@@ -119,7 +122,7 @@ class StreamSession:
 
     def _take(self) -> _FrameJob:
         raw, dropped = self.slot.take_nowait()
-        return _FrameJob(raw, dropped, self.engine)
+        return _FrameJob(raw, dropped, self.engine, self.decode_limits)
 
     async def run(self, send: SendFn) -> None:
         """Answer frames until the slot is closed and empty.
