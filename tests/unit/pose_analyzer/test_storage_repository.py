@@ -271,10 +271,16 @@ def test_finished_recorder_refuses_more_work(database: Database) -> None:
 
 def test_rep_with_non_finite_numbers_is_refused(database: Database) -> None:
     recorder = StreamRecorder.start(database, _new_session(database), "front", "yolo")
-    with pytest.raises(ValueError, match="score is nan"):
-        recorder.add_rep(0, _rep("squat", 1, math.nan))
-    assert recorder.add_rep(0, _rep("squat", 1, 70.0))
-    assert not recorder.add_rep(0, _rep("squat", 1, 70.0))
+    with pytest.raises(ValueError, match="score is inf"):
+        recorder.add_rep(0, _rep("squat", 1, math.inf))
+    bad_tempo = _rep("squat", 1, 70.0)
+    bad_tempo.tempo_s = math.nan
+    with pytest.raises(ValueError, match="tempo_s is nan"):
+        recorder.add_rep(0, bad_tempo)
+    # NaN is how the counter says "no rule could be measured": stored unscored, not refused.
+    assert recorder.add_rep(0, _rep("squat", 1, math.nan))
+    assert recorder.add_rep(0, _rep("squat", 2, 70.0))
+    assert not recorder.add_rep(0, _rep("squat", 2, 70.0))
     recorder.close()
 
 
