@@ -71,7 +71,11 @@ class FrameCutDetector:
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
-        thumb = cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
+        # Nearest-neighbour sampling to twice the thumbnail, then a 2x2 box mean: 0.08 ms per 640x360
+        # frame against 0.6 ms for one area resize from the full frame (which would cost more than
+        # the whole per-frame engine); the thresholds below were checked on thumbnails made so.
+        sample = cv2.resize(image, (2 * THUMB_SIZE, 2 * THUMB_SIZE), interpolation=cv2.INTER_NEAREST)
+        thumb = cv2.resize(sample, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
         hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
         cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
