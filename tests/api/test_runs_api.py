@@ -92,3 +92,16 @@ def test_metrics_label_only_the_most_recent_runs(gpu_client: TestClient) -> None
         gpu_client.put(f"/api/runs/r{i:02d}", json={**REPORT, "step": i})
     runs = {run for (name, run) in _samples(gpu_client) if name == "gpuopt_training_step"}
     assert runs == {f"r{i:02d}" for i in range(5, 25)}
+
+
+def test_reports_with_numbers_no_store_can_hold_are_refused_with_422(gpu_client: TestClient) -> None:
+    """Found by the fuzzer: a count past int64 reached the database and answered 500."""
+    for bad in (
+        {"oom_events": 2**65},
+        {"step": 2**63},
+        {"samples_per_s": 6.5e307},
+        {"eval": {"": 1.0}},
+    ):
+        response = gpu_client.put("/api/runs/fuzzed", json={"status": "running", **bad})
+        assert response.status_code == 422, (bad, response.text)
+    assert gpu_client.get("/api/runs/fuzzed").status_code == 404

@@ -90,7 +90,8 @@ def test_bombs_and_cut_jpegs_are_refused_by_a_real_service(
     assert "truncated JPEG" in str(body)
 
     growth = peak_rss_mib(service) - before
-    # One decode of the bomb would take 20000 * 20000 * 3 bytes = 1144 MiB.
-    assert growth < 100, f"peak RSS grew by {growth:.0f} MiB"
+    # One decode of the bomb would take 20000 * 20000 * 3 bytes = 1144 MiB; the streams opened on
+    # the way (a detector each) cost 20-110 MiB, so half a decode separates the two with margin.
+    assert growth < 1144 / 2, f"peak RSS grew by {growth:.0f} MiB"
     with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as resp:
         assert 'pose_stream_websocket_errors_total{reason="image_too_large"} 3.0' in resp.read().decode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -24,23 +24,31 @@ RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 RunStatus = Literal["running", "finished", "aborted", "failed"]
 
 
+# Counters are stored as SQL BIGINT: anything larger is not a real count and would overflow.
+MAX_COUNT = 2**63 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class RunReport(BaseModel):
     """What a trainer sends (see `Trainer._progress`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     status: RunStatus
-    step: int = Field(ge=0)
-    max_steps: int | None = Field(default=None, ge=1)
-    loss: float | None = None
-    samples_per_s: float = Field(default=0.0, ge=0)
-    oom_events: int = Field(default=0, ge=0)
-    rollbacks: int = Field(default=0, ge=0)
-    restarts: int = Field(default=0, ge=0)
+    step: Count = 0
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    loss: Finite | None = None
+    samples_per_s: float = Field(default=0.0, ge=0, le=1e12, allow_inf_nan=False)
+    oom_events: Count = 0
+    rollbacks: Count = 0
+    restarts: Count = 0
     world_size: int = Field(default=1, ge=1, le=1_000_000)
-    micro_batch: int | None = Field(default=None, ge=1)
+    micro_batch: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     config_digest: str = Field(default="", max_length=64)
-    eval: dict[str, float] = Field(default_factory=dict, max_length=32)
+    eval: dict[Annotated[str, Field(min_length=1, max_length=64)], Finite] = Field(
+        default_factory=dict, max_length=32
+    )
 
 
 class RunOut(RunReport):
