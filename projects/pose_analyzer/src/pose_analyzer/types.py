@@ -121,6 +121,11 @@ class PersonAnalysis:
     angular_velocity: dict[str, float] = field(default_factory=dict)
     center_of_mass: tuple[float, float] | None = None
     measures: dict[str, float] = field(default_factory=dict)
+    # Candidate reps rejected on this frame (usually none), and the latest rejected so far.
+    new_rejected: list[RejectedRep] = field(default_factory=list)
+    last_rejected: RejectedRep | None = None
+    # Counted reps per body side, for ``side: each`` exercises (punches); None otherwise.
+    count_by_side: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
