@@ -169,7 +169,11 @@ def analyse_file(
             elapsed = time.perf_counter() - started
             summary.frames = len(report.frames)
             reps = _reps_by_track(engine, report.track_ids)
-            report.write_json(_metadata(info, options, summary.frames, timings, reps), reps)
+            rejected = {t: engine.rejected(t) for t in reps}
+            metadata = _metadata(info, options, summary.frames, timings, reps)
+            metadata["cuts_s"] = [round(t, 4) for t in engine.cuts]
+            metadata["reps_by_side"] = {str(t): engine.count_by_side(t) for t in reps}
+            report.write_json(metadata, reps, rejected)
     finally:
         detector.close()
         if progress is not None and task is not None:

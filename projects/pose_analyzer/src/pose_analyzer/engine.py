@@ -270,7 +270,7 @@ class PoseEngine:
         return list(counter.reps) if counter is not None else []
 
     def rejected(self, track_id: int | None = None) -> list[RejectedRep]:
-        """Candidate reps of ``track_id`` that did not count, each with its reason (default as in ``reps``)."""
+        """Candidate reps of ``track_id`` that did not count, with their reasons (default as in ``reps``)."""
         counter = self._counter(track_id)
         return list(counter.rejected) if counter is not None else []
 

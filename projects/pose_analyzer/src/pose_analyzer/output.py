@@ -11,6 +11,9 @@ the ``of`` constructors, so every transport uses the same names:
 - ``angles``: degrees (docs/biomechanics.md), ``angular_velocity``: degrees per second,
   ``measures``: dimensionless ratios, ``center_of_mass``: pixels; each null when not seen;
 - ``rep``: the repetition completed on THIS frame (sent once, never repeated on later frames);
+- ``rejected``: the person's LATEST candidate rep that did not count (repeated on every frame
+  until a newer one replaces it), with its reason code and message (``RejectedOut``);
+- ``count_by_side``: counted reps per body side for ``side: each`` exercises (punches), else null;
 - a repetition's ``start_s``/``end_s``: seconds on the clock of the frames' timestamps (the
   client's capture clock for streams, the video's clock for files; the sessions API counts
   from the stream's first analysed frame).
@@ -25,7 +28,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RepRecord
+from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RejectedRep, RepRecord
 
 
 def finite(value: float) -> float | None:
@@ -82,6 +85,30 @@ class RepOut(_Out):
         )
 
 
+class RejectedOut(_Out):
+    """A candidate rep that did not count: ``reason`` is a code (a precondition's code, ``cut``,
+    ``gap``, ``too_short``... see ``types.RejectedRep``), ``message`` says it in words."""
+
+    exercise: str
+    start_s: float
+    end_s: float
+    reason: str
+    message: str
+    side: str
+
+    @classmethod
+    def of(cls, rejected: RejectedRep, origin_s: float = 0.0) -> RejectedOut:
+        """``rejected`` with its times counted from ``origin_s``."""
+        return cls(
+            exercise=rejected.exercise,
+            start_s=rejected.start_time - origin_s,
+            end_s=rejected.end_time - origin_s,
+            reason=rejected.reason,
+            message=rejected.message,
+            side=rejected.side,
+        )
+
+
 class PersonOut(_Out):
     """One tracked person in one frame (field meanings in the module doc)."""
 
@@ -96,6 +123,8 @@ class PersonOut(_Out):
     rep_count: int
     phase: str
     rep: RepOut | None
+    rejected: RejectedOut | None
+    count_by_side: dict[str, int] | None
 
     @classmethod
     def of(cls, analysis: PersonAnalysis) -> PersonOut:
@@ -116,6 +145,8 @@ class PersonOut(_Out):
             rep_count=analysis.rep_count,
             phase=analysis.phase,
             rep=RepOut.of(analysis.new_rep) if analysis.new_rep is not None else None,
+            rejected=RejectedOut.of(analysis.last_rejected) if analysis.last_rejected is not None else None,
+            count_by_side=analysis.count_by_side,
         )
 
 

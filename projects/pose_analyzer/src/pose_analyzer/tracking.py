@@ -12,7 +12,8 @@ for more than ``max_age_s`` seconds is forgotten: whoever appears afterwards get
   that person is always track 1, however long they were lost and wherever they came back.
 
 Confirmation: a new track is *tentative* until it has been matched on ``min_hits``
-frames spanning at least ``min_duration_s`` seconds; ``is_confirmed`` says when it is.
+frames spanning at least ``min_duration_s`` seconds, without a miss (a tentative track
+not matched on a frame is dropped); ``is_confirmed`` says when it is.
 On a one-person clip YOLO reports short-lived "ghost" people (a fragment of a limb, a
 reflection) that live 1 to 8 frames, i.e. under 0.27 s at 30 fps: the defaults (3 hits
 over 0.3 s) never confirm them, and confirm a real person within 0.3 s whatever the
@@ -101,7 +102,8 @@ class Confirmation:
 
     def confirms(self, hits: int, duration_s: float) -> bool:
         """Whether a track matched on ``hits`` frames over ``duration_s`` seconds is a person."""
-        return hits >= self.min_hits and duration_s >= self.min_duration_s
+        # The tolerance absorbs timestamps built as index / fps (9 / 30 is not exactly 0.3).
+        return hits >= self.min_hits and duration_s >= self.min_duration_s - 1e-9
 
 
 def box_iou(
@@ -158,6 +160,10 @@ class _TrackSet:
         if self._recovery_distance is not None:
             matched |= self._recover(people, matched)
 
+        # A tentative track missed on this frame is dropped (as SORT does): a flickering ghost
+        # must not add up hits over separate sightings.
+        kept = {id(t) for t in matched.values()}
+        self._tracks = [t for t in self._tracks if t.confirmed or id(t) in kept]
         for index, person in enumerate(people):
             box = np.asarray(person.box, dtype=np.float64)
             track = matched.get(index)
@@ -317,9 +323,7 @@ class PoseTracker:
         recovery_distance: float = 1.0,
         confirmation: Confirmation | None = None,
     ) -> None:
-        self._tracks = _TrackSet(
-            _pose_similarity, min_similarity, max_age_s, recovery_distance, confirmation
-        )
+        self._tracks = _TrackSet(_pose_similarity, min_similarity, max_age_s, recovery_distance, confirmation)
 
     def update(self, people: list[Person], timestamp: float) -> list[Person]:
         """Set ``track_id`` on each person and return them.
