@@ -13,13 +13,16 @@ carry state from frame to frame (smoothers and counters per track id).
   start of its first rep), but ``FrameAnalysis.people``, ``reps()`` and ``track_ids()`` hold
   only tracks the tracker confirmed (``Tracker.is_confirmed``): ghost detections never reach
   the output, the database or a summary.
+- Reference rep: with a coach's ``ReferenceMotion`` every counted rep is compared with it by
+  DTW over the rep's span of the reference's angles (``RepRecord.reference``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,7 @@ from pose_analyzer.cuts import FrameCutDetector, box_jump
 from pose_analyzer.detection.base import Detector
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import ExerciseDefinition, Side, load_exercise
+from pose_analyzer.exercises.reference import ReferenceMotion
 from pose_analyzer.output import person_track_id
 from pose_analyzer.smoothing import KeypointSmoother, SmoothingConfig
 from pose_analyzer.tracking import Tracker
@@ -63,6 +67,8 @@ class _TrackState:
     previous_box: tuple[float, float, float, float] | None = None
     confirmed: bool = False
     reported_rejections: int = 0
+    # (timestamp, the reference's angles) of recent frames, when reps are compared with a reference.
+    history: deque[tuple[float, FloatArray]] = field(default_factory=deque)
 
     def restart(self, smoothing: SmoothingConfig) -> None:
         """Forget the motion so far (a cut, or a long absence): the next frame starts afresh."""
@@ -70,6 +76,7 @@ class _TrackState:
         self.previous_angles = None
         self.previous_t = None
         self.previous_box = None
+        self.history.clear()
 
 
 class PoseEngine:
@@ -90,6 +97,7 @@ class PoseEngine:
         smoothing: SmoothingConfig | None = None,
         person_of_interest: int | None = None,
         detect_cuts: bool = True,
+        reference: ReferenceMotion | None = None,
     ) -> None:
         self.tracker = tracker
         self.exercise = load_exercise(exercise) if isinstance(exercise, str) else exercise
@@ -99,6 +107,12 @@ class PoseEngine:
         self._cut_detector = FrameCutDetector() if detect_cuts else None
         self._previous_frame_t: float | None = None
         self._tracks: dict[int, _TrackState] = {}
+        self.reference = reference
+        self._reference_columns = self._reference_indices(reference)
+        self._history_s = 0.0
+        if self.exercise is not None:
+            steps = self.exercise.combination.steps if self.exercise.combination else 1
+            self._history_s = self.exercise.max_rep_s * steps + 1.0
         self._driver_sides, self._driver_keypoints = self._driver_triples()
 
     def _driver_triples(self) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
@@ -110,6 +124,28 @@ class PoseEngine:
         sides = tuple(side for side in ("left", "right") if f"{side}_{name}" in JOINT_ANGLES)
         rows = [JOINT_ANGLES[f"{side}_{name}"] for side in sides]
         return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
+
+    @staticmethod
+    def _reference_indices(reference: ReferenceMotion | None) -> npt.NDArray[np.intp]:
+        """Columns of the engine's angle vector the reference compares.
+
+        Raises:
+            ValueError: the reference names an angle the engine does not measure.
+        """
+        if reference is None:
+            return np.empty(0, dtype=np.intp)
+        unknown = [a for a in reference.angles if a not in ANGLE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown angle(s) {', '.join(unknown)}; known: {', '.join(ANGLE_NAMES)}")
+        return np.array([ANGLE_NAMES.index(a) for a in reference.angles], dtype=np.intp)
+
+    def _compare_with_reference(self, state: _TrackState, rep: RepRecord) -> None:
+        """Score ``rep`` against the reference over the frames of its span with every angle seen."""
+        if self.reference is None:
+            return
+        rows = [v for t, v in state.history if rep.start_time <= t <= rep.end_time and np.isfinite(v).all()]
+        if len(rows) >= 2:
+            rep.reference = self.reference.compare(np.stack(rows))
 
     def analyse(self, frame: Frame, detections: Detections) -> FrameAnalysis:
         """Track, smooth and analyse people already detected in ``frame``."""
@@ -222,7 +258,13 @@ class PoseEngine:
             confidence = person.keypoints[:, 2][self._driver_keypoints]
             means = (confidence.sum(axis=1) / 3).tolist()
             visibility = dict(zip(self._driver_sides, means, strict=True))
+            if self.reference is not None:
+                state.history.append((t, values[self._reference_columns]))
+                while state.history and t - state.history[0][0] > self._history_s:
+                    state.history.popleft()
             rep = state.counter.update(t, angles, measures, visibility, keypoints=keypoints)
+            if rep is not None:
+                self._compare_with_reference(state, rep)
             analysis.rep_count = state.counter.count
             analysis.phase = state.counter.phase
             analysis.new_rep = rep

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
+from pose_analyzer.exercises.reference import ReferenceComparison
 from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RejectedRep, RepRecord
 
 
@@ -58,8 +59,34 @@ class FaultOut(_Out):
     weight: float
 
 
+class ReferenceOut(_Out):
+    """A repetition compared with the coach's reference rep (``exercises.reference``): ``score``
+    0-100, ``distance_deg`` the mean aligned difference, ``per_angle_deg`` the mean difference
+    of each angle, ``worst_phase`` (``to_peak``, ``peak``, ``from_peak``) with its difference,
+    and ``message``, the feedback in words."""
+
+    score: float
+    distance_deg: float
+    per_angle_deg: dict[str, float]
+    worst_phase: str
+    worst_phase_deg: float
+    message: str
+
+    @classmethod
+    def of(cls, comparison: ReferenceComparison) -> ReferenceOut:
+        return cls(
+            score=comparison.score,
+            distance_deg=comparison.distance_deg,
+            per_angle_deg=comparison.per_angle_deg,
+            worst_phase=comparison.worst_phase,
+            worst_phase_deg=comparison.worst_phase_deg,
+            message=comparison.message,
+        )
+
+
 class RepOut(_Out):
-    """A completed repetition: 1-based index, 0-100 form score, faults, range of motion, tempo."""
+    """A completed repetition: 1-based index, 0-100 form score, faults, range of motion, tempo;
+    ``reference`` when the stream compares reps with a reference rep (else null)."""
 
     exercise: str
     index: int
@@ -69,6 +96,7 @@ class RepOut(_Out):
     range_of_motion_deg: float | None
     tempo_s: float | None
     faults: list[FaultOut]
+    reference: ReferenceOut | None = None
 
     @classmethod
     def of(cls, rep: RepRecord, origin_s: float = 0.0) -> RepOut:
@@ -82,6 +110,7 @@ class RepOut(_Out):
             range_of_motion_deg=finite(rep.range_of_motion_deg),
             tempo_s=finite(rep.tempo_s),
             faults=[FaultOut(code=f.code, message=f.message, weight=f.weight) for f in rep.faults],
+            reference=ReferenceOut.of(rep.reference) if rep.reference is not None else None,
         )
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from pose_analyzer.exercises.reference import ReferenceComparison
 
 
 @dataclass(slots=True)
@@ -85,6 +89,8 @@ class RepRecord:
     unmeasured_rules: list[str] = field(default_factory=list)
     side: str = ""
     peak_time: float | None = None
+    # Set by the engine when the stream scores reps against a coach's reference rep.
+    reference: ReferenceComparison | None = None
 
 
 @dataclass(slots=True)
