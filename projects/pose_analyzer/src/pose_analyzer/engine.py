@@ -108,7 +108,7 @@ class PoseEngine:
         self._previous_frame_t: float | None = None
         self._tracks: dict[int, _TrackState] = {}
         self.reference = reference
-        self._reference_columns = self._reference_indices(reference)
+        self._reference_columns = reference_columns(reference)
         self._history_s = 0.0
         if self.exercise is not None:
             steps = self.exercise.combination.steps if self.exercise.combination else 1
@@ -124,20 +124,6 @@ class PoseEngine:
         sides = tuple(side for side in ("left", "right") if f"{side}_{name}" in JOINT_ANGLES)
         rows = [JOINT_ANGLES[f"{side}_{name}"] for side in sides]
         return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
-
-    @staticmethod
-    def _reference_indices(reference: ReferenceMotion | None) -> npt.NDArray[np.intp]:
-        """Columns of the engine's angle vector the reference compares.
-
-        Raises:
-            ValueError: the reference names an angle the engine does not measure.
-        """
-        if reference is None:
-            return np.empty(0, dtype=np.intp)
-        unknown = [a for a in reference.angles if a not in ANGLE_NAMES]
-        if unknown:
-            raise ValueError(f"unknown angle(s) {', '.join(unknown)}; known: {', '.join(ANGLE_NAMES)}")
-        return np.array([ANGLE_NAMES.index(a) for a in reference.angles], dtype=np.intp)
 
     def _compare_with_reference(self, state: _TrackState, rep: RepRecord) -> None:
         """Score ``rep`` against the reference over the frames of its span with every angle seen."""
@@ -328,6 +314,20 @@ class PoseEngine:
     def track_ids(self) -> list[int]:
         """Confirmed track ids the engine currently holds state for."""
         return sorted(self._confirmed())
+
+
+def reference_columns(reference: ReferenceMotion | None) -> npt.NDArray[np.intp]:
+    """Columns of the engine's angle vector (``ANGLE_NAMES``) that ``reference`` compares.
+
+    Raises:
+        ValueError: the reference names an angle the engine does not measure.
+    """
+    if reference is None:
+        return np.empty(0, dtype=np.intp)
+    unknown = [a for a in reference.angles if a not in ANGLE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown angle(s) {', '.join(unknown)}; known: {', '.join(ANGLE_NAMES)}")
+    return np.array([ANGLE_NAMES.index(a) for a in reference.angles], dtype=np.intp)
 
 
 def _is_box(box: tuple[float, float, float, float]) -> bool:

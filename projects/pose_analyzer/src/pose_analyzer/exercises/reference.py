@@ -13,6 +13,7 @@ the peak, on the way back) with its mean difference.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,52 @@ class ReferenceMotion:
                 )
             except KeyError as exc:
                 raise ValueError(f"{path}: not a reference motion file (missing {exc})") from exc
+
+
+def reference_from_dict(data: object) -> ReferenceMotion:
+    """A reference from its JSON form ``{"angles": [...], "series": [[...], ...], "tolerance_deg": 15}``.
+
+    Raises:
+        ValueError: anything else, or a series that does not fit its angle names.
+    """
+    if not isinstance(data, dict) or not {"angles", "series"} <= data.keys():
+        raise ValueError('a reference is an object with "angles" and "series" (and "tolerance_deg")')
+    angles, series = data["angles"], data["series"]
+    if not isinstance(angles, list) or not all(isinstance(a, str) for a in angles):
+        raise ValueError('"angles" must be a list of angle names')
+    try:
+        array = np.asarray(series, dtype=np.float64)
+        tolerance = float(data.get("tolerance_deg", 15.0))
+    except (TypeError, ValueError):
+        raise ValueError('"series" must be rows of numbers and "tolerance_deg" a number') from None
+    if array.ndim != 2:
+        raise ValueError('"series" must be rows of numbers, one per sample')
+    return ReferenceMotion(tuple(angles), array, tolerance)
+
+
+def reference_to_dict(reference: ReferenceMotion) -> dict[str, object]:
+    """The JSON form read by ``reference_from_dict``."""
+    return {
+        "angles": list(reference.angles),
+        "series": reference.series.tolist(),
+        "tolerance_deg": reference.tolerance_deg,
+    }
+
+
+def load_reference(path: str | Path) -> ReferenceMotion:
+    """Read a reference rep from ``.npz`` (``ReferenceMotion.save``) or ``.json`` (``reference_to_dict``).
+
+    Raises:
+        ValueError: an unknown suffix or a malformed file.
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        return ReferenceMotion.load(path)
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+        return reference_from_dict(data)
+    raise ValueError(f"{path}: a reference is a .json or .npz file")
