@@ -20,6 +20,7 @@ from pose_analyzer.exercises.reference import (
     reference_from_dict,
     reference_to_dict,
 )
+from pose_analyzer.keypoints import Keypoint as K
 from pose_analyzer.output import RepOut
 from pose_analyzer.types import Detections, Frame
 from tests.unit.pose_analyzer.test_engine import FPS, knee_series, squatter
@@ -170,3 +171,16 @@ def test_cli_scores_each_rep_of_a_video_against_the_reference(test_data: Path, t
     assert 0 <= compared["score"] <= 100
     assert set(compared["per_angle_deg"]) == {"left_hip", "right_hip"}
     assert compared["worst_phase"] in PHASES
+
+
+def test_an_angle_hidden_on_the_rep_is_left_out_of_the_comparison() -> None:
+    reference = ReferenceMotion(ANGLES, _rep(60))
+    engine = PoseEngine(exercise="squat", reference=reference)
+    for i, angle in enumerate(_rep(round(2 * FPS))[:, 0]):
+        person = squatter(float(angle))
+        person.keypoints[K.RIGHT_KNEE, 2] = 0.0  # the far knee, hidden: right_knee is NaN
+        engine.analyse(Frame(DARK, i / FPS, i), Detections(people=[person]))
+    (rep,) = engine.reps()
+    assert rep.reference is not None
+    assert set(rep.reference.per_angle_deg) == {"left_knee"}
+    assert rep.reference.score > 70

@@ -55,6 +55,8 @@ FloatArray = npt.NDArray[np.floating[Any]]
 # A track unseen for this long loses its smoother (its next position is a fresh start);
 # its rep counter and reps are kept for ``reps()``.
 _SMOOTHER_EXPIRY_S = 2.0
+# A reference angle is compared on a rep only when seen on at least this fraction of its frames.
+_MIN_SEEN_FRACTION = 0.5
 
 
 @dataclass(slots=True)
@@ -126,12 +128,30 @@ class PoseEngine:
         return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
 
     def _compare_with_reference(self, state: _TrackState, rep: RepRecord) -> None:
-        """Score ``rep`` against the reference over the frames of its span with every angle seen."""
+        """Score ``rep`` against the reference over the frames of its span.
+
+        Only the reference's angles seen on at least half of those frames are compared (a
+        side view hides one elbow: the other one is still compared); their gaps are filled
+        by linear interpolation.  No angle seen enough: the rep has no reference comparison.
+        """
         if self.reference is None:
             return
-        rows = [v for t, v in state.history if rep.start_time <= t <= rep.end_time and np.isfinite(v).all()]
-        if len(rows) >= 2:
-            rep.reference = self.reference.compare(np.stack(rows))
+        rows = [v for t, v in state.history if rep.start_time <= t <= rep.end_time]
+        if len(rows) < 2:
+            return
+        span = np.stack(rows)
+        finite = np.isfinite(span)
+        seen = np.flatnonzero(finite.mean(axis=0) >= _MIN_SEEN_FRACTION)
+        if seen.size == 0:
+            return
+        steps = np.arange(span.shape[0])
+        columns = [np.interp(steps, steps[finite[:, j]], span[finite[:, j], j]) for j in seen]
+        reference = self.reference
+        if seen.size < len(reference.angles):
+            reference = ReferenceMotion(
+                tuple(reference.angles[j] for j in seen), reference.series[:, seen], reference.tolerance_deg
+            )
+        rep.reference = reference.compare(np.stack(columns, axis=1))
 
     def analyse(self, frame: Frame, detections: Detections) -> FrameAnalysis:
         """Track, smooth and analyse people already detected in ``frame``."""
