@@ -41,7 +41,7 @@ CLIPS = (
     "multicam/videos/cam03.mp4",
     "multicam/videos/cam04.mp4",
 )
-STAGES = ("track", "smooth", "biomechanics", "reps")
+STAGES = ("cuts", "track", "smooth", "biomechanics", "reps")
 GOAL_RATIO = 0.015
 
 

@@ -221,3 +221,52 @@ def test_plotted_angles_follow_the_exercise_driver() -> None:
     # biceps_curl drives on "elbow" from the best-seen side: both sides are plotted.
     assert _driving_angles("biceps_curl") == ["left_elbow", "right_elbow"]
     assert _driving_angles(None) == []
+
+
+def _splice(first: Path, second: Path, frames_each: int, out: Path) -> float:
+    """Write ``frames_each`` frames of ``first`` then of ``second`` (resized to the first's size)
+    as one mp4; returns its frame rate."""
+    readers = [cv2.VideoCapture(str(p)) for p in (first, second)]
+    fps = readers[0].get(cv2.CAP_PROP_FPS)
+    writer: cv2.VideoWriter | None = None
+    try:
+        for capture in readers:
+            for _ in range(frames_each):
+                ok, image = capture.read()
+                assert ok
+                if writer is None:
+                    size = (image.shape[1], image.shape[0])
+                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+                writer.write(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+    finally:
+        for capture in readers:
+            capture.release()
+        if writer is not None:
+            writer.release()
+    return fps
+
+
+@pytest.mark.slow
+def test_a_cut_in_a_video_is_found_and_written_with_every_rejected_rep(
+    test_data: Path, tmp_path: Path
+) -> None:
+    videos = test_data / "videos"
+    clip = tmp_path / "spliced.mp4"
+    fps = _splice(videos / "squat_8reps.mp4", videos / "pushup_4reps.mp4", 30, clip)
+    out = tmp_path / "out"
+    args = ("--exercise", "squat", "-o", str(out), "--no-overlay", "--no-plot", "--every", "2")
+    result, _ = _analyze(str(clip), *args)
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((out / "spliced.analysis.json").read_text())
+    # Frames 0, 2, ... are analysed: the second clip's first frame (30) follows the cut.
+    assert analysis["cuts_s"] == [pytest.approx(30 / fps, abs=1e-3)]
+    assert isinstance(analysis["rejected"], list)
+    assert all(
+        {"track_id", "reason", "message", "start_s", "end_s"} <= r.keys() for r in analysis["rejected"]
+    )
+    # One person (MediaPipe): one track through the cut, with its reps per side (a squat: "mean").
+    assert set(analysis["reps_by_side"]) == {"1"}
+    assert sum(analysis["reps_by_side"]["1"].values()) == len(analysis["reps"])
+    people = [p for f in analysis["frames"] for p in f["people"]]
+    assert people
+    assert all("rejected" in p and "count_by_side" in p for p in people)

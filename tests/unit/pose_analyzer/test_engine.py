@@ -95,7 +95,7 @@ def test_engine_counts_reps_and_reports_every_stage() -> None:
     assert analysis is not None
     assert engine.rep_count() == 3
     assert [r.index for r in engine.reps()] == [1, 2, 3]
-    assert set(analysis.timings_ms) == {"detect", "track", "smooth", "biomechanics", "reps"}
+    assert set(analysis.timings_ms) == {"detect", "cuts", "track", "smooth", "biomechanics", "reps"}
     person = analysis.people[0]
     assert person.rep_count == 3
     assert person.last_rep is engine.reps()[-1]

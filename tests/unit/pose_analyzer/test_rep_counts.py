@@ -174,5 +174,5 @@ def test_center_of_mass_lies_inside_the_body_box(runs: dict[str, ClipRun], clip:
 def test_engine_reports_every_stage_cost(runs: dict[str, ClipRun]) -> None:
     for run in runs.values():
         for frame in run.frames:
-            assert set(frame.timings_ms) == {"detect", "track", "smooth", "biomechanics", "reps"}
+            assert set(frame.timings_ms) == {"detect", "cuts", "track", "smooth", "biomechanics", "reps"}
             assert all(v >= 0 for v in frame.timings_ms.values())

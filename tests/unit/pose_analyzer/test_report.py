@@ -24,7 +24,7 @@ from pose_analyzer.report import (
     plot_angle_over_time,
     summary_table,
 )
-from pose_analyzer.types import Fault, FrameAnalysis, Person, PersonAnalysis, RepRecord
+from pose_analyzer.types import Fault, FrameAnalysis, Person, PersonAnalysis, RejectedRep, RepRecord
 
 RNG = np.random.default_rng(7)
 
@@ -112,7 +112,8 @@ def test_analysis_json_is_strict_and_complete(tmp_path: Path) -> None:
     with ReportWriter(tmp_path, "clip") as report:
         for frame in frames:
             report.add(frame)
-        report.write_json({"source": "clip.mp4", "exercise": "squat"}, reps)
+        rejected = {1: [RejectedRep("squat", 1.0, 1.6, "cut", "a cut", "mean")], 2: []}
+        report.write_json({"source": "clip.mp4", "exercise": "squat"}, reps, rejected)
     text = (tmp_path / "clip.analysis.json").read_text()
     assert "NaN" not in text
     data = json.loads(text)
@@ -135,8 +136,22 @@ def test_analysis_json_is_strict_and_complete(tmp_path: Path) -> None:
             "tempo_s": 0.8,
             "score": 82.5,
             "faults": [{"code": "shallow", "message": "Go deeper", "weight": 0.2}],
+            "reference": None,
         }
     ]
+    assert data["rejected"] == [
+        {
+            "track_id": 1,
+            "exercise": "squat",
+            "start_s": 1.0,
+            "end_s": 1.6,
+            "reason": "cut",
+            "message": "a cut",
+            "side": "mean",
+        }
+    ]
+    assert person["rejected"] is None
+    assert person["count_by_side"] is None
 
 
 def test_widest_angle_is_the_one_that_moves_most() -> None:

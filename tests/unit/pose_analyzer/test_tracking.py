@@ -7,7 +7,7 @@ import pytest
 
 from pose_analyzer.detection.registry import create_tracker
 from pose_analyzer.keypoints import empty_keypoints
-from pose_analyzer.tracking import IoUTracker, PoseTracker, Tracker, box_iou
+from pose_analyzer.tracking import IoUTracker, PoseTracker, SinglePersonTracker, Tracker, box_iou
 from pose_analyzer.types import Person
 
 FPS = 30.0
@@ -143,7 +143,7 @@ def test_invalid_parameters_are_rejected(options: dict[str, float], message: str
 
 def test_create_tracker_by_backend() -> None:
     assert isinstance(create_tracker("yolo"), PoseTracker)
-    assert isinstance(create_tracker("mediapipe"), IoUTracker)
-    assert isinstance(create_tracker("auto"), IoUTracker | PoseTracker)
+    assert isinstance(create_tracker("mediapipe"), SinglePersonTracker)
+    assert isinstance(create_tracker("auto"), SinglePersonTracker | PoseTracker)
     with pytest.raises(ValueError, match="unknown pose backend 'openpose'"):
         create_tracker("openpose")

@@ -34,14 +34,17 @@ Tracks = dict[int, list[tuple[float, Box]]]
 
 
 @pytest.fixture(scope="module")
-def tracks(test_data: Path) -> Tracks:
-    """Track id -> (timestamp, box) of every confident detection, in order."""
+def run(test_data: Path) -> tuple[Tracks, Tracks, set[int]]:
+    """Track id -> (timestamp, box) of every confident detection, in order; the same of every
+    detection; and the ids the tracker confirmed."""
     detector = YoloDetector()
     detector.setup()
     tracker = create_tracker("yolo")
     capture = cv2.VideoCapture(str(test_data / "videos" / "three_people_sports2d.mp4"))
     fps = capture.get(cv2.CAP_PROP_FPS)
     found: Tracks = defaultdict(list)
+    everyone: Tracks = defaultdict(list)
+    confirmed: set[int] = set()
     index = 0
     try:
         while True:
@@ -54,6 +57,9 @@ def tracks(test_data: Path) -> Tracks:
                 (detections,) = detector.detect([frame])
                 for person in tracker.update(detections.people, frame.timestamp):
                     assert person.track_id is not None
+                    everyone[person.track_id].append((frame.timestamp, person.box))
+                    if tracker.is_confirmed(person.track_id):
+                        confirmed.add(person.track_id)
                     if person.score >= CONFIDENT:
                         found[person.track_id].append((frame.timestamp, person.box))
             index += 1
@@ -61,7 +67,12 @@ def tracks(test_data: Path) -> Tracks:
         capture.release()
         detector.close()
     assert index > 200, "the clip could not be read"
-    return dict(found)
+    return dict(found), dict(everyone), confirmed
+
+
+@pytest.fixture(scope="module")
+def tracks(run: tuple[Tracks, Tracks, set[int]]) -> Tracks:
+    return run[0]
 
 
 def _long(tracks: Tracks) -> Tracks:
@@ -98,3 +109,12 @@ def test_each_person_keeps_one_id(tracks: Tracks, test_data: Path) -> None:
     assert len(man) == 1
     assert man[0][-1][0] >= 7.0
     assert man[0][-1][1][0] > woman[0][-1][1][0]
+
+
+def test_only_the_two_people_are_confirmed(run: tuple[Tracks, Tracks, set[int]]) -> None:
+    """Ghosts (fragments seen on a few frames) never become people; the two people do."""
+    tracks, everyone, confirmed = run
+    short = {tid for tid, seen in everyone.items() if seen[-1][0] - seen[0][0] < 0.3}
+    assert short, "the clip has short-lived detections to test against"
+    assert not short & confirmed
+    assert confirmed == set(_long(tracks))

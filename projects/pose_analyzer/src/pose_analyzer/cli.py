@@ -46,9 +46,10 @@ from pose_analyzer.detection.registry import (
     create_tracker,
     resolve_backend,
 )
-from pose_analyzer.engine import PoseEngine, detect_and_analyse
+from pose_analyzer.engine import PoseEngine, detect_and_analyse, reference_columns
 from pose_analyzer.exercises import available_exercises, load_exercise
 from pose_analyzer.exercises.definition import Side
+from pose_analyzer.exercises.reference import ReferenceMotion, load_reference
 from pose_analyzer.render import draw_analysis
 from pose_analyzer.report import FileSummary, ReportWriter, mean_score, plot_angle_over_time, summary_table
 from pose_analyzer.settings import PoseSettings
@@ -83,6 +84,7 @@ class AnalyzeOptions:
     plot: bool
     max_width: int
     every: int = 1
+    reference: ReferenceMotion | None = None
     # Built from PoseSettings, as the service builds them: the same YOLO defaults everywhere.
     detector: DetectorOptions = field(default_factory=DetectorOptions)
 
@@ -126,7 +128,9 @@ def _build_engine(options: AnalyzeOptions, static: bool) -> tuple[PoseEngine, De
         return engine, detector
     detector = build_detector(options.backend, options.detector)
     detector.setup()
-    engine = PoseEngine(tracker=create_tracker(options.backend), exercise=options.exercise)
+    engine = PoseEngine(
+        tracker=create_tracker(options.backend), exercise=options.exercise, reference=options.reference
+    )
     return engine, detector
 
 
@@ -169,7 +173,11 @@ def analyse_file(
             elapsed = time.perf_counter() - started
             summary.frames = len(report.frames)
             reps = _reps_by_track(engine, report.track_ids)
-            report.write_json(_metadata(info, options, summary.frames, timings, reps), reps)
+            rejected = {t: engine.rejected(t) for t in reps}
+            metadata = _metadata(info, options, summary.frames, timings, reps)
+            metadata["cuts_s"] = [round(t, 4) for t in engine.cuts]
+            metadata["reps_by_side"] = {str(t): engine.count_by_side(t) for t in reps}
+            report.write_json(metadata, reps, rejected)
     finally:
         detector.close()
         if progress is not None and task is not None:
@@ -277,6 +285,19 @@ def run_batch(files: list[Path], options: AnalyzeOptions, console: Console) -> l
     return summaries
 
 
+def _check_reference(path: Path | None, exercise: str | None) -> ReferenceMotion | None:
+    if path is None:
+        return None
+    if exercise is None:
+        raise typer.BadParameter("a reference rep needs --exercise (reps are what it scores)")
+    try:
+        reference = load_reference(path)
+        reference_columns(reference)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--reference") from None
+    return reference
+
+
 def _check_exercise(exercise: str | None) -> str | None:
     if exercise is None:
         return None
@@ -314,6 +335,16 @@ def analyze(
     every: Annotated[
         int, typer.Option(min=1, help="Analyse every Nth frame of a video (faster on long clips).")
     ] = 1,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A coach's reference rep (.json or .npz): every rep is scored against it by DTW.",
+            show_default=False,
+        ),
+    ] = None,
     json_summary: Annotated[
         bool, typer.Option("--json-summary", help="Print one JSON object with per-file results on stdout.")
     ] = False,
@@ -322,6 +353,7 @@ def analyze(
     # Progress, warnings and (with --json-summary) the table go to stderr: stdout stays parseable.
     console = Console(stderr=True)
     exercise = _check_exercise(exercise)
+    reference_motion = _check_reference(reference, exercise)
     settings = PoseSettings()
     configure_ultralytics(settings.cache_dir)
     device = resolve_device(settings.device)
@@ -344,6 +376,7 @@ def analyze(
         not no_plot,
         max_width,
         every,
+        reference_motion,
         DetectorOptions.from_settings(settings, device),
     )
     summaries = run_batch(files, options, console)

@@ -2,12 +2,21 @@
 
 The ``stream`` label is bounded: the first ``max_stream_labels`` distinct stream ids keep
 their own label, every later one is counted under ``"other"`` (clients choose stream ids,
-so an unbounded label would grow the registry without limit).
+so an unbounded label would grow the registry without limit).  The rejected-rep counter's
+labels are bounded too: exercises are the shipped definitions, and reasons are the counter's
+codes (``exercises.counter.REASONS``) plus the exercises' precondition codes; anything else
+is counted under ``"other"``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pose_analyzer.exercises.counter import REASONS
+from pose_analyzer.exercises.definition import available_exercises, load_exercise
+from pose_analyzer.types import RejectedRep
 
 OTHER_STREAMS = "other"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -68,12 +77,27 @@ class StreamMetrics:
             registry=registry,
             buckets=_SCORE_BUCKETS,
         )
+        self.rejected_reps = Counter(
+            "pose_stream_rejected_reps",
+            "Candidate repetitions that did not count, by exercise and reason code",
+            ["exercise", "reason"],
+            registry=registry,
+        )
+        self._reasons = _known_reasons()
+        self._exercises = set(available_exercises())
         self.websocket_errors = Counter(
             "pose_stream_websocket_errors",
             "Refused messages and closed streams",
             ["reason"],
             registry=registry,
         )
+
+    def count_rejected(self, rejected: Iterable[RejectedRep]) -> None:
+        """Count candidate reps that did not count (``PersonAnalysis.new_rejected`` of a frame)."""
+        for item in rejected:
+            exercise = item.exercise if item.exercise in self._exercises else OTHER_STREAMS
+            reason = item.reason if item.reason in self._reasons else OTHER_STREAMS
+            self.rejected_reps.labels(exercise, reason).inc()
 
     def stream_label(self, stream_id: str) -> str:
         """The label value for ``stream_id``: itself while labels are left, else ``"other"``."""
@@ -83,3 +107,11 @@ class StreamMetrics:
             self._labels.add(stream_id)
             return stream_id
         return OTHER_STREAMS
+
+
+def _known_reasons() -> frozenset[str]:
+    """Every reason code a shipped exercise can give: the counter's own and the preconditions'."""
+    codes = set(REASONS)
+    for name in available_exercises():
+        codes.update(p.code for p in load_exercise(name).preconditions)
+    return frozenset(codes)

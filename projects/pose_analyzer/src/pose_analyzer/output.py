@@ -11,6 +11,9 @@ the ``of`` constructors, so every transport uses the same names:
 - ``angles``: degrees (docs/biomechanics.md), ``angular_velocity``: degrees per second,
   ``measures``: dimensionless ratios, ``center_of_mass``: pixels; each null when not seen;
 - ``rep``: the repetition completed on THIS frame (sent once, never repeated on later frames);
+- ``rejected``: the person's LATEST candidate rep that did not count (repeated on every frame
+  until a newer one replaces it), with its reason code and message (``RejectedOut``);
+- ``count_by_side``: counted reps per body side for ``side: each`` exercises (punches), else null;
 - a repetition's ``start_s``/``end_s``: seconds on the clock of the frames' timestamps (the
   client's capture clock for streams, the video's clock for files; the sessions API counts
   from the stream's first analysed frame).
@@ -25,7 +28,8 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RepRecord
+from pose_analyzer.exercises.reference import ReferenceComparison
+from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RejectedRep, RepRecord
 
 
 def finite(value: float) -> float | None:
@@ -55,8 +59,34 @@ class FaultOut(_Out):
     weight: float
 
 
+class ReferenceOut(_Out):
+    """A repetition compared with the coach's reference rep (``exercises.reference``): ``score``
+    0-100, ``distance_deg`` the mean aligned difference, ``per_angle_deg`` the mean difference
+    of each angle, ``worst_phase`` (``to_peak``, ``peak``, ``from_peak``) with its difference,
+    and ``message``, the feedback in words."""
+
+    score: float
+    distance_deg: float
+    per_angle_deg: dict[str, float]
+    worst_phase: str
+    worst_phase_deg: float
+    message: str
+
+    @classmethod
+    def of(cls, comparison: ReferenceComparison) -> ReferenceOut:
+        return cls(
+            score=comparison.score,
+            distance_deg=comparison.distance_deg,
+            per_angle_deg=comparison.per_angle_deg,
+            worst_phase=comparison.worst_phase,
+            worst_phase_deg=comparison.worst_phase_deg,
+            message=comparison.message,
+        )
+
+
 class RepOut(_Out):
-    """A completed repetition: 1-based index, 0-100 form score, faults, range of motion, tempo."""
+    """A completed repetition: 1-based index, 0-100 form score, faults, range of motion, tempo;
+    ``reference`` when the stream compares reps with a reference rep (else null)."""
 
     exercise: str
     index: int
@@ -66,6 +96,7 @@ class RepOut(_Out):
     range_of_motion_deg: float | None
     tempo_s: float | None
     faults: list[FaultOut]
+    reference: ReferenceOut | None = None
 
     @classmethod
     def of(cls, rep: RepRecord, origin_s: float = 0.0) -> RepOut:
@@ -79,6 +110,31 @@ class RepOut(_Out):
             range_of_motion_deg=finite(rep.range_of_motion_deg),
             tempo_s=finite(rep.tempo_s),
             faults=[FaultOut(code=f.code, message=f.message, weight=f.weight) for f in rep.faults],
+            reference=ReferenceOut.of(rep.reference) if rep.reference is not None else None,
+        )
+
+
+class RejectedOut(_Out):
+    """A candidate rep that did not count: ``reason`` is a code (a precondition's code, ``cut``,
+    ``gap``, ``too_short``... see ``types.RejectedRep``), ``message`` says it in words."""
+
+    exercise: str
+    start_s: float
+    end_s: float
+    reason: str
+    message: str
+    side: str
+
+    @classmethod
+    def of(cls, rejected: RejectedRep, origin_s: float = 0.0) -> RejectedOut:
+        """``rejected`` with its times counted from ``origin_s``."""
+        return cls(
+            exercise=rejected.exercise,
+            start_s=rejected.start_time - origin_s,
+            end_s=rejected.end_time - origin_s,
+            reason=rejected.reason,
+            message=rejected.message,
+            side=rejected.side,
         )
 
 
@@ -96,6 +152,8 @@ class PersonOut(_Out):
     rep_count: int
     phase: str
     rep: RepOut | None
+    rejected: RejectedOut | None
+    count_by_side: dict[str, int] | None
 
     @classmethod
     def of(cls, analysis: PersonAnalysis) -> PersonOut:
@@ -116,6 +174,8 @@ class PersonOut(_Out):
             rep_count=analysis.rep_count,
             phase=analysis.phase,
             rep=RepOut.of(analysis.new_rep) if analysis.new_rep is not None else None,
+            rejected=RejectedOut.of(analysis.last_rejected) if analysis.last_rejected is not None else None,
+            count_by_side=analysis.count_by_side,
         )
 
 

@@ -35,6 +35,9 @@ UNTRACKED_COLOR: Color = (200, 200, 200)
 KEYPOINT_COLOR: Color = (255, 255, 255)
 TEXT_COLOR: Color = (255, 255, 255)
 PANEL_COLOR: Color = (32, 32, 32)
+REJECTED_COLOR: Color = (0, 90, 255)
+# A rejected candidate rep stays on the panel this long after it ended.
+REJECTED_SHOWN_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,9 @@ def _text(
 def _draw_panel(
     canvas: Image, analysis: FrameAnalysis, exercise: str | None, style: OverlayStyle, scale: float
 ) -> None:
-    """Top-left panel: time and exercise, then one line per person with reps and last score."""
+    """Top-left panel: time and exercise, then one line per person with reps (per side for
+    ``side: each``), last score and phase, and under it for a few seconds the reason the
+    person's latest candidate rep did not count."""
     lines: list[tuple[str, Color]] = [
         (f"t={analysis.timestamp:6.2f}s" + (f"  {exercise}" if exercise else ""), TEXT_COLOR)
     ]
@@ -149,9 +154,16 @@ def _draw_panel(
         line = f"{label} reps {person.rep_count}"
         if person.last_rep is not None and not math.isnan(person.last_rep.score):
             line += f"  score {person.last_rep.score:.0f}"
+        if person.count_by_side:
+            line += "  " + " ".join(
+                f"{side[:1].upper()}{n}" for side, n in sorted(person.count_by_side.items())
+            )
         if person.phase:
             line += f"  {person.phase}"
         lines.append((line, track_color(track)))
+        rejected = person.last_rejected
+        if rejected is not None and 0.0 <= analysis.timestamp - rejected.end_time <= REJECTED_SHOWN_S:
+            lines.append((f"  not counted: {rejected.message}", REJECTED_COLOR))
     font_scale = style.font_scale * scale * 1.2
     line_height = round(22 * scale)
     width = round(max(len(text) for text, _ in lines) * 11 * scale) + 12

@@ -26,8 +26,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from pose_analyzer.keypoints import KEYPOINT_NAMES
-from pose_analyzer.output import FrameOut, RepOut
-from pose_analyzer.types import FrameAnalysis, RepRecord
+from pose_analyzer.output import FrameOut, RejectedOut, RepOut
+from pose_analyzer.types import FrameAnalysis, RejectedRep, RepRecord
 
 KEYPOINT_COLUMNS: tuple[str, ...] = ("frame", "time", "track_id", "keypoint", "x", "y", "conf")
 ANGLE_COLUMNS: tuple[str, ...] = ("frame", "time", "track_id", "angle", "degrees")
@@ -203,13 +203,24 @@ class ReportWriter:
         self.history.add(analysis)
         self.track_ids.update(p.person.track_id for p in analysis.people)
 
-    def write_json(self, metadata: dict[str, Any], reps: dict[int | None, list[RepRecord]]) -> None:
-        """Write ``<stem>.analysis.json``: ``metadata``, every frame, and reps per track."""
+    def write_json(
+        self,
+        metadata: dict[str, Any],
+        reps: dict[int | None, list[RepRecord]],
+        rejected: dict[int | None, list[RejectedRep]] | None = None,
+    ) -> None:
+        """Write ``<stem>.analysis.json``: ``metadata``, reps per track, every rejected candidate
+        rep per track (with its reason), and every frame."""
         data = dict(metadata)
         data["reps"] = [
             {"track_id": track_id, **RepOut.of(rep).model_dump()}
             for track_id, track_reps in reps.items()
             for rep in track_reps
+        ]
+        data["rejected"] = [
+            {"track_id": track_id, **RejectedOut.of(item).model_dump()}
+            for track_id, items in (rejected or {}).items()
+            for item in items
         ]
         data["frames"] = self.frames
         write_json(self.json_path, data)

@@ -21,6 +21,8 @@ class PoseSettings(ServiceSettings):
     models_dir: Path = Path("models")
     cache_dir: Path = Path(".cache")
     database_url: str = "sqlite:///data/pose.db"
+    # Coaches' reference reps, one JSON file each (reference_store.py).
+    references_dir: Path = Path("data/references")
     max_frame_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_streams: int = Field(default=32, gt=0)
     # Live streams: the shared batched backend waits this long for frames of other streams

@@ -8,6 +8,21 @@ for more than ``max_age_s`` seconds is forgotten: whoever appears afterwards get
 - ``PoseTracker``: the better of box overlap (box moved by the track's velocity) and
   keypoint similarity (COCO OKS), then a second pass by box-centre distance for tracks
   the first pass could not place.  For multi-person YOLO output.
+- ``SinglePersonTracker``: for a backend that finds at most one person (MediaPipe):
+  that person is always track 1, however long they were lost and wherever they came back.
+
+Confirmation: a new track is *tentative* until it has been matched on ``min_hits``
+frames spanning at least ``min_duration_s`` seconds, without a miss (a tentative track
+not matched on a frame is dropped); ``is_confirmed`` says when it is.
+On a one-person clip YOLO reports short-lived "ghost" people (a fragment of a limb, a
+reflection) that live 1 to 8 frames, i.e. under 0.27 s at 30 fps: the defaults (3 hits
+over 0.3 s) never confirm them, and confirm a real person within 0.3 s whatever the
+frame rate.  The engine analyses tentative tracks (so a person's counter sees their
+first frames) but reports, stores and counts only confirmed ones.
+
+A confirmed track that is lost is kept ``keep_lost_s`` seconds (at least ``max_age_s``)
+and can then only be recovered by position (the box-centre pass): a person lost briefly
+and found again where they were keeps their id, and with it their rep count.
 
 Ultralytics' BYTETracker was the first choice for YOLO, but importing it needs the
 ``lap`` package, which this environment does not have (and ultralytics would try to
@@ -42,6 +57,9 @@ class Tracker(Protocol):
     def update(self, people: list[Person], timestamp: float) -> list[Person]:
         """Set ``track_id`` on each person of the frame at ``timestamp`` (seconds) and return them."""
 
+    def is_confirmed(self, track_id: int) -> bool:
+        """Whether ``track_id`` is a confirmed person (seen long enough), not a tentative track."""
+
 
 @dataclass(slots=True)
 class _Track:
@@ -50,9 +68,42 @@ class _Track:
     velocity: npt.NDArray[np.float64]
     keypoints: npt.NDArray[np.float32]
     last_seen: float
+    first_seen: float
+    hits: int = 1
+    confirmed: bool = False
 
 
 Similarity = Callable[[_Track, Person, float], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """When a track becomes a person, and how long a lost person is waited for.
+
+    A track is confirmed once matched on ``min_hits`` frames spanning at least
+    ``min_duration_s``.  A confirmed track unseen for longer than the tracker's
+    ``max_age_s`` but at most ``keep_lost_s`` can still be recovered by position.
+
+    Raises:
+        ValueError: ``min_hits`` under 1, or a negative duration.
+    """
+
+    min_hits: int = 3
+    min_duration_s: float = 0.3
+    keep_lost_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_hits < 1:
+            raise ValueError(f"min_hits must be at least 1, got {self.min_hits}")
+        if not (self.min_duration_s >= 0 and self.keep_lost_s >= 0):
+            raise ValueError(
+                f"durations must be non-negative, got {self.min_duration_s} and {self.keep_lost_s}"
+            )
+
+    def confirms(self, hits: int, duration_s: float) -> bool:
+        """Whether a track matched on ``hits`` frames over ``duration_s`` seconds is a person."""
+        # The tolerance absorbs timestamps built as index / fps (9 / 30 is not exactly 0.3).
+        return hits >= self.min_hits and duration_s >= self.min_duration_s - 1e-9
 
 
 def box_iou(
@@ -80,6 +131,7 @@ class _TrackSet:
         min_similarity: float,
         max_age_s: float,
         recovery_distance: float | None = None,
+        confirmation: Confirmation | None = None,
     ) -> None:
         if not 0.0 < min_similarity <= 1.0:
             raise ValueError(f"min_similarity must be in (0, 1], got {min_similarity}")
@@ -87,6 +139,9 @@ class _TrackSet:
             raise ValueError(f"max_age_s must be positive, got {max_age_s}")
         if recovery_distance is not None and recovery_distance <= 0:
             raise ValueError(f"recovery_distance must be positive, got {recovery_distance}")
+        self._confirmation = confirmation or Confirmation()
+        self._keep_lost_s = max(self._confirmation.keep_lost_s, max_age_s)
+        self._confirmed_ids: set[int] = set()
         self._similarity = similarity
         self._recovery_distance = recovery_distance
         self._min_similarity = min_similarity
@@ -99,17 +154,22 @@ class _TrackSet:
         if self._last_timestamp is not None and timestamp < self._last_timestamp:
             raise ValueError(f"timestamps must not go back: {timestamp} after {self._last_timestamp}")
         self._last_timestamp = timestamp
-        self._tracks = [t for t in self._tracks if timestamp - t.last_seen <= self._max_age_s]
+        self._tracks = [t for t in self._tracks if timestamp - t.last_seen <= self._age_limit(t)]
 
         matched = self._associate(people, timestamp)
         if self._recovery_distance is not None:
             matched |= self._recover(people, matched)
 
+        # A tentative track missed on this frame is dropped (as SORT does): a flickering ghost
+        # must not add up hits over separate sightings.
+        kept = {id(t) for t in matched.values()}
+        self._tracks = [t for t in self._tracks if t.confirmed or id(t) in kept]
         for index, person in enumerate(people):
             box = np.asarray(person.box, dtype=np.float64)
             track = matched.get(index)
             if track is None:
-                track = _Track(self._next_id, box, np.zeros(4), person.keypoints.copy(), timestamp)
+                keypoints = person.keypoints.copy()
+                track = _Track(self._next_id, box, np.zeros(4), keypoints, timestamp, timestamp)
                 self._next_id += 1
                 self._tracks.append(track)
             else:
@@ -118,21 +178,36 @@ class _TrackSet:
                     step = (box - track.box) / elapsed
                     track.velocity = _VELOCITY_SMOOTHING * step + (1 - _VELOCITY_SMOOTHING) * track.velocity
                 track.box, track.keypoints, track.last_seen = box, person.keypoints.copy(), timestamp
+                track.hits += 1
+            if not track.confirmed and self._confirmation.confirms(track.hits, timestamp - track.first_seen):
+                track.confirmed = True
+                self._confirmed_ids.add(track.track_id)
             person.track_id = track.track_id
         return people
 
+    def is_confirmed(self, track_id: int) -> bool:
+        return track_id in self._confirmed_ids
+
+    def _age_limit(self, track: _Track) -> float:
+        return self._keep_lost_s if track.confirmed else self._max_age_s
+
+    def _live(self, timestamp: float) -> list[_Track]:
+        """Tracks the first pass may match: seen within ``max_age_s`` (lost ones wait for ``_recover``)."""
+        return [t for t in self._tracks if timestamp - t.last_seen <= self._max_age_s]
+
     def _associate(self, people: list[Person], timestamp: float) -> dict[int, _Track]:
         """Person index -> track, by the best total similarity above the minimum."""
-        if not self._tracks or not people:
+        tracks = self._live(timestamp)
+        if not tracks or not people:
             return {}
-        score = np.array([[self._similarity(t, p, timestamp) for p in people] for t in self._tracks])
+        score = np.array([[self._similarity(t, p, timestamp) for p in people] for t in tracks])
         if score.shape == (1, 1):
             # One track, one person (every MediaPipe frame): the assignment is that pair.
             rows, cols = np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp)
         else:
             rows, cols = linear_sum_assignment(score, maximize=True)
         return {
-            int(col): self._tracks[int(row)]
+            int(col): tracks[int(row)]
             for row, col in zip(rows, cols, strict=True)
             if score[row, col] >= self._min_similarity
         }
@@ -209,9 +284,13 @@ class IoUTracker:
     """
 
     def __init__(
-        self, iou_threshold: float = 0.3, max_age_s: float = 1.0, recovery_distance: float | None = None
+        self,
+        iou_threshold: float = 0.3,
+        max_age_s: float = 1.0,
+        recovery_distance: float | None = None,
+        confirmation: Confirmation | None = None,
     ) -> None:
-        self._tracks = _TrackSet(_iou_similarity, iou_threshold, max_age_s, recovery_distance)
+        self._tracks = _TrackSet(_iou_similarity, iou_threshold, max_age_s, recovery_distance, confirmation)
 
     def update(self, people: list[Person], timestamp: float) -> list[Person]:
         """Set ``track_id`` on each person and return them.
@@ -220,6 +299,10 @@ class IoUTracker:
             ValueError: ``timestamp`` earlier than the previous call's.
         """
         return self._tracks.update(people, timestamp)
+
+    def is_confirmed(self, track_id: int) -> bool:
+        """Whether ``track_id`` has been confirmed (see ``Confirmation``)."""
+        return self._tracks.is_confirmed(track_id)
 
 
 class PoseTracker:
@@ -234,9 +317,13 @@ class PoseTracker:
     """
 
     def __init__(
-        self, min_similarity: float = 0.3, max_age_s: float = 1.0, recovery_distance: float = 1.0
+        self,
+        min_similarity: float = 0.3,
+        max_age_s: float = 1.0,
+        recovery_distance: float = 1.0,
+        confirmation: Confirmation | None = None,
     ) -> None:
-        self._tracks = _TrackSet(_pose_similarity, min_similarity, max_age_s, recovery_distance)
+        self._tracks = _TrackSet(_pose_similarity, min_similarity, max_age_s, recovery_distance, confirmation)
 
     def update(self, people: list[Person], timestamp: float) -> list[Person]:
         """Set ``track_id`` on each person and return them.
@@ -245,3 +332,41 @@ class PoseTracker:
             ValueError: ``timestamp`` earlier than the previous call's.
         """
         return self._tracks.update(people, timestamp)
+
+    def is_confirmed(self, track_id: int) -> bool:
+        """Whether ``track_id`` has been confirmed (see ``Confirmation``)."""
+        return self._tracks.is_confirmed(track_id)
+
+
+class SinglePersonTracker:
+    """For a backend that finds at most one person: that person is always track ``1``.
+
+    A one-person detector has nobody to confuse the athlete with, so matching by
+    overlap can only lose them (a flip, a fast turn, a brief occlusion gave a kata two
+    ids).  Should a frame hold several people, the most confident one is kept and the
+    others are dropped (returned without them).  Confirmed from the first frame.
+    """
+
+    TRACK_ID = 1
+
+    def __init__(self) -> None:
+        self._last_timestamp: float | None = None
+
+    def update(self, people: list[Person], timestamp: float) -> list[Person]:
+        """Give the most confident person track 1 and return it alone (or nobody).
+
+        Raises:
+            ValueError: ``timestamp`` earlier than the previous call's.
+        """
+        if self._last_timestamp is not None and timestamp < self._last_timestamp:
+            raise ValueError(f"timestamps must not go back: {timestamp} after {self._last_timestamp}")
+        self._last_timestamp = timestamp
+        if not people:
+            return []
+        person = max(people, key=lambda p: p.score)
+        person.track_id = self.TRACK_ID
+        return [person]
+
+    def is_confirmed(self, track_id: int) -> bool:
+        """Track 1 is the person; there is no other."""
+        return track_id == self.TRACK_ID

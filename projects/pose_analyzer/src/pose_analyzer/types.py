@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from pose_analyzer.exercises.reference import ReferenceComparison
 
 
 @dataclass(slots=True)
@@ -85,6 +89,8 @@ class RepRecord:
     unmeasured_rules: list[str] = field(default_factory=list)
     side: str = ""
     peak_time: float | None = None
+    # Set by the engine when the stream scores reps against a coach's reference rep.
+    reference: ReferenceComparison | None = None
 
 
 @dataclass(slots=True)
@@ -121,6 +127,11 @@ class PersonAnalysis:
     angular_velocity: dict[str, float] = field(default_factory=dict)
     center_of_mass: tuple[float, float] | None = None
     measures: dict[str, float] = field(default_factory=dict)
+    # Candidate reps rejected on this frame (usually none), and the latest rejected so far.
+    new_rejected: list[RejectedRep] = field(default_factory=list)
+    last_rejected: RejectedRep | None = None
+    # Counted reps per body side, for ``side: each`` exercises (punches); None otherwise.
+    count_by_side: dict[str, int] | None = None
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from pose_analyzer.api import references
 from pose_analyzer.exercises import ExerciseDefinition, available_exercises, load_exercise
 from service_kit.errors import NotFoundError
 from service_kit.ops import require_api_key
@@ -25,3 +26,7 @@ def exercise(name: str) -> ExerciseDefinition:
     if name not in valid:
         raise NotFoundError(f"unknown exercise {name!r}; available: {', '.join(valid)}", {"valid": valid})
     return load_exercise(name)
+
+
+# Coaches' reference reps of an exercise: /api/exercises/{name}/references (api/references.py).
+router.include_router(references.router)

@@ -67,16 +67,18 @@ def _yolo_options(options: DetectorOptions) -> dict[str, Any]:
 
 
 def _one_person_tracker() -> Tracker:
-    from pose_analyzer.tracking import IoUTracker
+    from pose_analyzer.tracking import SinglePersonTracker
 
-    # One person at most: a distant box is still that person after a fast move.
-    return IoUTracker(recovery_distance=1.0)
+    # One person at most: whoever it finds is the athlete, however they moved or how long lost.
+    return SinglePersonTracker()
 
 
 def _pose_tracker() -> Tracker:
-    from pose_analyzer.tracking import PoseTracker
+    from pose_analyzer.tracking import Confirmation, PoseTracker
 
-    return PoseTracker()
+    # Ghost people (1-8 frames) are never confirmed; someone lost up to 3 s and found again
+    # where they were keeps their id (docs in tracking.py).
+    return PoseTracker(confirmation=Confirmation(keep_lost_s=3.0))
 
 
 SPECS: dict[str, BackendSpec] = {
