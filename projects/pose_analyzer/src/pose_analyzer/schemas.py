@@ -62,7 +62,7 @@ class StartMessage(_Message):
     backend: Literal["mediapipe", "yolo"] | None = Field(default=None, description="default: the service's")
     reference_rep: ReferenceRep | None = Field(
         default=None,
-        description="validated (an invalid one is an error); reps are not yet scored against it",
+        description="every rep is compared with it by DTW (RepOut.reference); an invalid one is an error",
     )
     session_id: str | None = Field(
         default=None, description="record into this existing session (several cameras); default: a new one"

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from pose_analyzer.engine import PoseEngine
+from pose_analyzer.engine import PoseEngine, reference_columns
 from pose_analyzer.exercises.definition import shipped_exercise
 from pose_analyzer.exercises.reference import ReferenceMotion
 from pose_analyzer.schemas import (
@@ -202,12 +202,14 @@ class StreamConnection:
 
     async def _start(self, message: StartMessage, announce: bool = True) -> None:
         exercise = shipped_exercise(message.exercise)
+        reference = None
         if message.reference_rep is not None:
             ref = message.reference_rep
             try:
-                ReferenceMotion(
+                reference = ReferenceMotion(
                     tuple(ref.angles), np.asarray(ref.series, dtype=np.float64), ref.tolerance_deg
                 )
+                reference_columns(reference)
             except ValueError as exc:
                 raise InvalidInputError(f"invalid reference rep: {exc}", code="invalid_reference") from None
         path = self.hub.path(message.backend)
@@ -237,7 +239,10 @@ class StreamConnection:
                 await writer.close("failed", "the backend could not start")
             raise
         engine = PoseEngine(
-            tracker=path.tracker(), exercise=exercise, person_of_interest=message.person_of_interest
+            tracker=path.tracker(),
+            exercise=exercise,
+            person_of_interest=message.person_of_interest,
+            reference=reference,
         )
         self.session = StreamSession(
             self.stream_id,

@@ -176,6 +176,7 @@ class StreamSession:
         """Count each rep completed on this frame in the metrics."""
         exercise = self.exercise or "none"
         for person in analysis.people:
+            self.metrics.count_rejected(person.new_rejected)
             rep = person.new_rep
             if rep is None:
                 continue
