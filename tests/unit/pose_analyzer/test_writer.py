@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from pose_analyzer.storage import Database, StorageError, create_database, get_session, list_reps
 from pose_analyzer.streaming.recording import StreamRecording
-from pose_analyzer.streaming.writer import RecordingWriter
+from pose_analyzer.streaming.writer import RecordingWriter, RetryPolicy
 from pose_analyzer.types import FrameAnalysis, FrameCounts, Person, PersonAnalysis, RepRecord
 
 
@@ -65,7 +65,7 @@ async def test_frames_wait_for_the_flush_interval_and_the_close_commits_them(dat
 
 async def test_a_failed_commit_is_reported_to_whoever_awaits_it(database: Database) -> None:
     recording = StreamRecording.open(database, "cam", "mediapipe", "squat", None)
-    writer = RecordingWriter(recording, database, flush_interval_s=3600.0)
+    writer = RecordingWriter(recording, database, flush_interval_s=3600.0, retry=RetryPolicy(attempts=1))
     writer.start()
     with database.session() as db:  # the database refuses the writes from now on
         db.execute(text("ALTER TABLE reps RENAME TO reps_gone"))
@@ -74,7 +74,8 @@ async def test_a_failed_commit_is_reported_to_whoever_awaits_it(database: Databa
     with pytest.raises(StorageError):
         await committed
     assert writer.failed_commits == 1
-    await writer.close("failed", "storage")  # logs, never raises
+    with pytest.raises(StorageError):  # the end cannot be committed either, and says so
+        await writer.close("failed", "storage")
 
 
 def test_capacity_must_be_positive(database: Database) -> None:

@@ -24,7 +24,7 @@ from pose_analyzer.image_analysis import ImageAnalyzers
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.resources import PoseResources
 from pose_analyzer.settings import PoseSettings
-from pose_analyzer.storage import create_database, mark_interrupted_streams
+from pose_analyzer.storage import create_database, mark_interrupted
 from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
@@ -74,9 +74,12 @@ async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseR
     database = await asyncio.to_thread(create_database, settings.database_url)
     stack.callback(database.dispose)
     with database.session() as db:
-        interrupted = mark_interrupted_streams(db)
-    if interrupted:
-        log.warning("streams left open by the last run marked interrupted", extra={"count": interrupted})
+        interrupted = mark_interrupted(db)
+    if interrupted.streams or interrupted.sessions:
+        log.warning(
+            "streams and sessions left open by the last run marked interrupted",
+            extra={"streams": interrupted.streams, "sessions": interrupted.sessions},
+        )
     metrics = StreamMetrics(ops.registry, settings.metrics_stream_labels)
     options = DetectorOptions.from_settings(settings, device)
     streams = StreamHub(settings, metrics, default_backend=backend, options=options)
