@@ -24,6 +24,7 @@ from pose_analyzer.image_analysis import ImageAnalyzers
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.resources import PoseResources
 from pose_analyzer.settings import PoseSettings
+from pose_analyzer.shutdown import ShutdownNotice
 from pose_analyzer.storage import create_database, mark_interrupted
 from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
@@ -53,6 +54,24 @@ async def warm_up(resources: PoseResources) -> None:
         log.info("pose models loaded and warmed", extra={"backend": resources.backend})
     finally:
         resources.warm_up_done.set()
+
+
+RESTART_REASON = "the service is restarting; reconnect when it is ready again"
+
+
+def _drain_on(notice: ShutdownNotice, resources: PoseResources, stack: AsyncExitStack) -> None:
+    """On ``notice``: /readyz says draining and every open stream ends as interrupted (1012)."""
+    loop = asyncio.get_running_loop()
+
+    def drain() -> None:
+        resources.ops.mark_not_ready("draining")
+        count = resources.streams.interrupt_all(RESTART_REASON)
+        log.info("service stopping: open streams interrupted", extra={"streams": count})
+
+    def on_notice() -> None:  # called in the signal handler: only hand over to the loop
+        loop.call_soon_threadsafe(drain)
+
+    stack.callback(notice.subscribe(on_notice))
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -89,14 +108,20 @@ async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseR
     return PoseResources(settings, ops, metrics, database, streams, analyzers, backend, device)
 
 
-def create_app(settings: PoseSettings | None = None) -> FastAPI:
-    """Build the app; resources are opened in the lifespan, not at import or here."""
+def create_app(settings: PoseSettings | None = None, shutdown: ShutdownNotice | None = None) -> FastAPI:
+    """Build the app; resources are opened in the lifespan, not at import or here.
+
+    ``shutdown``: fired when the process is asked to stop (see ``ShutdownNotice``); without it,
+    streams still open when the lifespan ends are recorded as interrupted then.
+    """
     settings = settings or PoseSettings()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             resources = await open_resources(settings, stack)
+            if shutdown is not None:
+                _drain_on(shutdown, resources, stack)
             warming = asyncio.create_task(warm_up(resources), name="pose-warm-up")
             stack.push_async_callback(_cancel, warming)
             build = resources.ops.build

@@ -41,6 +41,10 @@ class PoseSettings(ServiceSettings):
     stream_send_timeout_s: float = Field(default=5.0, gt=0)
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)
+    # A failed commit of a stream is tried this many times in all, waiting stream_commit_backoff_s
+    # after the first failure, doubling up to 2 s (each attempt may also wait for a database lock).
+    stream_commit_attempts: int = Field(default=4, ge=1, le=20)
+    stream_commit_backoff_s: float = Field(default=0.2, ge=0, le=2.0)
     # Images (stream frames and /api/analyze) declaring more pixels are refused before decoding;
     # 4096 x 4096 fits every 4K camera.  At most 64 Mi pixels (Pillow's bomb guard is above it).
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=64 * 1024 * 1024)

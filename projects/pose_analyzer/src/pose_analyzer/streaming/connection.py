@@ -42,7 +42,7 @@ from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
-from pose_analyzer.streaming.writer import RecordingWriter
+from pose_analyzer.streaming.writer import RecordingWriter, RetryPolicy
 from pose_analyzer.types import FrameCounts
 from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 
@@ -272,7 +272,10 @@ class StreamConnection:
                 raise InvalidInputError(str(exc), code="unknown_session") from None
         writer = None
         if recording is not None and self.database is not None:
-            writer = RecordingWriter(recording, self.database, self.settings.stream_flush_interval_s)
+            retry = RetryPolicy(self.settings.stream_commit_attempts, self.settings.stream_commit_backoff_s)
+            writer = RecordingWriter(
+                recording, self.database, self.settings.stream_flush_interval_s, retry=retry
+            )
             writer.start()
         try:
             detector = await self.hub.detector(path)
