@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,9 @@ def clip_frames(video: Path, step: int) -> list[tuple[float, bytes]]:
         if index % step == 0:
             h, w = image.shape[:2]
             image = cv2.resize(image, (WIDTH, round(h * WIDTH / w)), interpolation=cv2.INTER_AREA)
-            frames.append((index / fps, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()))
+            frames.append(
+                (index / fps, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+            )
         index += 1
     capture.release()
     return frames
