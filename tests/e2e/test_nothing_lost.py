@@ -6,10 +6,13 @@ random moments, each followed by a restart on the same database file).
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,35 +133,47 @@ def test_sigterm_mid_stream_closes_with_1012_and_records_the_stream_interrupted(
     assert statuses(db_file, "sessions") == ["interrupted"]
 
 
+def endless(clip: list[tuple[float, bytes]]) -> Iterator[tuple[float, bytes]]:
+    """The clip over and over, capture times going on from one pass to the next."""
+    period = clip[-1][0] + (clip[-1][0] - clip[-2][0])
+    for n in itertools.count():
+        for capture_ts, data in clip:
+            yield n * period + capture_ts, data
+
+
 def test_chaos_three_sigkills_at_random_moments_lose_no_announced_rep(
     start_service: StartService, tmp_path: Path, squats: list[tuple[float, bytes]]
 ) -> None:
     db_file = tmp_path / "pose.db"
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    # Three kill points (frame positions) in the clip; the client streams on after each restart.
-    kills = sorted(rng.sample(range(5, len(squats) - 5), 3))
     announced: Announced = set()
-    position = 0
-    for run, stop_at in enumerate([*kills, len(squats)]):
+    frames = endless(squats)
+    for run in range(4):
         service = start_pose(start_service, db_file)
+        # Runs 0-2: SIGKILL from another thread after a random time, whatever the client is doing
+        # (sending, waiting for an answer, between frames); run 3 streams a while and stops.
+        killer = threading.Timer(rng.uniform(0.2, 3.0), kill, [service]) if run < 3 else None
         with connect_to(service, f"chaos{run}") as ws:
             session_id = start_squats(ws)
-            for capture_ts, data in squats[position:stop_at]:
-                announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
-            position = stop_at
-            if run < len(kills):
-                kill(service)  # right after an answer: whatever it announced must be stored
-            else:
+            if killer is not None:
+                killer.start()
+            try:
+                for capture_ts, data in itertools.islice(frames, 400 if killer else 40):
+                    announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+                assert killer is None, f"still streaming after the kill (seed {seed})"
                 ws.send(json.dumps({"type": "stop"}))
                 assert json.loads(ws.recv(timeout=60))["type"] == "stopped"
-        if run == len(kills):
+            except (ConnectionClosed, OSError):
+                assert killer is not None, f"the service went away unasked (seed {seed})"
+        if killer is not None:
+            killer.join()
+        else:
             service.stop()
-    start_pose(start_service, db_file).stop()  # a last start-up closes what the last kill left
+    # Each start-up closed what the kill before it left open; the last run ended with stop.
     rows = stored(db_file)
     assert announced, f"no rep announced (seed {seed})"
     assert announced <= set(rows), f"announced reps lost (seed {seed})"
     assert len(rows) == len(set(rows)), f"a rep stored twice (seed {seed})"
-    assert "open" not in statuses(db_file, "streams"), f"seed {seed}"
-    assert "open" not in statuses(db_file, "sessions"), f"seed {seed}"
-    assert sorted(statuses(db_file, "streams")) == ["completed", "interrupted", "interrupted", "interrupted"]
+    assert sorted(statuses(db_file, "streams")) == ["completed"] + ["interrupted"] * 3, f"seed {seed}"
+    assert sorted(statuses(db_file, "sessions")) == ["completed"] + ["interrupted"] * 3, f"seed {seed}"
