@@ -4,6 +4,7 @@ The process is configured here, once, before the app is imported: JSON logging (
 does not touch the root logger) and the third-party libraries' environment.
 """
 
+import socket
 from types import FrameType
 
 import uvicorn
@@ -55,7 +56,12 @@ def main() -> None:
         ws_max_size=max(WS_MIN_MAX_SIZE, WS_HEADROOM * settings.max_frame_bytes),
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
     )
-    _Server(config, notice).run()
+    listener = config.bind_socket()
+    if settings.socket_send_buffer_bytes:
+        # Accepted connections inherit it: answers a client does not read back up within a few
+        # hundred KiB, so the send timeout notices it (see the setting).
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer_bytes)
+    _Server(config, notice).run(sockets=[listener])
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ class PoseSettings(ServiceSettings):
     stream_compute_slots: int = Field(default=0, ge=0, le=256)
     # A client that does not read an answer within this time is closed with 1008.
     stream_send_timeout_s: float = Field(default=5.0, gt=0)
+    # Kernel send buffer of the service's connections (0: the OS default, which grows to 4 MiB):
+    # a client that stops reading is only noticed once this buffer and its own receive buffer
+    # are full, so a large one hides it for tens of seconds of answers.
+    socket_send_buffer_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)
     # A failed commit of a stream is tried this many times in all, waiting stream_commit_backoff_s
