@@ -70,7 +70,7 @@ def test_a_client_that_stops_reading_is_closed_with_1008_within_the_send_timeout
     sent = 0
     try:
         while time.monotonic() - started < 60:
-            capture_ts, data = clip[sent % len(clip)]
+            data = clip[sent % len(clip)][1]
             header = json.dumps({"type": "frame", "capture_ts": sent / 10.0}).encode()
             sock.sendall(frame(0x1, header) + frame(0x2, data))
             sent += 1
