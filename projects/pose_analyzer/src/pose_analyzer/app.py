@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from pose_analyzer.api import streams as streams_api
 from pose_analyzer.detection.options import DetectorOptions, resolve_device
 from pose_analyzer.detection.registry import resolve_backend
 from pose_analyzer.image_analysis import ImageAnalyzers
+from pose_analyzer.limits import WorkLimit
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.resources import PoseResources
 from pose_analyzer.settings import PoseSettings
@@ -105,7 +107,10 @@ async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseR
     stack.push_async_callback(streams.close)
     analyzers = ImageAnalyzers(options)
     stack.push_async_callback(asyncio.to_thread, analyzers.close)
-    return PoseResources(settings, ops, metrics, database, streams, analyzers, backend, device)
+    analyze_limit = WorkLimit(
+        settings.analyze_max_running or os.cpu_count() or 1, settings.analyze_max_waiting
+    )
+    return PoseResources(settings, ops, metrics, database, streams, analyzers, backend, device, analyze_limit)
 
 
 def create_app(settings: PoseSettings | None = None, shutdown: ShutdownNotice | None = None) -> FastAPI:

@@ -52,6 +52,10 @@ class PoseSettings(ServiceSettings):
     # Images (stream frames and /api/analyze) declaring more pixels are refused before decoding;
     # 4096 x 4096 fits every 4K camera.  At most 64 Mi pixels (Pillow's bomb guard is above it).
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=64 * 1024 * 1024)
+    # POST /api/analyze: images analysed at once (0: CPU cores), and requests that may wait for one
+    # of those slots; more at once are answered 429 with Retry-After (each holds a decoded image).
+    analyze_max_running: int = Field(default=0, ge=0, le=64)
+    analyze_max_waiting: int = Field(default=8, ge=0, le=1024)
     # Refuse JPEGs whose data ends before the last block (two 1/8-scale decodes per JPEG).
     verify_jpeg_data: bool = True
     # Distinct stream ids with their own metrics label; later ones share "other".
