@@ -19,6 +19,7 @@ from pose_analyzer.storage import StorageError
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import ServerFailureError, StorageFailedError, StreamClosedError
 from pose_analyzer.streaming.image_header import DecodeLimits
+from pose_analyzer.streaming.memory import release_free_memory
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.streaming.writer import RecordingWriter
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, FrameCounts
@@ -259,3 +260,4 @@ class StreamSession:
         except asyncio.CancelledError:
             self.detector.release_now()
             raise
+        await asyncio.to_thread(release_free_memory)
