@@ -26,7 +26,7 @@ def _replace_check(sql: str) -> None:
     with op.batch_alter_table("sessions", recreate="always") as table:
         if op.get_context().dialect.name != "sqlite":
             table.drop_constraint("ck_sessions_status", type_="check")
-        table.create_check_constraint("status", sql)
+        table.create_check_constraint(op.f("ck_sessions_status"), sql)
 
 
 def upgrade() -> None:
