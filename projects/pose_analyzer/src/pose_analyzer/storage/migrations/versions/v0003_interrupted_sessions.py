@@ -21,12 +21,15 @@ _OLD = "status IN ('open', 'completed', 'failed')"
 
 
 def _replace_check(sql: str) -> None:
+    name = op.f("ck_sessions_status")  # the final name (no naming convention applied again)
+    if op.get_context().dialect.name != "sqlite":
+        op.drop_constraint(name, "sessions", type_="check")
+        op.create_check_constraint(name, "sessions", sql)
+        return
     # SQLite cannot alter a CHECK constraint: batch mode rebuilds the table without the old one
     # (SQLite's reflection does not see CHECK constraints) and with the new one.
     with op.batch_alter_table("sessions", recreate="always") as table:
-        if op.get_context().dialect.name != "sqlite":
-            table.drop_constraint("ck_sessions_status", type_="check")
-        table.create_check_constraint(op.f("ck_sessions_status"), sql)
+        table.create_check_constraint(name, sql)
 
 
 def upgrade() -> None:
