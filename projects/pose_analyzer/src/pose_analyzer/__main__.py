@@ -4,9 +4,13 @@ The process is configured here, once, before the app is imported: JSON logging (
 does not touch the root logger) and the third-party libraries' environment.
 """
 
+import socket
+from types import FrameType
+
 import uvicorn
 
 from pose_analyzer.settings import PoseSettings
+from pose_analyzer.shutdown import ShutdownNotice
 from service_kit.jsonlog import configure_logging
 from service_kit.settings import config_digest, load_settings
 from service_kit.thirdparty import configure_ultralytics
@@ -24,19 +28,40 @@ WS_MIN_MAX_SIZE = 64 * 1024 * 1024
 WS_PER_MESSAGE_DEFLATE = False
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app when a stop signal arrives (before it closes connections,
+    so open streams are recorded as interrupted and closed with 1012 and a reason)."""
+
+    def __init__(self, config: uvicorn.Config, notice: ShutdownNotice) -> None:
+        super().__init__(config)
+        self.notice = notice
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.notice.fire()
+        super().handle_exit(sig, frame)
+
+
 def main() -> None:
     settings = load_settings(PoseSettings)
     configure_logging(SERVICE, settings.log_level, settings.log_dir, config_digest(settings))
     configure_ultralytics(settings.cache_dir)
-    uvicorn.run(
-        "pose_analyzer.app:create_app",
-        factory=True,
+    from pose_analyzer.app import create_app  # imported once the environment above is set
+
+    notice = ShutdownNotice()
+    config = uvicorn.Config(
+        create_app(settings, shutdown=notice),
         host=settings.host,
         port=settings.port,
         log_config=None,
         ws_max_size=max(WS_MIN_MAX_SIZE, WS_HEADROOM * settings.max_frame_bytes),
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
     )
+    listener = config.bind_socket()
+    if settings.socket_send_buffer_bytes:
+        # Accepted connections inherit it: answers a client does not read back up within a few
+        # hundred KiB, so the send timeout notices it (see the setting).
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer_bytes)
+    _Server(config, notice).run(sockets=[listener])
 
 
 if __name__ == "__main__":

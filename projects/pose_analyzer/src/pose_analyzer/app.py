@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -21,10 +22,12 @@ from pose_analyzer.api import streams as streams_api
 from pose_analyzer.detection.options import DetectorOptions, resolve_device
 from pose_analyzer.detection.registry import resolve_backend
 from pose_analyzer.image_analysis import ImageAnalyzers
+from pose_analyzer.limits import WorkLimit
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.resources import PoseResources
 from pose_analyzer.settings import PoseSettings
-from pose_analyzer.storage import create_database, mark_interrupted_streams
+from pose_analyzer.shutdown import ShutdownNotice
+from pose_analyzer.storage import create_database, mark_interrupted
 from pose_analyzer.streaming.hub import StreamHub
 from service_kit.buildinfo import build_info
 from service_kit.errors import install_error_handlers
@@ -55,6 +58,24 @@ async def warm_up(resources: PoseResources) -> None:
         resources.warm_up_done.set()
 
 
+RESTART_REASON = "the service is restarting; reconnect when it is ready again"
+
+
+def _drain_on(notice: ShutdownNotice, resources: PoseResources, stack: AsyncExitStack) -> None:
+    """On ``notice``: /readyz says draining and every open stream ends as interrupted (1012)."""
+    loop = asyncio.get_running_loop()
+
+    def drain() -> None:
+        resources.ops.mark_not_ready("draining")
+        count = resources.streams.interrupt_all(RESTART_REASON)
+        log.info("service stopping: open streams interrupted", extra={"streams": count})
+
+    def on_notice() -> None:  # called in the signal handler: only hand over to the loop
+        loop.call_soon_threadsafe(drain)
+
+    stack.callback(notice.subscribe(on_notice))
+
+
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -74,26 +95,38 @@ async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseR
     database = await asyncio.to_thread(create_database, settings.database_url)
     stack.callback(database.dispose)
     with database.session() as db:
-        interrupted = mark_interrupted_streams(db)
-    if interrupted:
-        log.warning("streams left open by the last run marked interrupted", extra={"count": interrupted})
+        interrupted = mark_interrupted(db)
+    if interrupted.streams or interrupted.sessions:
+        log.warning(
+            "streams and sessions left open by the last run marked interrupted",
+            extra={"streams": interrupted.streams, "sessions": interrupted.sessions},
+        )
     metrics = StreamMetrics(ops.registry, settings.metrics_stream_labels)
     options = DetectorOptions.from_settings(settings, device)
     streams = StreamHub(settings, metrics, default_backend=backend, options=options)
     stack.push_async_callback(streams.close)
     analyzers = ImageAnalyzers(options)
     stack.push_async_callback(asyncio.to_thread, analyzers.close)
-    return PoseResources(settings, ops, metrics, database, streams, analyzers, backend, device)
+    analyze_limit = WorkLimit(
+        settings.analyze_max_running or os.cpu_count() or 1, settings.analyze_max_waiting
+    )
+    return PoseResources(settings, ops, metrics, database, streams, analyzers, backend, device, analyze_limit)
 
 
-def create_app(settings: PoseSettings | None = None) -> FastAPI:
-    """Build the app; resources are opened in the lifespan, not at import or here."""
+def create_app(settings: PoseSettings | None = None, shutdown: ShutdownNotice | None = None) -> FastAPI:
+    """Build the app; resources are opened in the lifespan, not at import or here.
+
+    ``shutdown``: fired when the process is asked to stop (see ``ShutdownNotice``); without it,
+    streams still open when the lifespan ends are recorded as interrupted then.
+    """
     settings = settings or PoseSettings()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             resources = await open_resources(settings, stack)
+            if shutdown is not None:
+                _drain_on(shutdown, resources, stack)
             warming = asyncio.create_task(warm_up(resources), name="pose-warm-up")
             stack.push_async_callback(_cancel, warming)
             build = resources.ops.build

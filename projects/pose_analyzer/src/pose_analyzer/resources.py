@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 
 from pose_analyzer.image_analysis import ImageAnalyzers
+from pose_analyzer.limits import WorkLimit
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import Database
@@ -36,6 +37,8 @@ class PoseResources:
     analyzers: ImageAnalyzers
     backend: str
     device: str
+    # Bounds POST /api/analyze (built from the settings in ``app.open_resources``).
+    analyze_limit: WorkLimit
     # Set once the start-up warm-up ended, loaded or failed (``ops.ready`` tells which).
     warm_up_done: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -80,7 +80,11 @@ class FrameHeader(_Message):
 
     type: Literal["frame"] = "frame"
     frame_id: int | None = Field(default=None, ge=0)
-    capture_ts: float | None = Field(default=None, description="client capture time, seconds")
+    capture_ts: float | None = Field(
+        default=None,
+        description="client capture time, seconds: finite, below 1e12 in size and never less than "
+        "the previous frame's, else the stream is closed with 1008 (invalid_capture_ts)",
+    )
 
 
 ClientMessage = Annotated[StartMessage | StopMessage | FrameHeader, Field(discriminator="type")]

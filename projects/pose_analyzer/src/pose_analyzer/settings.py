@@ -41,11 +41,23 @@ class PoseSettings(ServiceSettings):
     stream_compute_slots: int = Field(default=0, ge=0, le=256)
     # A client that does not read an answer within this time is closed with 1008.
     stream_send_timeout_s: float = Field(default=5.0, gt=0)
+    # Kernel send buffer of the service's connections (0: the OS default, which grows to 4 MiB):
+    # a client that stops reading is only noticed once this buffer and its own receive buffer
+    # are full, so a large one hides it for tens of seconds of answers.
+    socket_send_buffer_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)
+    # A failed commit of a stream is tried this many times in all, waiting stream_commit_backoff_s
+    # after the first failure, doubling up to 2 s (each attempt may also wait for a database lock).
+    stream_commit_attempts: int = Field(default=4, ge=1, le=20)
+    stream_commit_backoff_s: float = Field(default=0.2, ge=0, le=2.0)
     # Images (stream frames and /api/analyze) declaring more pixels are refused before decoding;
     # 4096 x 4096 fits every 4K camera.  At most 64 Mi pixels (Pillow's bomb guard is above it).
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=64 * 1024 * 1024)
+    # POST /api/analyze: images analysed at once (0: CPU cores), and requests that may wait for one
+    # of those slots; more at once are answered 429 with Retry-After (each holds a decoded image).
+    analyze_max_running: int = Field(default=0, ge=0, le=64)
+    analyze_max_waiting: int = Field(default=8, ge=0, le=1024)
     # Refuse JPEGs whose data ends before the last block (two 1/8-scale decodes per JPEG).
     verify_jpeg_data: bool = True
     # Distinct stream ids with their own metrics label; later ones share "other".

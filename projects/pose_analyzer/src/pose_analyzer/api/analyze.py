@@ -13,12 +13,13 @@ import logging
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel
 
 from pose_analyzer.detection.base import DetectorError
 from pose_analyzer.detection.registry import BACKENDS, UnknownBackendError
 from pose_analyzer.exercises import shipped_exercise
+from pose_analyzer.limits import BusyError
 from pose_analyzer.output import PersonOut, people_out
 from pose_analyzer.resources import ResourcesDep
 from pose_analyzer.streaming.decode import decode_frame
@@ -61,6 +62,7 @@ async def _read_upload(file: UploadFile, limit_bytes: int) -> bytes:
     summary="Detect the people of one JPEG/PNG image: keypoints and joint angles",
     responses={
         413: {"description": "the image is larger than POSE_MAX_FRAME_BYTES"},
+        429: {"description": "too many images in analysis and waiting; retry after Retry-After seconds"},
         415: {"description": "not a whole JPEG or PNG image"},
         422: {"description": "empty upload, unknown exercise or backend"},
         503: {"description": "the backend could not run"},
@@ -80,15 +82,24 @@ async def analyze(
             f"unknown pose backend {chosen!r}; valid: {', '.join(valid)}", {"valid": valid}
         )
     definition = shipped_exercise(exercise)
-    data = await _read_upload(file, resources.settings.max_frame_bytes)
-    limits = DecodeLimits(resources.settings.max_image_pixels, resources.settings.verify_jpeg_data)
-    image = await asyncio.to_thread(decode_frame, data, limits)
-    start = time.perf_counter()
     try:
-        result = await asyncio.to_thread(analyzers.analyse, image, chosen, definition)
-    except DetectorError as exc:
-        log.warning("image analysis failed", extra={"backend": chosen, "error": str(exc)})
-        raise UnavailableError(f"the {chosen} backend could not analyse the image") from exc
+        async with resources.analyze_limit.slot():  # bounds the decoded images held at once
+            data = await _read_upload(file, resources.settings.max_frame_bytes)
+            limits = DecodeLimits(resources.settings.max_image_pixels, resources.settings.verify_jpeg_data)
+            image = await asyncio.to_thread(decode_frame, data, limits)
+            start = time.perf_counter()
+            try:
+                result = await asyncio.to_thread(analyzers.analyse, image, chosen, definition)
+            except DetectorError as exc:
+                log.warning("image analysis failed", extra={"backend": chosen, "error": str(exc)})
+                raise UnavailableError(f"the {chosen} backend could not analyse the image") from exc
+    except BusyError as exc:
+        # An HTTPException because the shared handler passes its headers on (Retry-After).
+        raise HTTPException(
+            429,
+            f"the service is busy ({exc.running} images in analysis, {exc.waiting} waiting); retry in 1 s",
+            headers={"Retry-After": "1"},
+        ) from None
     detect_ms = result.timings_ms.get("detect", (time.perf_counter() - start) * 1000.0)
     return AnalyzeOut(
         backend=chosen,

@@ -4,7 +4,7 @@ Typical use::
 
     database = create_database(settings.database_url)      # opens and migrates to head
     with database.session() as db:
-        mark_interrupted_streams(db)                        # once at start-up
+        mark_interrupted(db)                                # once at start-up
         session_id = start_session(db, exercise="squat")
     with StreamRecorder.start(database, session_id, "front", "yolo") as recorder:
         for analysis in frames:
@@ -18,6 +18,7 @@ from pose_analyzer.storage.repository import (
     AnglePoint,
     ExerciseSummary,
     FaultCount,
+    Interrupted,
     RepInfo,
     SessionInfo,
     StreamInfo,
@@ -27,6 +28,7 @@ from pose_analyzer.storage.repository import (
     get_session,
     list_reps,
     list_sessions,
+    mark_interrupted,
     mark_interrupted_streams,
     record_rep,
     session_summary,
@@ -38,6 +40,7 @@ __all__ = [
     "Database",
     "ExerciseSummary",
     "FaultCount",
+    "Interrupted",
     "RecorderClosedError",
     "RepInfo",
     "SessionInfo",
@@ -52,6 +55,7 @@ __all__ = [
     "get_session",
     "list_reps",
     "list_sessions",
+    "mark_interrupted",
     "mark_interrupted_streams",
     "record_rep",
     "session_summary",

@@ -27,13 +27,15 @@ def _is_memory_sqlite(database: str | None) -> bool:
     return database in (None, "", ":memory:") or (database or "").startswith("file::memory:")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool, busy_timeout: bool) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # SQLite leaves foreign keys (and so ON DELETE CASCADE) off unless each connection asks.
         cursor.execute("PRAGMA foreign_keys=ON")
-        # Wait for a writer instead of failing at once with "database is locked".
-        cursor.execute("PRAGMA busy_timeout=5000")
+        if busy_timeout:
+            # Wait for a writer instead of failing at once with "database is locked" (a URL's
+            # ``?timeout=<seconds>`` sets another wait instead).
+            cursor.execute("PRAGMA busy_timeout=5000")
         if wal:
             # WAL lets readers (the REST API) run while a stream commits.  With synchronous=NORMAL a
             # committed transaction survives a process crash; only a power loss may drop the last ones.
@@ -69,10 +71,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         raise StorageError(f"cannot open database URL {parsed.render_as_string()!r}: {exc}") from exc
     if is_sqlite:
         wal = not memory
+        default_timeout = "timeout" not in parsed.query
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, record: Any) -> None:
-            _sqlite_pragmas(dbapi_connection, record, wal=wal)
+            _sqlite_pragmas(dbapi_connection, record, wal=wal, busy_timeout=default_timeout)
 
     return engine
 

@@ -32,8 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-SESSION_STATUSES = ("open", "completed", "failed")
-# "interrupted": the process ended (crash, SIGKILL) while the stream was open; see repository.
+# "interrupted": the process ended (crash, SIGKILL, restart) while the stream (or one of the
+# session's streams) was open; see repository.mark_interrupted.
+SESSION_STATUSES = ("open", "completed", "failed", "interrupted")
 STREAM_STATUSES = ("open", "completed", "failed", "interrupted")
 
 # Stable constraint names, so migrations can drop or alter them on every backend.

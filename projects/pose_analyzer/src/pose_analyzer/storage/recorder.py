@@ -4,11 +4,11 @@ Durability: the stream's row is committed when the recorder starts (status "open
 angle seconds stay in memory until ``flush()`` or ``finish()`` commits them in one transaction;
 ``finish()`` also writes the final status, counters and close reason.  A process killed outright
 (SIGKILL, power loss) loses only what the open streams buffered since their last flush; the stream
-row stays "open" until ``repository.mark_interrupted_streams`` marks it "interrupted" at the next
+row stays "open" until ``repository.mark_interrupted`` marks it "interrupted" at the next
 start.  Everything committed before survives.
 
 A recorder belongs to one stream and is not thread-safe.  Its methods block on the database;
-the service drives it from a ``RecordingWriter`` (``storage/writer.py``), off the frame loop.
+the service drives it from a ``RecordingWriter`` (``streaming/writer.py``), off the frame loop.
 It does not count frames: it writes the stream's ``FrameCounts`` with each commit.
 """
 

@@ -152,14 +152,14 @@ def start_session(db: Session, *, exercise: str | None = None, meta: dict[str, A
 
 
 def end_session(db: Session, session_id: str, status: str = "completed") -> None:
-    """Mark a session ended now with ``status`` ("completed" or "failed").
+    """Mark a session ended now with ``status`` ("completed", "failed" or "interrupted").
 
     Raises:
         ValueError: unknown status.
         SessionNotFoundError: no such session.
     """
     if status not in SESSION_STATUSES or status == "open":
-        raise ValueError(f"a session ends as 'completed' or 'failed', not {status!r}")
+        raise ValueError(f"a session ends as 'completed', 'failed' or 'interrupted', not {status!r}")
     row = _require_session(db, session_id)
     row.status = status
     row.ended_at = utc_now()
@@ -226,7 +226,8 @@ def record_rep(
 
 
 def mark_interrupted_streams(db: Session) -> int:
-    """Mark every stream still "open" as "interrupted"; returns how many.
+    """Mark every stream still "open" as "interrupted"; returns how many (``mark_interrupted``
+    closes their sessions too).
 
     Call once at start-up, while this process is the database's only writer: a stream left open
     then belongs to a process that died before it could finish it.
@@ -234,11 +235,40 @@ def mark_interrupted_streams(db: Session) -> int:
     statement = (
         update(StreamRecord)
         .where(StreamRecord.status == "open")
-        .values(status="interrupted", close_reason=INTERRUPTED_REASON)
+        .values(status="interrupted", close_reason=INTERRUPTED_REASON, ended_at=utc_now())
     )
     # An UPDATE's result is a cursor result, which knows how many rows it changed.
     result = cast("CursorResult[Any]", db.execute(statement))
     return result.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """What start-up closed: streams and sessions a previous process left open."""
+
+    streams: int
+    sessions: int
+
+
+def mark_interrupted(db: Session) -> Interrupted:
+    """Close what a previous process left open: open streams become "interrupted" (what they
+    committed stays), and so do the open sessions they belonged to and the open sessions a
+    stream opened for itself (``meta["stream_id"]``) whose streams all ended (the process died
+    between the stream's end and its session's).  Sessions made through the API with no open
+    stream stay open: more cameras may still join them.
+
+    Call once at start-up, while this process is the database's only writer.
+    """
+    broken = set(db.scalars(select(StreamRecord.session_id).where(StreamRecord.status == "open")))
+    streams = mark_interrupted_streams(db)
+    now = utc_now()
+    sessions = 0
+    for row in db.scalars(select(AnalysisSession).where(AnalysisSession.status == "open")):
+        own_and_done = "stream_id" in row.meta and all(s.status != "open" for s in row.streams)
+        if row.id in broken or own_and_done:
+            row.status, row.ended_at = "interrupted", now
+            sessions += 1
+    return Interrupted(streams, sessions)
 
 
 def list_sessions(db: Session, *, limit: int = 100, offset: int = 0) -> list[SessionInfo]:

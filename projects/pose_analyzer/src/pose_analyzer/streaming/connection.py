@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
@@ -29,18 +30,28 @@ from pose_analyzer.schemas import (
 )
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import Database, SessionNotFoundError
-from pose_analyzer.streaming.errors import FrameTooLargeError, StreamClosedError, StreamPolicyError
+from pose_analyzer.streaming.errors import (
+    FrameTooLargeError,
+    InvalidCaptureTimeError,
+    ServiceRestartError,
+    StorageFailedError,
+    StreamClosedError,
+    StreamPolicyError,
+)
 from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
-from pose_analyzer.streaming.writer import RecordingWriter
+from pose_analyzer.streaming.writer import RecordingWriter, RetryPolicy
 from pose_analyzer.types import FrameCounts
 from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 
 log = logging.getLogger(__name__)
 
 NORMAL_CLOSURE = 1000
+# Capture times are seconds of the client's clock; no clock in use counts past 1e12 s (31 700
+# years), and beyond 2**53 a float cannot even tell consecutive seconds apart.
+MAX_ABS_CAPTURE_TS = 1e12
 
 
 class Channel(Protocol):
@@ -79,6 +90,10 @@ class StreamConnection:
         self._sequence = 0
         self._send_lock = asyncio.Lock()
         self._end: tuple[str, str] = ("completed", "client disconnected")
+        self._last_capture_ts = -math.inf
+        # Set by ``interrupt`` (the service is stopping): the receive loop ends with it.
+        self._interrupt: ServiceRestartError | None = None
+        self._interrupted = asyncio.Event()
 
     async def send(self, text: str) -> None:
         """Send one answer, waiting at most the send timeout for a client that does not read.
@@ -95,34 +110,50 @@ class StreamConnection:
                 f"the client did not read its answers for {timeout:g} s", "slow_client"
             ) from None
 
+    def interrupt(self, reason: str) -> None:
+        """End the stream because the service stops: recorded "interrupted", closed with 1012."""
+        if self._interrupt is None:
+            self._interrupt = ServiceRestartError(reason)
+            self._interrupted.set()
+
     async def serve(self, authorised: bool) -> None:
         """Run the connection to its end; never raises for the client's faults."""
         try:
             if not authorised:
                 raise StreamPolicyError("missing or wrong API key", "unauthorized")
-            self.hub.register(self.stream_id)
+            self.hub.register(self.stream_id, self.interrupt)
         except StreamClosedError as exc:
             self._count(exc)
             await self._close_for(exc)
             return
-        # Counted and committed before the close goes out: once the client sees the close,
-        # the connection may be torn down (and this task cancelled) at any moment.
+        interrupted = asyncio.ensure_future(self._interrupted.wait())
         try:
-            await self._loop()
+            await self._loop(interrupted)
         except StreamClosedError as exc:
-            self._count(exc)
-            self._end = ("failed", str(exc))
-            await self._shutdown()
-            await self._close_for(exc)
+            await self._end_for(exc)
         except Exception as exc:
             request_id, _ = unexpected_error(exc, f"stream {self.stream_id}")
-            failure = StreamClosedError(f"internal error of the service (request id {request_id})")
-            self._count(failure)
-            self._end = ("failed", str(failure))
-            await self._shutdown()
-            await self._close_for(failure)
+            await self._end_for(StreamClosedError(f"internal error of the service (request id {request_id})"))
         finally:
+            interrupted.cancel()
             await self._shutdown()
+
+    async def _end_for(self, exc: StreamClosedError) -> None:
+        self._count(exc)
+        self._end = ("interrupted" if isinstance(exc, ServiceRestartError) else "failed", str(exc))
+        if isinstance(exc, StorageFailedError | ServiceRestartError):
+            # The database is what failed, or the process is going away: the client hears at
+            # once, then the stream's end is recorded (retried by the writer).
+            if isinstance(exc, StorageFailedError):
+                with contextlib.suppress(Exception):
+                    await self.send(ErrorMessage.of(exc).model_dump_json())
+            await self._close_for(exc)
+            await self._shutdown()
+        else:
+            # Committed before the close goes out: once the client sees the close, the
+            # connection may be torn down (and this task cancelled) at any moment.
+            await self._shutdown()
+            await self._close_for(exc)
 
     def _count(self, exc: StreamClosedError) -> None:
         self.metrics.websocket_errors.labels(exc.metric_reason).inc()
@@ -141,11 +172,16 @@ class StreamConnection:
         if self._processor is not None and not self._processor.done():
             self._processor.cancel()
         if self.session is not None:
-            await self.session.close(*self._end)
+            try:
+                await self.session.close(*self._end)
+            except StorageFailedError:
+                # Logged with its request id; a stream left "open" is marked interrupted at the
+                # next start-up.
+                log.error("a stream's end could not be recorded", extra={"stream_id": self.stream_id})
 
-    async def _loop(self) -> None:
+    async def _loop(self, interrupted: asyncio.Future[Any]) -> None:
         while True:
-            message = await self._receive()
+            message = await self._receive(interrupted)
             if message is None:
                 return  # the client left; nothing to close
             if isinstance(message, bytes):
@@ -160,19 +196,27 @@ class StreamConnection:
                 self.metrics.websocket_errors.labels(err.code).inc()
                 await self.send(ErrorMessage.of(err).model_dump_json())
 
-    async def _receive(self) -> str | bytes | None:
-        """The next message, or the processor's failure if it failed first."""
-        if self._processor is None:
-            return await self.channel.receive()
+    async def _receive(self, interrupted: asyncio.Future[Any]) -> str | bytes | None:
+        """The next message, or the processor's failure if it failed first.
+
+        Raises:
+            ServiceRestartError: the service is stopping (``interrupt``).
+        """
         receiving = asyncio.ensure_future(self.channel.receive())
-        await asyncio.wait({receiving, self._processor}, return_when=asyncio.FIRST_COMPLETED)
-        if self._processor.done() and not receiving.done():
-            receiving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiving
-            self._processor.result()  # raises the StreamClosedError that ended it
-            raise StreamClosedError("the stream's processor ended unexpectedly")
-        return receiving.result()
+        waits: set[asyncio.Future[Any]] = {receiving, interrupted}
+        if self._processor is not None:
+            waits.add(self._processor)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if receiving.done():
+            return receiving.result()
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+        if self._interrupt is not None:
+            raise self._interrupt
+        assert self._processor is not None  # the one awaitable left that can have ended
+        self._processor.result()  # raises the StreamClosedError that ended it
+        raise StreamClosedError("the stream's processor ended unexpectedly")
 
     async def _on_text(self, text: str) -> bool:
         """Handle a control message; returns True when the stream ended (``stop``)."""
@@ -230,7 +274,10 @@ class StreamConnection:
                 raise InvalidInputError(str(exc), code="unknown_session") from None
         writer = None
         if recording is not None and self.database is not None:
-            writer = RecordingWriter(recording, self.database, self.settings.stream_flush_interval_s)
+            retry = RetryPolicy(self.settings.stream_commit_attempts, self.settings.stream_commit_backoff_s)
+            writer = RecordingWriter(
+                recording, self.database, self.settings.stream_flush_interval_s, retry=retry
+            )
             writer.start()
         try:
             detector = await self.hub.detector(path)
@@ -277,15 +324,36 @@ class StreamConnection:
         self._sequence += 1
         header, self._header = self._header, None
         now = time.time()
+        capture_ts = now
+        if header is not None and header.capture_ts is not None:
+            capture_ts = self._checked_capture_ts(header.capture_ts)
+        self._last_capture_ts = capture_ts
         self.session.offer(
             RawFrame(
                 data=data,
                 frame_id=header.frame_id if header and header.frame_id is not None else self._sequence,
-                capture_ts=header.capture_ts if header and header.capture_ts is not None else now,
+                capture_ts=capture_ts,
                 received_ts=now,
                 received_perf=time.perf_counter(),
             )
         )
+
+    def _checked_capture_ts(self, capture_ts: float) -> float:
+        """The client's capture time, if it is one rep timing can use.
+
+        Raises:
+            InvalidCaptureTimeError: not finite, beyond +-1e12 s, or earlier than the previous frame's.
+        """
+        if not math.isfinite(capture_ts) or abs(capture_ts) >= MAX_ABS_CAPTURE_TS:
+            raise InvalidCaptureTimeError(
+                f"capture_ts must be a finite number of seconds below {MAX_ABS_CAPTURE_TS:g} in size"
+            )
+        if capture_ts < self._last_capture_ts:
+            raise InvalidCaptureTimeError(
+                f"capture_ts went backwards ({capture_ts:.6f} s after {self._last_capture_ts:.6f} s); "
+                "it must not decrease within a stream"
+            )
+        return capture_ts
 
     async def _stop(self) -> None:
         self._end = ("completed", "stopped by the client")

@@ -67,3 +67,31 @@ class ServerFailureError(StreamClosedError):
     status_code = 503
     close_code = CLOSE_INTERNAL_ERROR
     code = "internal"
+
+
+class StorageFailedError(StreamClosedError):
+    """What the stream produced could not be committed, even after retries (503, 1011)."""
+
+    status_code = 503
+    close_code = CLOSE_INTERNAL_ERROR
+    code = "storage_failed"
+
+
+class InvalidCaptureTimeError(StreamPolicyError):
+    """A ``capture_ts`` that is not finite, out of range or earlier than the previous one (400, 1008):
+    the client's fault, counted as such."""
+
+    status_code = 400
+    code = "invalid_capture_ts"
+
+
+# RFC 6455 "service restart": the client may reconnect once the service is back.
+CLOSE_SERVICE_RESTART = 1012
+
+
+class ServiceRestartError(StreamClosedError):
+    """The service is stopping (SIGTERM): the stream is recorded as interrupted (503, 1012)."""
+
+    status_code = 503
+    close_code = CLOSE_SERVICE_RESTART
+    code = "service_restart"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import Callable
 
 from pose_analyzer.detection.options import DetectorOptions
 from pose_analyzer.detection.paths import DetectionPath, StreamDetector, open_path
@@ -37,7 +38,8 @@ class StreamHub:
         self.default_backend = default_backend
         self._settings = settings
         self._options = options
-        self._streams: set[str] = set()
+        # Each open stream's ``interrupt(reason)``: called when the service stops.
+        self._streams: dict[str, Callable[[str], None]] = {}
         self._paths: dict[str, DetectionPath] = {}
         self.compute_slots = settings.stream_compute_slots or (os.cpu_count() or 1) + 1
         # Bounds the frames of per-stream detectors in analysis at once (see the setting).
@@ -47,8 +49,8 @@ class StreamHub:
     def active(self) -> int:
         return len(self._streams)
 
-    def register(self, stream_id: str) -> None:
-        """Admit ``stream_id``.
+    def register(self, stream_id: str, interrupt: Callable[[str], None]) -> None:
+        """Admit ``stream_id``; ``interrupt(reason)`` is called if the service stops meanwhile.
 
         Raises:
             StreamPolicyError: an invalid id, one already streaming, or ``max_streams`` reached.
@@ -62,12 +64,19 @@ class StreamHub:
             raise StreamPolicyError(f"stream {stream_id!r} is already streaming", "stream_busy")
         if len(self._streams) >= self.max_streams:
             raise StreamPolicyError(f"too many streams: the limit is {self.max_streams}", "too_many_streams")
-        self._streams.add(stream_id)
+        self._streams[stream_id] = interrupt
         self.metrics.active_streams.set(len(self._streams))
 
     def unregister(self, stream_id: str) -> None:
-        self._streams.discard(stream_id)
+        self._streams.pop(stream_id, None)
         self.metrics.active_streams.set(len(self._streams))
+
+    def interrupt_all(self, reason: str) -> int:
+        """Tell every open stream that the service stops (they end as "interrupted"); returns how many."""
+        interrupts = list(self._streams.values())
+        for interrupt in interrupts:
+            interrupt(reason)
+        return len(interrupts)
 
     def path(self, backend: str | None = None) -> DetectionPath:
         """The detection path of ``backend`` (None: the service default), made on first use.

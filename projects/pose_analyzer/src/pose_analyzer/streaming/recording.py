@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from pose_analyzer.storage import Database, StorageError, StreamRecorder, end_session, start_session
 from pose_analyzer.types import FrameCounts
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -23,7 +22,7 @@ class StreamRecording:
     session_id: str
     own_session: str | None
     # finish() may be called from a worker thread and again from the event loop when the
-    # first call was cancelled; the lock makes the second wait and do nothing.
+    # first call was cancelled; the lock makes the second wait (and do nothing if the first succeeded).
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _finished: bool = False
 
@@ -49,19 +48,25 @@ class StreamRecording:
         return cls(StreamRecorder.start(database, session_id, stream_id, backend, counts), session_id, own)
 
     def finish(self, database: Database, status: str, reason: str | None) -> None:
-        """Commit everything with the stream's end; ends its own session too.  Never raises: logs."""
+        """Commit everything with the stream's end; ends its own session too.
+
+        Once it succeeded, later calls do nothing; after a failure it may be called again (with
+        the same or another status): what was committed is not written twice.
+
+        Raises:
+            StorageError: the database refused the write.
+        """
         with self._lock:
             if self._finished:
                 return
-            self._finished = True
-            self._finish(database, status, reason)
-
-    def _finish(self, database: Database, status: str, reason: str | None) -> None:
-        try:
             if not self.recorder.closed:
                 self.recorder.finish(status, reason)
             if self.own_session is not None:
-                with database.session() as db:
-                    end_session(db, self.own_session, "failed" if status == "failed" else "completed")
-        except (StorageError, ValueError) as exc:
-            log.error("could not record the end of a stream", extra={"error": str(exc), "status": status})
+                # "interrupted" streams (service restart) leave their session interrupted too.
+                ended = status if status in ("failed", "interrupted") else "completed"
+                try:
+                    with database.session() as db:
+                        end_session(db, self.own_session, ended)
+                except SQLAlchemyError as exc:
+                    raise StorageError(f"could not end session {self.own_session}: {exc}") from exc
+            self._finished = True

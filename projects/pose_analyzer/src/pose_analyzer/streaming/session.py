@@ -15,9 +15,11 @@ from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.output import RepOut, people_out
 from pose_analyzer.schemas import FrameResult, StoppedMessage
+from pose_analyzer.storage import StorageError
 from pose_analyzer.streaming.decode import decode_frame
-from pose_analyzer.streaming.errors import ServerFailureError, StreamClosedError
+from pose_analyzer.streaming.errors import ServerFailureError, StorageFailedError, StreamClosedError
 from pose_analyzer.streaming.image_header import DecodeLimits
+from pose_analyzer.streaming.memory import release_free_memory
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.streaming.writer import RecordingWriter
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, FrameCounts
@@ -82,7 +84,9 @@ class StreamSession:
     the stream's detector handle, where it is decoded, detected and analysed in one worker hop
     (per-stream backends take the frame only once a compute slot is free, so the wait drops
     stale frames instead of answering them late), sends the answer, and queues the analysis for
-    the database writer (never awaiting a commit in the frame loop).
+    the database writer.  A frame that completed a rep is the one exception: its rep is committed
+    before the answer announcing it is sent (a client told of a rep finds it stored); other frames
+    never wait for the database.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class StreamSession:
         self.counts = counts if counts is not None else FrameCounts()
         self.slot: LatestSlot[RawFrame] = LatestSlot()
         self._closed = False
+        self._released = False
         label = metrics.stream_label(stream_id)
         self._received = metrics.frames_received.labels(label)
         self._processed = metrics.frames_processed.labels(label)
@@ -141,10 +146,31 @@ class StreamSession:
                 job = await self.detector.run(self._take)
             analysis = job.analysis
             assert analysis is not None  # set by finish
-            await send(self._answer(job, analysis).model_dump_json())
-            self._latency.observe(time.perf_counter() - job.raw.received_perf)
-            if self.writer is not None:
+            if self.writer is None:
+                await send(self._answer(job, analysis).model_dump_json())
+            elif any(p.new_rep is not None for p in analysis.people):
+                await self._commit(self.writer, analysis)
+                await send(self._answer(job, analysis).model_dump_json())
+            else:
+                await send(self._answer(job, analysis).model_dump_json())
                 await self.writer.add(analysis)
+            self._latency.observe(time.perf_counter() - job.raw.received_perf)
+
+    async def _commit(self, writer: RecordingWriter, analysis: FrameAnalysis) -> None:
+        """Commit ``analysis`` (a frame with a new rep) before it is announced.
+
+        Raises:
+            StorageFailedError: the commit failed after the writer's retries.
+        """
+        committed = await writer.add(analysis, commit=True)
+        assert committed is not None  # asked for
+        try:
+            await committed
+        except StorageError as exc:
+            request_id, _ = unexpected_error(exc, f"stream {self.stream_id}: commit of a rep")
+            raise StorageFailedError(
+                f"the stream's rep could not be saved (request id {request_id})"
+            ) from exc
 
     def _answer(self, job: _FrameJob, analysis: FrameAnalysis) -> FrameResult:
         self.metrics.decode_seconds.observe(job.decoded - job.started)
@@ -199,20 +225,40 @@ class StreamSession:
         """Stop taking frames, commit the recording with ``status`` and release the detector.
 
         When cancelled meanwhile (the connection torn down), both are done at once, blocking.
-        Later calls do nothing.
+        Later calls do nothing once the end is committed; after a failed commit a later call
+        may try again (e.g. with "failed").
+
+        Raises:
+            StorageFailedError: the end could not be committed after the writer's retries.
         """
         if self._closed:
             return
-        self._closed = True
         self.slot.close()
         try:
             if self.writer is not None:
                 await self.writer.close(status, reason)
+            self._closed = True
+        except StorageError as exc:
+            request_id, _ = unexpected_error(exc, f"stream {self.stream_id}: commit of its end")
+            raise StorageFailedError(f"the stream could not be saved (request id {request_id})") from exc
         except asyncio.CancelledError:
-            self.detector.release_now()
+            self._closed = True
+            self._release_now()
             raise
+        finally:
+            if not self._released:
+                await self._release()
+
+    def _release_now(self) -> None:
+        if not self._released:
+            self._released = True
+            self.detector.release_now()
+
+    async def _release(self) -> None:
+        self._released = True
         try:
             await self.detector.release()
         except asyncio.CancelledError:
             self.detector.release_now()
             raise
+        await asyncio.to_thread(release_free_memory)

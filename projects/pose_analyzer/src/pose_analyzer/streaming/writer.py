@@ -8,6 +8,10 @@ item is stored (a rep committed before it is announced) awaits the future that
 ``add(..., commit=True)`` returns: it resolves once that item is committed, or raises the
 ``StorageError`` that commit failed with, so the failure can be reported to the stream.
 
+A failed commit is tried again with capped exponential backoff (``RetryPolicy``); only when every
+attempt failed is the ``StorageError`` reported (to the futures waiting, or raised by ``close``).
+The recorder keeps what it buffered across a failed commit, so a later attempt writes it all.
+
 When the queue is full, ``add`` waits: the database's back-pressure reaches the frame loop only
 when the database falls ``capacity`` frames behind.
 """
@@ -19,6 +23,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pose_analyzer.storage import Database, StorageError
@@ -28,6 +33,24 @@ from pose_analyzer.types import FrameAnalysis
 log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failed commit is tried again: ``attempts`` in all, waiting ``backoff_s`` after
+    the first failure, doubling up to ``max_backoff_s``."""
+
+    attempts: int = 4
+    backoff_s: float = 0.2
+    max_backoff_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
+            raise ValueError(f"invalid retry policy {self!r}")
+
+    def delay(self, failures: int) -> float:
+        """The wait after the ``failures``-th failed attempt (1-based)."""
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
 
 
 @dataclass(slots=True)
@@ -45,12 +68,14 @@ class RecordingWriter:
         database: Database,
         flush_interval_s: float = 10.0,
         capacity: int = DEFAULT_CAPACITY,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.recording = recording
         self.database = database
         self.flush_interval_s = flush_interval_s
+        self.retry = retry or RetryPolicy()
         self.commits = 0
         self.failed_commits = 0
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(capacity)  # None: stop
@@ -75,22 +100,52 @@ class RecordingWriter:
         await self._queue.put(_Item(analysis, committed))
         return committed
 
-    def _apply(self, items: list[_Item], commit: bool) -> StorageError | None:
-        """The writer's hop: add the frames to the recorder, then commit when asked."""
+    def _add(self, items: list[_Item]) -> None:
+        """Add the frames to the recorder (a worker-thread hop; a bad frame is logged and skipped)."""
         with self._lock:
             recorder = self.recording.recorder
+            if recorder.closed:
+                return
             for item in items:
                 try:
                     recorder.add_frame(item.analysis)
                 except (ValueError, StorageError) as exc:  # one bad frame must not stop the writer
                     log.error("could not record a frame", extra={"error": str(exc)})
-            if not commit:
-                return None
+
+    def _flush(self) -> None:
+        with self._lock:
+            self.recording.recorder.flush()
+
+    def _end(self, status: str, reason: str | None) -> None:
+        with self._lock:
+            self.recording.finish(self.database, status, reason)
+
+    async def _with_retries(self, attempt: Callable[[], None], what: str) -> None:
+        """Run ``attempt`` in a worker thread until it succeeds or the policy's attempts are spent.
+
+        Raises:
+            StorageError: the last attempt's failure.
+        """
+        failures = 0
+        while True:
             try:
-                recorder.flush()
+                await asyncio.to_thread(attempt)
             except StorageError as exc:
-                return exc
-            return None
+                failures += 1
+                self.failed_commits += 1
+                if failures >= self.retry.attempts:
+                    log.error(
+                        "commit failed; giving up",
+                        extra={"what": what, "error": str(exc), "attempts": failures},
+                    )
+                    raise
+                log.warning(
+                    "commit failed; trying again",
+                    extra={"what": what, "error": str(exc), "attempt": failures},
+                )
+                await asyncio.sleep(self.retry.delay(failures))  # backoff before the next attempt
+            else:
+                return
 
     async def _run(self) -> None:
         while True:
@@ -108,16 +163,18 @@ class RecordingWriter:
         if not waiting and time.monotonic() - self._last_commit < self.flush_interval_s:
             return
         pending, self._pending = self._pending, []
-        error = await asyncio.to_thread(self._apply, pending, True)
+        error: StorageError | None = None
+        try:
+            await asyncio.to_thread(self._add, pending)  # once; a failed flush keeps them buffered
+            await self._with_retries(self._flush, "commit a stream")
+        except StorageError as exc:
+            error = exc
         self._settle_commit(waiting, error)
 
     def _settle_commit(self, waiting: list[asyncio.Future[None]], error: StorageError | None) -> None:
         self._last_commit = time.monotonic()
         if error is None:
             self.commits += 1
-        else:
-            self.failed_commits += 1
-            log.error("could not commit a stream's recording", extra={"error": str(error)})
         for future in waiting:
             if future.done():
                 continue
@@ -127,23 +184,42 @@ class RecordingWriter:
                 future.set_exception(error)
 
     async def close(self, status: str, reason: str | None) -> None:
-        """Write what is queued, then commit the stream's end with ``status``.
+        """Write what is queued, then commit the stream's end with ``status`` (retried by the policy).
 
+        May be called again after it raised, e.g. to record the stream as "failed" instead.
         When cancelled meanwhile, finishes at once, blocking (see ``close_now``).
+
+        Raises:
+            StorageError: the end could not be committed after every attempt.
         """
         try:
             await self._stop_task()
             items = self._drain()
-            await asyncio.to_thread(self._finish, items, status, reason)
+            await asyncio.to_thread(self._add, items)
+            waiting = [i.committed for i in items if i.committed is not None]
+            try:
+                await self._with_retries(lambda: self._end(status, reason), "commit a stream's end")
+            except StorageError as exc:
+                self._settle_commit(waiting, exc)
+                raise
+            self._settle_commit(waiting, None)
         except asyncio.CancelledError:
             self.close_now(status, reason)
             raise
 
     def close_now(self, status: str, reason: str | None) -> None:
-        """``close``, blocking: for a stream being torn down."""
+        """``close``, blocking and tried once: for a stream being torn down.  Never raises: logs."""
         if self._task is not None:
             self._task.cancel()
-        self._finish(self._drain(), status, reason)
+        items = self._drain()
+        error: StorageError | None = None
+        try:
+            self._add(items)
+            self._end(status, reason)
+        except StorageError as exc:
+            error = exc
+            log.error("could not commit a stream's end", extra={"error": str(exc), "status": status})
+        self._settle_commit([i.committed for i in items if i.committed is not None], error)
 
     async def _stop_task(self) -> None:
         """Let the task write everything queued before the stop mark, then end."""
@@ -159,18 +235,3 @@ class RecordingWriter:
             if item is not None:
                 items.append(item)
         return items
-
-    def _finish(self, items: list[_Item], status: str, reason: str | None) -> None:
-        with self._lock:
-            if not self.recording.recorder.closed:
-                for item in items:
-                    self.recording.recorder.add_frame(item.analysis)
-            self.recording.finish(self.database, status, reason)
-        for item in items:  # committed with the end (or logged by finish when it failed)
-            if item.committed is not None and not item.committed.done():
-                item.committed.get_loop().call_soon_threadsafe(_resolve, item.committed)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

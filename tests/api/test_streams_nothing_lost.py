@@ -1,0 +1,172 @@
+"""Nothing lost, nothing misreported: reps committed before they are announced, a failed commit
+reported (1011) and recorded, a service stop recorded as interrupted (1012), bad capture times
+refused as the client's fault (1008).  Real MediaPipe, real SQLite files, real locks."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
+
+from pose_analyzer.app import create_app
+from pose_analyzer.settings import PoseSettings
+from pose_analyzer.shutdown import ShutdownNotice
+from tests.api.test_streams import camera_frames, metric
+
+WIDTH = 360
+
+
+def clip_frames(video: Path, step: int) -> list[tuple[float, bytes]]:
+    """(capture time in s, JPEG) of every ``step``-th frame of ``video``, downscaled to WIDTH."""
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames: list[tuple[float, bytes]] = []
+    index = 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % step == 0:
+            h, w = image.shape[:2]
+            image = cv2.resize(image, (WIDTH, round(h * WIDTH / w)), interpolation=cv2.INTER_AREA)
+            frames.append(
+                (index / fps, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+            )
+        index += 1
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def squats(test_data: Path) -> list[tuple[float, bytes]]:
+    return clip_frames(test_data / "videos/squat_8reps.mp4", step=3)
+
+
+@pytest.fixture(scope="module")
+def frames(test_data: Path) -> list[bytes]:
+    return camera_frames(test_data / "multicam/videos/cam01.mp4", 3)
+
+
+def make_client(db_file: Path, shutdown: ShutdownNotice | None = None, **overrides: Any) -> TestClient:
+    settings = PoseSettings(
+        log_dir=db_file.parent / "logs",
+        backend="mediapipe",
+        database_url=f"sqlite:///{db_file}?timeout=0.2",
+        **overrides,
+    )
+    return TestClient(create_app(settings, shutdown=shutdown))
+
+
+def rows(db_file: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read with a connection of its own, as another process would."""
+    with sqlite3.connect(db_file) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def send_frame(ws: WebSocketTestSession, capture_ts: float, data: bytes) -> dict[str, Any]:
+    ws.send_text(json.dumps({"type": "frame", "capture_ts": capture_ts}))
+    ws.send_bytes(data)
+    answer: dict[str, Any] = ws.receive_json()
+    return answer
+
+
+def test_every_announced_rep_is_already_committed(tmp_path: Path, squats: list[tuple[float, bytes]]) -> None:
+    db_file = tmp_path / "pose.db"
+    announced = 0
+    with make_client(db_file) as client, client.websocket_connect("/ws/streams/squats") as ws:
+        ws.send_text(json.dumps({"type": "start", "exercise": "squat"}))
+        assert ws.receive_json()["type"] == "started"
+        for capture_ts, data in squats:
+            answer = send_frame(ws, capture_ts, data)
+            assert answer["type"] == "frame", answer
+            if answer["rep_count"] > announced:
+                announced = answer["rep_count"]
+                # The flush interval (10 s) has not passed: only commit-before-announce puts it there.
+                (stored,) = rows(db_file, "SELECT COUNT(*) FROM reps")[0]
+                assert stored == announced
+        assert announced >= 3  # the clip has 8 squats; enough of them are counted at this size
+        ws.send_text(json.dumps({"type": "stop"}))
+        assert ws.receive_json()["type"] == "stopped"
+    assert rows(db_file, "SELECT COUNT(*), COUNT(DISTINCT rep_index) FROM reps") == [(announced, announced)]
+
+
+def test_a_locked_database_at_stop_gets_an_error_and_the_stream_recorded_failed(
+    tmp_path: Path, frames: list[bytes]
+) -> None:
+    db_file = tmp_path / "pose.db"
+    with (
+        make_client(db_file, stream_commit_attempts=3, stream_commit_backoff_s=0.05) as client,
+        client.websocket_connect("/ws/streams/locked") as ws,
+    ):
+        for i, data in enumerate(frames):
+            assert send_frame(ws, float(i), data)["type"] == "frame"
+        # Another connection holds the database while the client stops.
+        other = sqlite3.connect(db_file, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            ws.send_text(json.dumps({"type": "stop"}))
+            error = ws.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        # Once the lock is gone, the writer's next attempt records the failure (the stream is
+        # never left "open"); leaving the connection waits for it or records it at once.
+    assert error["type"] == "error", error  # never "stopped": nothing was committed
+    assert error["error"]["code"] == "storage_failed"
+    assert closed.value.code == 1011
+    assert "could not be saved" in closed.value.reason
+    assert "database is locked" not in closed.value.reason  # no exception text for the client
+    ((status, reason),) = rows(db_file, "SELECT status, close_reason FROM streams")
+    assert status == "failed"
+    assert "could not be saved" in reason
+    assert rows(db_file, "SELECT status FROM sessions") == [("failed",)]
+
+
+def test_a_service_stop_interrupts_open_streams_with_1012(tmp_path: Path, frames: list[bytes]) -> None:
+    db_file = tmp_path / "pose.db"
+    notice = ShutdownNotice()
+    with make_client(db_file, shutdown=notice) as client, client.websocket_connect("/ws/streams/live") as ws:
+        assert send_frame(ws, 0.0, frames[0])["type"] == "frame"
+        notice.fire()  # what the server does on SIGTERM
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert client.get("/readyz").status_code == 503
+    assert closed.value.code == 1012
+    assert "restarting" in closed.value.reason
+    ((status, reason),) = rows(db_file, "SELECT status, close_reason FROM streams")
+    assert (status, "restarting" in reason) == ("interrupted", True)
+    assert rows(db_file, "SELECT status FROM sessions") == [("interrupted",)]
+
+
+@pytest.mark.parametrize(
+    ("second_ts", "why"),
+    [(math.nan, "finite"), (math.inf, "finite"), (1e19, "finite"), (-1e13, "finite"), (4.0, "backwards")],
+)
+def test_a_bad_capture_time_is_the_clients_error_1008(
+    tmp_path: Path, frames: list[bytes], second_ts: float, why: str
+) -> None:
+    db_file = tmp_path / "pose.db"
+    with make_client(db_file) as client:
+        with client.websocket_connect("/ws/streams/clock") as ws:
+            assert send_frame(ws, 5.0, frames[0])["type"] == "frame"
+            ws.send_text(json.dumps({"type": "frame", "capture_ts": second_ts}))  # NaN, Infinity: JSON5-ish
+            ws.send_bytes(frames[1])
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+        text = client.get("/metrics").text
+    assert closed.value.code == 1008
+    assert why in closed.value.reason
+    assert metric(text, "pose_stream_websocket_errors_total", reason="invalid_capture_ts") == 1
+    assert metric(text, "pose_stream_websocket_errors_total", reason="internal") == 0
+    ((status,),) = rows(db_file, "SELECT status FROM streams")
+    assert status == "failed"
