@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
+from gpu_optimizer.profiling.blocks import heaviest_repeated_blocks
 from gpu_optimizer.profiling.estimator import ModelSource, estimate, materialise
 from gpu_optimizer.profiling.options import StepOptions
 from gpu_optimizer.profiling.report import MemoryReport, Recommendation
 
-_CONTAINERS = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
 Estimate = Callable[..., MemoryReport]
 
 
@@ -29,17 +29,7 @@ def checkpoint_candidates(model: torch.nn.Module, report: MemoryReport) -> list[
         prefix = f"{name}."
         return sum(v for n, v in own.items() if n == name or n.startswith(prefix))
 
-    by_class: dict[type[torch.nn.Module], list[str]] = {}
-    for name, module in model.named_modules():
-        if name and not isinstance(module, _CONTAINERS) and any(True for _ in module.children()):
-            by_class.setdefault(type(module), []).append(name)
-    best: tuple[int, list[str]] = (0, [])
-    for names in by_class.values():
-        outer = [n for n in names if not any(n.startswith(f"{o}.") for o in names)]
-        total = sum(subtree(n) for n in outer)
-        if len(outer) >= 2 and total > best[0]:
-            best = (total, outer)
-    return best[1]
+    return heaviest_repeated_blocks(model, subtree)
 
 
 def recommend(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Phase = Literal["setup", "forward", "backward", "optimizer"]
 MemoryKind = Literal[
@@ -16,16 +16,7 @@ MemoryKind = Literal[
     "temporaries",
     "sharding",
 ]
-MEMORY_KINDS: tuple[MemoryKind, ...] = (
-    "parameters",
-    "buffers",
-    "gradients",
-    "optimizer_state",
-    "inputs",
-    "activations",
-    "temporaries",
-    "sharding",
-)
+MEMORY_KINDS: tuple[MemoryKind, ...] = get_args(MemoryKind)
 
 
 @dataclass(frozen=True)

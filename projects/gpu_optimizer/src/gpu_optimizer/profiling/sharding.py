@@ -24,11 +24,11 @@ from typing import Any, Literal
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from gpu_optimizer.profiling.blocks import heaviest_repeated_blocks
 from gpu_optimizer.profiling.tracker import StorageRecord, StorageTracker
 
 Sharding = Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 SHARDINGS: tuple[Sharding, ...] = ("none", "ddp", "zero1", "zero2", "zero3", "fsdp")
-_CONTAINERS = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
 
 
 def shards_state(sharding: Sharding) -> bool:
@@ -60,17 +60,9 @@ def default_units(model: torch.nn.Module) -> list[str]:
     These are what FSDP wraps in practice (transformer blocks, residual stages). Returns [] when
     no class with children repeats.
     """
-    by_class: dict[type[torch.nn.Module], list[str]] = {}
-    for name, module in model.named_modules():
-        if name and not isinstance(module, _CONTAINERS) and any(True for _ in module.children()):
-            by_class.setdefault(type(module), []).append(name)
-    best: tuple[int, list[str]] = (0, [])
-    for names in by_class.values():
-        outer = [n for n in names if not any(n.startswith(f"{o}.") for o in names)]
-        total = sum(p.numel() for n in outer for p in model.get_submodule(n).parameters())
-        if len(outer) >= 2 and total > best[0]:
-            best = (total, outer)
-    return best[1]
+    return heaviest_repeated_blocks(
+        model, lambda n: sum(p.numel() for p in model.get_submodule(n).parameters())
+    )
 
 
 class _Gatherer:

@@ -126,6 +126,14 @@ class Driver(BaseModel):
         return self.rest > self.peak
 
 
+def _check_bounds(kind: str, code: str, low: float | None, high: float | None) -> None:
+    """A range check needs at least one bound, and its min below its max."""
+    if low is None and high is None:
+        raise ValueError(f"{kind} {code!r} needs min, max or both")
+    if low is not None and high is not None and low >= high:
+        raise ValueError(f"{kind} {code!r}: min ({low}) must be below max ({high})")
+
+
 class FormRule(BaseModel):
     """A form check: ``aggregate`` of ``metric`` over the rep must lie within [min, max].
 
@@ -150,10 +158,7 @@ class FormRule(BaseModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> FormRule:
-        if self.min is None and self.max is None:
-            raise ValueError(f"rule {self.code!r} needs min, max or both")
-        if self.min is not None and self.max is not None and self.min >= self.max:
-            raise ValueError(f"rule {self.code!r}: min ({self.min}) must be below max ({self.max})")
+        _check_bounds("rule", self.code, self.min, self.max)
         return self
 
 
@@ -180,10 +185,7 @@ class Precondition(BaseModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> Precondition:
-        if self.min is None and self.max is None:
-            raise ValueError(f"precondition {self.code!r} needs min, max or both")
-        if self.min is not None and self.max is not None and self.min >= self.max:
-            raise ValueError(f"precondition {self.code!r}: min ({self.min}) must be below max ({self.max})")
+        _check_bounds("precondition", self.code, self.min, self.max)
         return self
 
     def holds(self, value: float) -> bool | None:
