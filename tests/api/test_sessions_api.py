@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from pose_analyzer.app import create_app
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import Database, start_session
+from tests.clips import encoded_frames
 
 WIDTH = 360  # downscaled for speed; MediaPipe still finds the person
 STEP = 3  # every third frame of the 30 fps clip
@@ -24,21 +25,7 @@ STEP = 3  # every third frame of the 30 fps clip
 
 def clip_frames(video: Path) -> list[tuple[float, bytes]]:
     """(capture time s, JPEG) of every STEP-th frame of ``video``, downscaled."""
-    capture = cv2.VideoCapture(str(video))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames: list[tuple[float, bytes]] = []
-    index = 0
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % STEP == 0:
-            h, w = image.shape[:2]
-            image = cv2.resize(image, (WIDTH, round(h * WIDTH / w)), interpolation=cv2.INTER_AREA)
-            frames.append((index / fps, cv2.imencode(".jpg", image)[1].tobytes()))
-        index += 1
-    capture.release()
-    return frames
+    return encoded_frames(video, STEP, WIDTH, quality=95)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
@@ -20,34 +19,14 @@ from pose_analyzer.app import create_app
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.shutdown import ShutdownNotice
 from tests.api.test_streams import camera_frames, metric
+from tests.clips import encoded_frames
 
 WIDTH = 360
 
 
-def clip_frames(video: Path, step: int) -> list[tuple[float, bytes]]:
-    """(capture time in s, JPEG) of every ``step``-th frame of ``video``, downscaled to WIDTH."""
-    capture = cv2.VideoCapture(str(video))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames: list[tuple[float, bytes]] = []
-    index = 0
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % step == 0:
-            h, w = image.shape[:2]
-            image = cv2.resize(image, (WIDTH, round(h * WIDTH / w)), interpolation=cv2.INTER_AREA)
-            frames.append(
-                (index / fps, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
-            )
-        index += 1
-    capture.release()
-    return frames
-
-
 @pytest.fixture(scope="module")
 def squats(test_data: Path) -> list[tuple[float, bytes]]:
-    return clip_frames(test_data / "videos/squat_8reps.mp4", step=3)
+    return encoded_frames(test_data / "videos/squat_8reps.mp4", 3, WIDTH)
 
 
 @pytest.fixture(scope="module")

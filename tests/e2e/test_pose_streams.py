@@ -8,12 +8,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from pose_analyzer.storage import angle_series, create_database, list_reps, list_sessions, start_session
+from tests.clips import encoded_frames as _encoded_frames
 from tests.e2e.harness import StartService
 
 WIDTH = 480
@@ -21,24 +21,7 @@ CAMERA_FRAMES = 20
 
 
 def encoded_frames(video: Path, step: int, limit: int | None = None) -> list[tuple[float, bytes]]:
-    """(capture time in s, JPEG) of every ``step``-th frame of ``video``, downscaled to WIDTH."""
-    capture = cv2.VideoCapture(str(video))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames: list[tuple[float, bytes]] = []
-    index = 0
-    while limit is None or len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % step == 0:
-            h, w = image.shape[:2]
-            image = cv2.resize(image, (WIDTH, round(h * WIDTH / w)), interpolation=cv2.INTER_AREA)
-            frames.append(
-                (index / fps, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
-            )
-        index += 1
-    capture.release()
-    return frames
+    return _encoded_frames(video, step, WIDTH, limit)
 
 
 def stream_and_wait(
