@@ -87,8 +87,13 @@ def wait_for_no_streams(client: TestClient) -> None:
     raise AssertionError("streams still open on the server")
 
 
-def stream_together(client: TestClient, cameras: dict[str, list[bytes]]) -> dict[str, list[dict[str, Any]]]:
-    """Stream each camera over its own WebSocket, all starting at once; one answer per frame."""
+def stream_together(
+    client: TestClient, cameras: dict[str, list[bytes]], frame_s: float | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Stream each camera over its own WebSocket, all starting at once; one answer per frame.
+
+    With ``frame_s`` each frame goes after a header giving it that capture period.
+    """
     answers: dict[str, list[dict[str, Any]]] = {}
     failures: list[BaseException] = []
     barrier = threading.Barrier(len(cameras))
@@ -98,7 +103,10 @@ def stream_together(client: TestClient, cameras: dict[str, list[bytes]]) -> dict
             with client.websocket_connect(f"/ws/streams/{name}") as ws:
                 barrier.wait(timeout=30)
                 got = []
-                for frame in frames:
+                for frame_id, frame in enumerate(frames, start=1):
+                    if frame_s is not None:
+                        header = {"type": "frame", "frame_id": frame_id, "capture_ts": frame_id * frame_s}
+                        ws.send_text(json.dumps(header))
                     ws.send_bytes(frame)
                     got.append(ws.receive_json())
                 answers[name] = got

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from pose_analyzer.app import create_app
 from pose_analyzer.settings import PoseSettings
-from tests.api.test_streams import camera_frames, metric
+from tests.api.test_streams import camera_frames, metric, stream_together
 
 FRAMES = 5
 # camera_frames takes every 3rd frame of the 30 fps clips: 10 fps capture times.
@@ -20,36 +18,6 @@ FRAME_S = 0.1
 # YOLO's tracker confirms a person seen on 3 frames spanning 0.3 s (tracking.Confirmation):
 # at 10 fps the 4th answer (index 3) is the first to carry people.
 CONFIRMED_FROM = 3
-
-
-def stream_together(client: TestClient, cameras: dict[str, list[bytes]]) -> dict[str, list[dict[str, Any]]]:
-    """Stream each camera over its own WebSocket, all starting at once, with 10 fps capture
-    times; one answer per frame."""
-    answers: dict[str, list[dict[str, Any]]] = {}
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(len(cameras))
-
-    def stream(name: str, frames: list[bytes]) -> None:
-        try:
-            with client.websocket_connect(f"/ws/streams/{name}") as ws:
-                barrier.wait(timeout=30)
-                got = []
-                for frame_id, frame in enumerate(frames, start=1):
-                    header = {"type": "frame", "frame_id": frame_id, "capture_ts": frame_id * FRAME_S}
-                    ws.send_text(json.dumps(header))
-                    ws.send_bytes(frame)
-                    got.append(ws.receive_json())
-                answers[name] = got
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=stream, args=item) for item in cameras.items()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not failures, failures
-    return answers
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +43,7 @@ def test_streams_share_batches_of_one_yolo_model(tmp_path: Path, cameras: dict[s
             ws.send_bytes(cameras["cam01"][0])
             # One frame: the person is tentative (not yet confirmed), so not reported.
             assert ws.receive_json()["people"] == []
-        answers = stream_together(client, cameras)
+        answers = stream_together(client, cameras, FRAME_S)
 
         # A stream may still choose the per-stream backend.
         with client.websocket_connect("/ws/streams/solo") as ws:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -27,37 +27,23 @@ def build_optimizer(
     `fused=True` the fused kernels (sgd, adam, adamw, adagrad). Raises ValueError for an unknown
     name or fused kernels the optimizer lacks.
     """
-    plist = list(params)
     key = name.lower()
-    if fused:
-        if key not in FUSED:
-            raise ValueError(f"{name} has no fused implementation; fused: {', '.join(FUSED)}")
-        return _fused(key, plist)
-    if key == "sgd":
-        return torch.optim.SGD(plist, lr=1e-3, foreach=foreach)
-    if key == "sgd_momentum":
-        return torch.optim.SGD(plist, lr=1e-3, momentum=0.9, foreach=foreach)
-    if key == "adagrad":
-        return torch.optim.Adagrad(plist, foreach=foreach)
-    if key == "rmsprop":
-        return torch.optim.RMSprop(plist, foreach=foreach)
-    if key == "adam":
-        return torch.optim.Adam(plist, foreach=foreach)
-    if key == "adamw":
-        return torch.optim.AdamW(plist, foreach=foreach)
-    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZER_STATES)}")
+    if key not in _BUILDERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZER_STATES)}")
+    if fused and key not in FUSED:
+        raise ValueError(f"{name} has no fused implementation; fused: {', '.join(FUSED)}")
+    optimizer, settings = _BUILDERS[key]
+    implementation: dict[str, bool | None] = {"fused": True} if fused else {"foreach": foreach}
+    return optimizer(list(params), **settings, **implementation)
 
 
+# name -> (class, hyper-parameters other than the defaults)
+_BUILDERS: dict[str, tuple[Callable[..., torch.optim.Optimizer], dict[str, float]]] = {
+    "sgd": (torch.optim.SGD, {"lr": 1e-3}),
+    "sgd_momentum": (torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}),
+    "adagrad": (torch.optim.Adagrad, {}),
+    "rmsprop": (torch.optim.RMSprop, {}),
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+}
 FUSED = ("sgd", "sgd_momentum", "adagrad", "adam", "adamw")
-
-
-def _fused(key: str, plist: list[torch.Tensor]) -> torch.optim.Optimizer:
-    if key == "sgd":
-        return torch.optim.SGD(plist, lr=1e-3, fused=True)
-    if key == "sgd_momentum":
-        return torch.optim.SGD(plist, lr=1e-3, momentum=0.9, fused=True)
-    if key == "adagrad":
-        return torch.optim.Adagrad(plist, fused=True)
-    if key == "adam":
-        return torch.optim.Adam(plist, fused=True)
-    return torch.optim.AdamW(plist, fused=True)
