@@ -24,13 +24,18 @@ def test_config_and_rule_files_are_valid(tmp_path: Path) -> None:
     # promtool checks that the key files exist: they are written by scripts/fleet_targets.py (and
     # ignored by git), so the check runs on a copy beside a deploy/prometheus/ with them.
     shutil.copytree(PROM, tmp_path / "prometheus")
+    deploy = tmp_path / "deploy" / "prometheus"
+    script = ROOT / "scripts" / "fleet_targets.py"
     fleet = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "fleet_targets.py"), "--hosts", "127.0.0.1"]
-        + [
+        [
+            sys.executable,
+            str(script),
+            "--hosts",
+            "127.0.0.1",
             "--out",
-            str(tmp_path / "deploy/prometheus/targets"),
+            str(deploy / "targets"),
             "--keys",
-            str(tmp_path / "deploy/prometheus/keys"),
+            str(deploy / "keys"),
         ],
         capture_output=True,
         text=True,
