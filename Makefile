@@ -23,8 +23,8 @@ else
   RUN = env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 endif
 
-# System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server); installed when missing.
-TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
+# System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server, HAProxy); installed when missing.
+TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux haproxy
 
 .PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
