@@ -37,7 +37,7 @@ from tests.e2e.harness import ROOT, RunningService, free_port, start_process
 from tests.e2e.test_observability import PROMETHEUS, Prometheus
 from tests.e2e.test_pose_streams import encoded_frames, stream_and_wait
 
-HAPROXY = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if Path(p).exists()), None)
+HAPROXY = shutil.which("haproxy", path=f"{os.environ.get('PATH', '')}:/usr/sbin")  # Debian: /usr/sbin
 pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus missing (make test installs it)"),
     pytest.mark.skipif(HAPROXY is None, reason="haproxy missing (make test installs it)"),
