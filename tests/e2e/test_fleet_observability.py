@@ -122,9 +122,13 @@ def processes() -> Iterator[list[RunningService | subprocess.Popen[bytes]]]:
     for process in reversed(started):
         if isinstance(process, RunningService):
             process.stop()
-        else:
+        elif process.poll() is None:
             process.terminate()
-            process.wait(timeout=15)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
