@@ -42,6 +42,7 @@ from pose_analyzer.detection.registry import (
     AUTO,
     BACKENDS,
     UnknownBackendError,
+    angle_tolerance,
     build_detector,
     create_tracker,
     resolve_backend,
@@ -124,12 +125,19 @@ def _build_engine(options: AnalyzeOptions, static: bool) -> tuple[PoseEngine, De
         # One image: no temporal tracking in the detector and no temporal smoothing.
         detector = build_detector(options.backend, options.detector.for_still_images())
         detector.setup()
-        engine = PoseEngine(exercise=options.exercise, smoothing=SmoothingConfig(enabled=False))
+        engine = PoseEngine(
+            exercise=options.exercise,
+            smoothing=SmoothingConfig(enabled=False),
+            angle_tolerance_deg=angle_tolerance(options.backend),
+        )
         return engine, detector
     detector = build_detector(options.backend, options.detector)
     detector.setup()
     engine = PoseEngine(
-        tracker=create_tracker(options.backend), exercise=options.exercise, reference=options.reference
+        tracker=create_tracker(options.backend),
+        exercise=options.exercise,
+        reference=options.reference,
+        angle_tolerance_deg=angle_tolerance(options.backend),
     )
     return engine, detector
 
