@@ -2,11 +2,14 @@
 
 Step 1 (slow, cached): run each backend over each clip in ``tests/data/videos`` (every
 second frame, at most 640 pixels wide, as ``tests/unit/pose_analyzer/test_rep_counts.py``
-does) and keep the main person's smoothed keypoints, angles and measures per frame in
-``.cache/validation/<backend>/<clip>.npz``.  Step 2 (fast): replay the exercise's rep
-counter over the cached frames and print the table of docs/validation.md.
+does) and keep every person it found per frame (raw keypoints, boxes, scores) and the
+frame cut test's flags in ``.cache/validation/v2/<backend>/<clip>.npz``.  Step 2 (fast):
+replay them through a ``PoseEngine`` as the service runs it (the backend's tracker and
+angle tolerance from the registry, the exercise's counter) and print the table of
+docs/validation.md.  ``--calibrate`` prints how far YOLO's per-rep angle extremes lie
+from MediaPipe's: the figures behind ``angle_tolerance_deg`` in detection/registry.py.
 
-    python scripts/validate_counts.py [--backend mediapipe --backend yolo] [--refresh]
+    python scripts/validate_counts.py [--backend mediapipe --backend yolo] [--refresh] [--calibrate]
 
 Importing this module does nothing.
 """
@@ -185,7 +188,7 @@ def rep_extremes(engine: Any, frames: list[Any]) -> list[tuple[float, float, flo
                 values.append(person.angles.get(f"{rep.side}_{driver.angle}", math.nan))
         series = np.array([v for v in values if math.isfinite(v)])
         if series.size >= 3:
-            series = median_filter(series, size=3, mode="nearest")
+            series = median_filter(series, size=3, mode="mirror")
             out.append((rep.start_time, float(series.min()), float(series.max())))
     return out
 

@@ -93,7 +93,7 @@ def _pose_tracker() -> Tracker:
 # extremes of the driving angle, as the scorer reads them (3-sample median), on the 14
 # reps both count on the shared push-up, squat and curl clips; 26 extremes (two YOLO
 # push-up bottoms at 4 and 15 deg, a wrist put on the elbow, left out): median
-# |difference| 7.7 deg, 75th percentile 10.8, max 17.2.  YOLO's elbow reads 4-16 deg less
+# |difference| 7.7 deg, 75th percentile 10.8, max 22.6.  YOLO's elbow reads 4-23 deg less
 # straight at a push-up's or curl's lockout and 10-17 deg less bent at the bottom (its
 # wrist falls short of where the hand is); its knee reads 6-15 deg deeper in a squat.
 # The tolerance is the 75th percentile, rounded: YOLO's extreme lies that close to

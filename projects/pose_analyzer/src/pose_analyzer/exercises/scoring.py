@@ -82,7 +82,7 @@ class FormScorer:
         if finite.size == 0:
             return None
         if self.despike and rule.aggregate in ("min", "max") and finite.size >= _SPIKE_WINDOW:
-            finite = median_filter(finite, size=_SPIKE_WINDOW, mode="nearest")
+            finite = median_filter(finite, size=_SPIKE_WINDOW, mode="mirror")
         return float(_AGGREGATES[rule.aggregate](finite))
 
     def tolerance(self, rule: FormRule) -> float:
