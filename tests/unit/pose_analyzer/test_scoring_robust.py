@@ -6,8 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pose_analyzer.detection.registry import BACKENDS, angle_tolerance
 from pose_analyzer.exercises import load_exercise
 from pose_analyzer.exercises.scoring import FormScorer
+from pose_analyzer.types import Frame
+from tests.unit.pose_analyzer.test_engine import FPS as ENGINE_FPS
+from tests.unit.pose_analyzer.test_engine import IMAGE, DetectingEngine, ReplayDetector, squatter
 
 FPS = 15.0
 
@@ -82,3 +86,26 @@ def test_a_fast_techniques_one_sample_apex_counts() -> None:
 def test_a_negative_tolerance_is_refused() -> None:
     with pytest.raises(ValueError, match="angle_tolerance_deg"):
         FormScorer(load_exercise("push_up"), angle_tolerance_deg=-1.0)
+
+
+def test_the_engine_scores_with_the_tolerance_it_is_given() -> None:
+    """Squats standing up to 163 deg (counted: rest is 160) against ``no_lockout``'s 165: a
+    fault for the model the limits were set with, within a model's 11 deg error."""
+    t = np.arange(int(3 * 2.0 * ENGINE_FPS)) / ENGINE_FPS
+    knee = 124.0 + 39.0 * np.cos(2 * np.pi * t / 2.0)  # 163 -> 85 -> 163
+    faults = {}
+    for tolerance in (0.0, 11.0):
+        engine = DetectingEngine(
+            ReplayDetector([[squatter(a)] for a in knee]), exercise="squat", angle_tolerance_deg=tolerance
+        )
+        for i in range(knee.size):
+            engine.process(Frame(IMAGE, i / ENGINE_FPS, i))
+        assert engine.rep_count() == 3
+        faults[tolerance] = [{f.code for f in rep.faults} for rep in engine.reps()]
+    assert faults[0.0] == [{"no_lockout"}] * 3
+    assert faults[11.0] == [set()] * 3
+
+
+def test_every_backend_states_its_angle_tolerance() -> None:
+    for backend in BACKENDS:
+        assert 0.0 <= angle_tolerance(backend) < 20.0
