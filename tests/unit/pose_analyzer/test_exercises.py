@@ -210,7 +210,7 @@ def test_form_faults_carry_feedback_and_lower_the_score() -> None:
 def test_scorer_skips_rules_without_data_and_flags_out_of_range_values() -> None:
     scorer = FormScorer(load_exercise("push_up"))
     score, faults = scorer.score(
-        {"elbow": np.array([170.0, 120.0, 86.0, 85.0, 86.0, 120.0, 170.0])}, peak_index=3
+        {"elbow": np.array([170.0, 170.0, 120.0, 86.0, 85.0, 86.0, 120.0, 170.0, 170.0])}, peak_index=4
     )
     assert faults == []
     assert score == 100.0
