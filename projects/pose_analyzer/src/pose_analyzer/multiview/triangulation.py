@@ -122,7 +122,12 @@ class Triangulator:
         self.outlier_px = float(outlier_px)
         self.extrinsics = np.stack([np.hstack([c.rotation, c.translation[:, None]]) for c in self._cams])
         self._k = np.stack([c.matrix for c in self._cams])  # (C, 3, 3)
-        self._dist = np.stack([c.distortion for c in self._cams])  # (C, 5)
+        dist = np.stack([c.distortion for c in self._cams])  # (C, 5): k1, k2, p1, p2, k3
+        k = self._k
+        self._model = tuple(v[:, None] for v in (dist[:, 0], dist[:, 1], dist[:, 4], k[:, 0, 0], k[:, 0, 1]))
+        self._model += tuple(v[:, None] for v in (k[:, 0, 2], k[:, 1, 1], k[:, 1, 2]))
+        self._p12 = dist[:, None, [2, 3]]  # (C, 1, 2): p1, p2
+        self._p21 = dist[:, None, [3, 2]]  # (C, 1, 2): p2, p1
         self.swap_sides = swap_sides
         self._swapped = np.zeros(len(self.cameras), dtype=bool)
 
@@ -141,24 +146,49 @@ class Triangulator:
         weights = np.where(used, weights, 0.0)
         swapped: tuple[str, ...] = ()
         if self.swap_sides and pts.shape[1] == NUM_KEYPOINTS and n_cams > MIN_CAMERAS:
-            flip = self._side_swaps(pts, xy, weights, used)
+            flip, points, err = self._side_swaps(pts, xy, weights, used)
             if flip.any():
                 swapped = tuple(name for name, f in zip(self.cameras, flip, strict=True) if f)
                 pts, xy, weights, used = (_mirror_cameras(a, flip) for a in (pts, xy, weights, used))
-        enough = used.sum(axis=0) >= MIN_CAMERAS
-        used &= enough[None, :]
-        points = np.full((pts.shape[1], 3), np.nan)
-        if enough.any():
-            points[enough] = self._solve(xy[:, enough], weights[:, enough])
-        err = self.project_errors(points, pts)
+        else:
+            points, err = self._linear(pts, xy, weights, used)
+        used &= (used.sum(axis=0) >= MIN_CAMERAS)[None, :]
         if np.isfinite(self.outlier_px):
             self._reject_outliers(pts, xy, weights, used, points, err)
+        points = self._refine(xy, weights, used, points)
+        err = self.project_errors(points, pts)
         n = used.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_err = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / n, np.nan)
         return Triangulation(points, mean_err, used, swapped)
 
-    def _side_swaps(self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray) -> BoolArray:
+    def _linear(
+        self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Plain weighted DLT of every keypoint seen twice (NaN otherwise) and its errors (C, K)."""
+        enough = used.sum(axis=0) >= MIN_CAMERAS
+        points = np.full((used.shape[1], 3), np.nan)
+        if enough.any():
+            points[enough] = solve_dlt(self.extrinsics, xy[:, enough], weights[:, enough])
+        return points, self.project_errors(points, pts)
+
+    def _refine(self, xy: FloatArray, weights: FloatArray, used: BoolArray, points: FloatArray) -> FloatArray:
+        """Solve again with each camera's rows divided by the point's depth in it (see the module doc)."""
+        enough = used.sum(axis=0) >= MIN_CAMERAS
+        if not enough.any():
+            return points
+        ext = self.extrinsics
+        depth = np.einsum("cj,nj->cn", ext[:, 2, :3], points[enough]) + ext[:, 2, 3:4]
+        ok = np.isfinite(depth) & (depth > _MIN_DEPTH)
+        scale = np.where(ok, 1.0 / np.where(ok, depth, 1.0), 1.0)
+        again = solve_dlt(ext, xy[:, enough], np.where(used[:, enough], weights[:, enough], 0.0) * scale)
+        out = points.copy()
+        out[enough] = np.where(np.isfinite(again), again, points[enough])
+        return out
+
+    def _side_swaps(
+        self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray
+    ) -> tuple[BoolArray, FloatArray, FloatArray]:
         """Cameras (C,) whose detector swapped the person's left and right, found by consistency.
 
         Seen from behind, a detector often labels the left limbs right, for as long as the
@@ -170,32 +200,33 @@ class Triangulator:
         that frames where both labellings fit (legs crossing in one view) keep the state
         instead of flickering.  At most a minority of cameras is swapped: swapping the
         majority instead is the same geometry with every label mirrored.
+
+        Returns the swap state and the chosen candidate's points (K, 3) and errors (C, K).
         """
         n_cams, n_kp = used.shape
         current = self._swapped if self._swapped.shape == (n_cams,) else np.zeros(n_cams, dtype=bool)
         variants = [current, *(current ^ toggle for toggle in np.eye(n_cams, dtype=bool))]
         variants = [v for i, v in enumerate(variants) if i == 0 or 2 * v.sum() < n_cams]
-        stack = [
+        v_pts, v_xy, v_w, v_used = (
             np.concatenate([_mirror_cameras(a, v) for v in variants], axis=1)
             for a in (pts, xy, weights, used)
-        ]
-        v_pts, v_xy, v_w, v_used = stack
-        enough = v_used.sum(axis=0) >= MIN_CAMERAS
-        points = np.full((v_used.shape[1], 3), np.nan)
-        if enough.any():
-            points[enough] = self._solve(v_xy[:, enough], v_w[:, enough])
-        err = np.minimum(np.where(v_used & enough, self.project_errors(points, v_pts), 0.0), _SWAP_CLIP_PX)
-        n = (v_used & enough).sum(axis=0)
-        per_kp = np.where(n > 0, err.sum(axis=0) / np.maximum(n, 1), np.nan)
+        )
+        points, err = self._linear(v_pts, v_xy, v_w, v_used)
+        counted = v_used & (v_used.sum(axis=0) >= MIN_CAMERAS)
+        clipped = np.minimum(np.where(counted, err, 0.0), _SWAP_CLIP_PX)
+        n = counted.sum(axis=0)
+        per_kp = np.where(n > 0, clipped.sum(axis=0) / np.maximum(n, 1), np.nan)
         per_kp = per_kp.reshape(len(variants), n_kp)[:, _SIDED]
         seen = np.isfinite(per_kp).all(axis=0)
-        if seen.any():
+        best = 0
+        if seen.any() and len(variants) > 1:
             score = per_kp[:, seen].mean(axis=1)
-            best = int(np.argmin(score[1:])) + 1 if len(variants) > 1 else 0
-            if best and score[best] < _SWAP_GAIN * score[0]:
-                current = variants[best]
-        self._swapped = current
-        return current
+            candidate = int(np.argmin(score[1:])) + 1
+            if score[candidate] < _SWAP_GAIN * score[0]:
+                best = candidate
+        self._swapped = variants[best]
+        cols = slice(best * n_kp, (best + 1) * n_kp)
+        return variants[best], points[cols], err[:, cols]
 
     def reset(self) -> None:
         """Forget the left/right state of the previous groups (a new clip or a new person)."""
@@ -211,27 +242,20 @@ class Triangulator:
                 xy[c, seen[c]] = cv2.undistortPoints(raw, cam.matrix, cam.distortion).reshape(-1, 2)
         return xy, seen
 
-    def _solve(self, xy: FloatArray, weights: FloatArray) -> FloatArray:
-        """DLT, then once more with each row divided by the point's depth in its camera."""
-        points = solve_dlt(self.extrinsics, xy, weights)
-        depth = np.einsum("cj,nj->cn", self.extrinsics[:, 2, :3], points) + self.extrinsics[:, 2, 3:4]
-        ok = np.isfinite(depth) & (depth > _MIN_DEPTH)
-        again = solve_dlt(self.extrinsics, xy, weights * np.where(ok, 1.0 / np.where(ok, depth, 1.0), 1.0))
-        return np.where(np.isfinite(again), again, points)
-
     def project(self, points: FloatArray) -> FloatArray:
         """Raw pixel positions (C, N, 2) of world points (N, 3) in every camera (OpenCV's model)."""
         cam = np.einsum("cij,nj->cni", self.extrinsics[:, :, :3], points) + self.extrinsics[:, None, :, 3]
         with np.errstate(divide="ignore", invalid="ignore"):
-            x, y = cam[..., 0] / cam[..., 2], cam[..., 1] / cam[..., 2]
-        k1, k2, p1, p2, k3 = (self._dist[:, i, None] for i in range(5))
-        r2 = x * x + y * y
+            xy = cam[..., :2] / cam[..., 2:3]
+        k1, k2, k3, fx, skew, cx, fy, cy = self._model
+        sq = xy * xy
+        r2 = sq[..., 0] + sq[..., 1]
         radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-        yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-        k = self._k
-        u = k[:, 0, 0, None] * xd + k[:, 0, 1, None] * yd + k[:, 0, 2, None]
-        v = k[:, 1, 1, None] * yd + k[:, 1, 2, None]
+        cross = 2 * xy[..., 0] * xy[..., 1]
+        # tangential terms: x += 2 p1 x y + p2 (r2 + 2 x^2), y += p1 (r2 + 2 y^2) + 2 p2 x y
+        dist = xy * radial[..., None] + cross[..., None] * self._p12 + (r2[..., None] + 2 * sq) * self._p21
+        u = fx * dist[..., 0] + skew * dist[..., 1] + cx
+        v = fy * dist[..., 1] + cy
         return np.stack([u, v], axis=-1)
 
     def project_errors(self, points: FloatArray, points2d: FloatArray) -> FloatArray:
@@ -262,18 +286,19 @@ class Triangulator:
             n_bad = bad.size
             # candidate d of bad keypoint b sits at column d * n_bad + b: its cameras minus camera d
             cand = (used[None, :, bad] & others[:, :, None]).transpose(1, 0, 2).reshape(n_cams, -1)
-            cand_points = self._solve(
-                np.tile(xy[:, bad], (1, n_cams, 1)), np.tile(weights[:, bad], (1, n_cams)) * cand
+            cand_points = solve_dlt(
+                self.extrinsics,
+                np.tile(xy[:, bad], (1, n_cams, 1)),
+                np.tile(weights[:, bad], (1, n_cams)) * cand,
             )
-            cand_err = np.where(
-                cand, self.project_errors(cand_points, np.tile(pts[:, bad], (1, n_cams, 1))), 0.0
-            )
+            full = self.project_errors(cand_points, np.tile(pts[:, bad], (1, n_cams, 1)))
+            cand_err = np.where(cand, full, 0.0)
             score = (cand_err.sum(axis=0) / np.maximum(cand.sum(axis=0), 1)).reshape(n_cams, n_bad)
             score = np.where(used[:, bad] & np.isfinite(score), score, np.inf)
             best = np.argmin(score, axis=0)
             used[best, bad] = False
             points[bad] = cand_points.reshape(n_cams, n_bad, 3)[best, np.arange(n_bad)]
-            err[:, bad] = self.project_errors(points[bad], pts[:, bad])
+            err[:, bad] = full.reshape(n_cams, n_cams, n_bad)[:, best, np.arange(n_bad)]
 
 
 def _mirror_cameras(values: npt.NDArray[Any], cameras: BoolArray) -> npt.NDArray[Any]:
