@@ -26,6 +26,7 @@ Reprojection errors are measured on the raw image through OpenCV's distortion mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ MIN_CAMERAS = 2
 # Left/right swap detection (Triangulator._side_swaps).
 _SWAP_CLIP_PX = 100.0
 _SWAP_GAIN = 0.7
+_SWAP_CHECK_PX = DEFAULT_OUTLIER_PX  # the labels as they stand fit this well: no swap is looked for
 MIRRORED = np.array(
     [
         KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
@@ -71,8 +73,11 @@ class Triangulation:
     points: FloatArray
     reprojection_px: FloatArray
     used: BoolArray
-    # Cameras whose left/right labels were swapped back before triangulating (see swap_sides).
+    # Cameras whose left/right labels were swapped back before triangulating (see swap_sides);
+    # ``used`` and ``camera_error_px`` refer to the corrected labels.
     swapped: tuple[str, ...] = ()
+    # (C, K) raw reprojection error of each used camera, NaN elsewhere.
+    camera_error_px: FloatArray | None = None
 
 
 def solve_dlt(extrinsics: FloatArray, xy: FloatArray, weights: FloatArray) -> FloatArray:
@@ -160,7 +165,7 @@ class Triangulator:
         n = used.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_err = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / n, np.nan)
-        return Triangulation(points, mean_err, used, swapped)
+        return Triangulation(points, mean_err, used, swapped, np.where(used, err, np.nan))
 
     def _linear(
         self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray
@@ -192,11 +197,12 @@ class Triangulator:
         """Cameras (C,) whose detector swapped the person's left and right, found by consistency.
 
         Seen from behind, a detector often labels the left limbs right, for as long as the
-        person faces away.  Candidates are the swaps of the previous group and that state
-        with one camera toggled; each is triangulated (no outlier rejection) in one batch.
-        A candidate replaces the previous state when it lowers the left/right keypoints'
-        mean reprojection error (each clipped at ``_SWAP_CLIP_PX`` so that one wild point
-        does not decide) below ``_SWAP_GAIN`` times the previous state's: a hysteresis, so
+        person faces away.  The previous group's swaps are kept while the left/right
+        keypoints reproject within ``_SWAP_CHECK_PX`` on average (no outlier rejection yet;
+        each keypoint's error clipped at ``_SWAP_CLIP_PX`` so that one wild point does not
+        decide).  Otherwise every state with one camera toggled is triangulated, in one
+        batch, and the best replaces the previous state when its error is below
+        ``_SWAP_GAIN`` times the previous state's: a hysteresis, so
         that frames where both labellings fit (legs crossing in one view) keep the state
         instead of flickering.  At most a minority of cameras is swapped: swapping the
         majority instead is the same geometry with every label mirrored.
@@ -205,28 +211,31 @@ class Triangulator:
         """
         n_cams, n_kp = used.shape
         current = self._swapped if self._swapped.shape == (n_cams,) else np.zeros(n_cams, dtype=bool)
-        variants = [current, *(current ^ toggle for toggle in np.eye(n_cams, dtype=bool))]
-        variants = [v for i, v in enumerate(variants) if i == 0 or 2 * v.sum() < n_cams]
-        v_pts, v_xy, v_w, v_used = (
-            np.concatenate([_mirror_cameras(a, v) for v in variants], axis=1)
-            for a in (pts, xy, weights, used)
-        )
-        points, err = self._linear(v_pts, v_xy, v_w, v_used)
-        counted = v_used & (v_used.sum(axis=0) >= MIN_CAMERAS)
-        clipped = np.minimum(np.where(counted, err, 0.0), _SWAP_CLIP_PX)
-        n = counted.sum(axis=0)
-        per_kp = np.where(n > 0, clipped.sum(axis=0) / np.maximum(n, 1), np.nan)
-        per_kp = per_kp.reshape(len(variants), n_kp)[:, _SIDED]
-        seen = np.isfinite(per_kp).all(axis=0)
-        best = 0
-        if seen.any() and len(variants) > 1:
-            score = per_kp[:, seen].mean(axis=1)
-            candidate = int(np.argmin(score[1:])) + 1
-            if score[candidate] < _SWAP_GAIN * score[0]:
-                best = candidate
-        self._swapped = variants[best]
-        cols = slice(best * n_kp, (best + 1) * n_kp)
-        return variants[best], points[cols], err[:, cols]
+        as_now = [_mirror_cameras(a, current) for a in (pts, xy, weights, used)]
+        points, err = self._linear(*as_now)
+        score_now = _sided_score(err, as_now[3])
+        best = (current, points, err)
+        if not score_now <= _SWAP_CHECK_PX:  # NaN (nothing sided seen twice) or a poor fit: look further
+            toggled = [current ^ t for t in np.eye(n_cams, dtype=bool)]
+            toggled = [v for v in toggled if 2 * v.sum() < n_cams]
+            if toggled:
+                stacked = [
+                    np.concatenate([_mirror_cameras(a, v) for v in toggled], axis=1)
+                    for a in (pts, xy, weights, used)
+                ]
+                c_points, c_err = self._linear(*stacked)
+                scores = [
+                    _sided_score(
+                        c_err[:, i * n_kp : (i + 1) * n_kp], stacked[3][:, i * n_kp : (i + 1) * n_kp]
+                    )
+                    for i in range(len(toggled))
+                ]
+                i = int(np.nanargmin(scores)) if np.isfinite(scores).any() else -1
+                if i >= 0 and (np.isnan(score_now) or scores[i] < _SWAP_GAIN * score_now):
+                    cols = slice(i * n_kp, (i + 1) * n_kp)
+                    best = (toggled[i], c_points[cols], c_err[:, cols])
+        self._swapped = best[0]
+        return best
 
     def reset(self) -> None:
         """Forget the left/right state of the previous groups (a new clip or a new person)."""
@@ -299,6 +308,15 @@ class Triangulator:
             used[best, bad] = False
             points[bad] = cand_points.reshape(n_cams, n_bad, 3)[best, np.arange(n_bad)]
             err[:, bad] = full.reshape(n_cams, n_cams, n_bad)[:, best, np.arange(n_bad)]
+
+
+def _sided_score(err: FloatArray, used: BoolArray) -> float:
+    """Mean over the left/right keypoints of their mean reprojection error, each clipped at _SWAP_CLIP_PX."""
+    counted = used & (used.sum(axis=0) >= MIN_CAMERAS)
+    n = counted.sum(axis=0)[_SIDED]
+    clipped = np.minimum(np.where(counted, err, 0.0), _SWAP_CLIP_PX).sum(axis=0)[_SIDED]
+    seen = n > 0
+    return float((clipped[seen] / n[seen]).mean()) if seen.any() else math.nan
 
 
 def _mirror_cameras(values: npt.NDArray[Any], cameras: BoolArray) -> npt.NDArray[Any]:
