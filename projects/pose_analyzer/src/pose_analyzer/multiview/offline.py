@@ -180,7 +180,7 @@ def run_multiview(
             mid = time.perf_counter()
             result = tri(group_2d, group_conf)
             triangulated = time.perf_counter()
-            analyse_pose_3d(result.points)
+            analyse_pose_3d(result.points)  # timed as a live session runs it; summarise() recomputes
             timings["detect_s"] += mid - start
             timings["triangulate_s"] += triangulated - mid
             timings["analyse_s"] += time.perf_counter() - triangulated
