@@ -28,7 +28,7 @@ TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
 
 .PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
-	bench-swap bench-training bench-estimate bench-decode-checks bench-triangulation gpu-check observe compose-up compose-down clean
+	bench-swap bench-training bench-estimate bench-decode-checks gpu-check observe compose-up compose-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -90,6 +90,10 @@ bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint
 bench-pose-engine: install ## engine overhead vs inference on real frames
 	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
 
+.PHONY: bench-triangulation
+bench-triangulation: install ## 3D cost of one 4-camera group (triangulate + analyse) vs detecting its 4 frames
+	@$(RUN) python benchmarks/triangulation.py $(ARGS)
+
 bench-pose-backends: install ## per-frame cost of MediaPipe and YOLO (ONNX single vs batched)
 	@$(RUN) python benchmarks/pose_backends.py $(ARGS)
 
@@ -113,9 +117,6 @@ gpu-check: install ## every GPU test, estimates vs the CUDA allocator, real OOM 
 
 bench-decode-checks: install ## cost of the truncated-JPEG check in decode_frame (checked vs unchecked)
 	@$(RUN) python benchmarks/decode_checks.py $(ARGS)
-
-bench-triangulation: install ## 3D cost of one 4-camera group (triangulate + analyse) vs detecting its 4 frames
-	@$(RUN) python benchmarks/triangulation.py $(ARGS)
 
 observe: ## Prometheus from the local install against the running services (make run-all first)
 	@bash scripts/observe.sh
