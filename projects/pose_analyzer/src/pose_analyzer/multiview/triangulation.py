@@ -5,9 +5,13 @@ For each keypoint, every camera that sees it (finite point, confidence at least
 weighted by its confidence ``w``, where ``(x, y)`` is the undistorted point in normalised
 camera coordinates (``cv2.undistortPoints``) and ``P = [R | t]``.  Normalised rather than
 pixel coordinates keep the systems well conditioned (entries near 1, not 1e3).  With
-``P = [R|t]`` a row's residual is the point's depth times its image error / f, so a second
+``P = [R|t]`` a row's residual is the point's depth times its image error / f, so the final
 solve divides each row by that depth: the least squares are then (to first order) least
 squares in pixels, the maximum-likelihood criterion for isotropic pixel noise.
+
+Order per group: plain DLT; left/right swap correction when the labels fit poorly
+(``Triangulator._side_swaps``); outlier-camera rejection; the depth-weighted final solve;
+raw-image reprojection errors.
 
 All keypoints are solved at once.  The linear least squares are solved through their 4x4
 normal matrices (stacked rows ``A`` (K, 2C, 4), then ``A^T A``) with the homogeneous
