@@ -1,7 +1,7 @@
 """Real 3D: the four synchronised cameras of the Pose2Sim demo through the offline path.
 
-MediaPipe runs over 4 x 100 frames (about 45 s of detection on an idle 2-core box; its
-output is shared by the tests below through a module fixture), then triangulation.
+MediaPipe runs over 4 x 100 frames (50-70 s on the shared 2-core box; its output is shared
+by the tests below through a module fixture), then triangulation.
 
 Held: mean reprojection error at most 10 px (Pose2Sim, on this same rig, refuses a
 triangulation above 15 px by default) and every thigh, shank, upper-arm and forearm length
