@@ -11,7 +11,7 @@ changed the RMS error of the synthetic test by under 1 % (4.61 against 4.65 mm, 
 4.66), so it is not done.
 
 Order per group: plain DLT; left/right swap correction when the labels fit poorly
-(``Triangulator._side_swaps``); outlier-camera selection (``Triangulator._select_cameras``);
+(``Triangulator._side_swaps``); outlier-camera selection (``Triangulator._choose``);
 raw-image reprojection errors.
 
 All keypoints are solved at once.  The linear least squares are solved through their 4x4
@@ -157,19 +157,20 @@ class Triangulator:
         weights = np.where(np.isfinite(conf), conf, 0.0)
         used = seen & (weights >= self.min_confidence) & (weights > 0)
         weights = np.where(used, weights, 0.0)
-        swapped: tuple[str, ...] = ()
-        linear: tuple[FloatArray, FloatArray] | None = None
-        if self.swap_sides and pts.shape[1] == NUM_KEYPOINTS and n_cams > MIN_CAMERAS:
-            flip, *found = self._side_swaps(pts, xy, weights, used)
-            linear = (found[0], found[1])
-            if flip.any():
-                swapped = tuple(name for name, f in zip(self.cameras, flip, strict=True) if f)
-                pts, xy, weights, used = (_mirror_cameras(a, flip) for a in (pts, xy, weights, used))
-        used &= (used.sum(axis=0) >= MIN_CAMERAS)[None, :]
-        if np.isfinite(self.outlier_px) and n_cams > MIN_CAMERAS:
-            points, used, err = self._select_cameras(pts, xy, weights, used)
-        else:
-            points, err = linear if linear is not None else self._linear(pts, xy, weights, used)
+        raw = (pts, xy, weights, used)
+        check = self.swap_sides and pts.shape[1] == NUM_KEYPOINTS and n_cams > MIN_CAMERAS
+        state = self._swapped if check and self._swapped.shape == (n_cams,) else np.zeros(n_cams, dtype=bool)
+        reject = np.isfinite(self.outlier_px) and n_cams > MIN_CAMERAS
+        table = self._table([_mirror_cameras(a, state) for a in raw], every_subset=reject)
+        if check:
+            # table[1][:, 0] and table[2][0]: the errors and cameras of the plain DLT (all cameras)
+            better = self._side_swaps(raw, state, table[1][:, 0], table[2][0])
+            if (better != state).any():
+                state = better
+                table = self._table([_mirror_cameras(a, state) for a in raw], every_subset=reject)
+            self._swapped = state
+        swapped = tuple(name for name, f in zip(self.cameras, state, strict=True) if f)
+        points, used, err = self._choose(*table)
         n = used.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_err = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / n, np.nan)
@@ -186,50 +187,42 @@ class Triangulator:
         return points, self.project_errors(points, pts)
 
     def _side_swaps(
-        self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray
-    ) -> tuple[BoolArray, FloatArray, FloatArray]:
+        self,
+        raw: tuple[FloatArray, FloatArray, FloatArray, BoolArray],
+        current: BoolArray,
+        err: FloatArray,
+        used: BoolArray,
+    ) -> BoolArray:
         """Cameras (C,) whose detector swapped the person's left and right, found by consistency.
 
         Seen from behind, a detector often labels the left limbs right, for as long as the
-        person faces away.  The previous group's swaps are kept while the left/right
-        keypoints reproject within ``_SWAP_CHECK_PX`` on average (no outlier rejection yet;
-        each keypoint's error clipped at ``_SWAP_CLIP_PX`` so that one wild point does not
-        decide).  Otherwise every state with one camera toggled is triangulated, in one
-        batch, and the best replaces the previous state when its error is below
-        ``_SWAP_GAIN`` times the previous state's: a hysteresis, so
-        that frames where both labellings fit (legs crossing in one view) keep the state
+        person faces away.  The previous group's swaps (``current``, whose plain-DLT errors
+        are ``err`` (C, K) over cameras ``used``) are kept while the left/right keypoints
+        reproject within ``_SWAP_CHECK_PX`` on average (each keypoint's error clipped at
+        ``_SWAP_CLIP_PX`` so that one wild point does not decide).  Otherwise every state with
+        one camera toggled is triangulated, in one batch, and the best replaces the previous
+        state when its error is below ``_SWAP_GAIN`` times the previous state's: a hysteresis,
+        so that frames where both labellings fit (legs crossing in one view) keep the state
         instead of flickering.  At most a minority of cameras is swapped: swapping the
         majority instead is the same geometry with every label mirrored.
-
-        Returns the swap state and the chosen candidate's points (K, 3) and errors (C, K).
         """
         n_cams, n_kp = used.shape
-        current = self._swapped if self._swapped.shape == (n_cams,) else np.zeros(n_cams, dtype=bool)
-        as_now = [_mirror_cameras(a, current) for a in (pts, xy, weights, used)]
-        points, err = self._linear(*as_now)
-        score_now = _sided_score(err, as_now[3])
-        best = (current, points, err)
-        if not score_now <= _SWAP_CHECK_PX:  # NaN (nothing sided seen twice) or a poor fit: look further
-            toggled = [current ^ t for t in np.eye(n_cams, dtype=bool)]
-            toggled = [v for v in toggled if 2 * v.sum() < n_cams]
-            if toggled:
-                stacked = [
-                    np.concatenate([_mirror_cameras(a, v) for v in toggled], axis=1)
-                    for a in (pts, xy, weights, used)
-                ]
-                c_points, c_err = self._linear(*stacked)
-                scores = [
-                    _sided_score(
-                        c_err[:, i * n_kp : (i + 1) * n_kp], stacked[3][:, i * n_kp : (i + 1) * n_kp]
-                    )
-                    for i in range(len(toggled))
-                ]
-                i = int(np.nanargmin(scores)) if np.isfinite(scores).any() else -1
-                if i >= 0 and (np.isnan(score_now) or scores[i] < _SWAP_GAIN * score_now):
-                    cols = slice(i * n_kp, (i + 1) * n_kp)
-                    best = (toggled[i], c_points[cols], c_err[:, cols])
-        self._swapped = best[0]
-        return best
+        score_now = _sided_score(err, used)
+        if score_now <= _SWAP_CHECK_PX:
+            return current
+        toggled = [v for v in (current ^ t for t in np.eye(n_cams, dtype=bool)) if 2 * v.sum() < n_cams]
+        if not toggled:
+            return current
+        stacked = [np.concatenate([_mirror_cameras(a, v) for v in toggled], axis=1) for a in raw]
+        _, c_err = self._linear(*stacked)
+        scores = [
+            _sided_score(c_err[:, i * n_kp : (i + 1) * n_kp], stacked[3][:, i * n_kp : (i + 1) * n_kp])
+            for i in range(len(toggled))
+        ]
+        i = int(np.nanargmin(scores)) if np.isfinite(scores).any() else -1
+        if i >= 0 and (np.isnan(score_now) or scores[i] < _SWAP_GAIN * score_now):
+            return np.asarray(toggled[i], dtype=bool)
+        return current
 
     def reset(self) -> None:
         """Forget the left/right state of the previous groups (a new clip or a new person)."""
@@ -266,23 +259,22 @@ class Triangulator:
         diff = self.project(points) - points2d
         return np.asarray(np.hypot(diff[..., 0], diff[..., 1]))
 
-    def _select_cameras(
-        self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray
-    ) -> tuple[FloatArray, BoolArray, FloatArray]:
-        """Triangulate every keypoint from every camera subset at once, then drop outlier cameras.
+    def _table(
+        self, inputs: Sequence[npt.NDArray[Any]], every_subset: bool = True
+    ) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """Every keypoint triangulated from every camera subset at once (one batched solve).
 
-        The subsets are all camera sets missing at most ``_MAX_DROPS`` cameras (for four cameras:
-        every set of two or more).  Starting from all cameras, a keypoint whose worst camera
-        reprojects beyond ``outlier_px`` moves to the subset without one camera that has the
-        smallest mean reprojection error, while it keeps more than two cameras.  The choice is
-        bookkeeping over the table: one batched solve and one projection per group.
-
-        Returns points (K, 3), the cameras used (C, K) and their errors (C, K).
+        The subsets are all camera sets missing at most ``_MAX_DROPS`` cameras (for four
+        cameras: every set of two or more), the full set first; only the full set when
+        ``every_subset`` is false.  ``inputs`` are the raw points, normalised points, weights
+        and seen cameras (all (C, K, ...)).  Returns points (S, K, 3), errors (C, S, K) and the
+        cameras of each subset and keypoint (S, C, K).
         """
-        masks, child = self._masks, self._child
+        pts, xy, weights, used = inputs
+        masks = self._masks if every_subset else self._masks[:1]
         n_sets, n_cams = masks.shape
         n_kp = used.shape[1]
-        eff = used[None] & masks[:, :, None]  # (S, C, K): the cameras of subset s for keypoint k
+        eff = used[None] & masks[:, :, None]
         cols = eff.transpose(1, 0, 2).reshape(n_cams, -1)  # column s * K + k
         flat_points, flat_err = self._linear(
             np.tile(pts, (1, n_sets, 1)),
@@ -290,26 +282,44 @@ class Triangulator:
             np.tile(weights, (1, n_sets)) * cols,
             cols,
         )
-        points_all = flat_points.reshape(n_sets, n_kp, 3)
-        err_all = flat_err.reshape(n_cams, n_sets, n_kp)
+        return flat_points.reshape(n_sets, n_kp, 3), flat_err.reshape(n_cams, n_sets, n_kp), eff
+
+    def _choose(
+        self, points_all: FloatArray, err_all: FloatArray, eff: BoolArray
+    ) -> tuple[FloatArray, BoolArray, FloatArray]:
+        """Drop outlier cameras keypoint by keypoint, by bookkeeping over the subset table.
+
+        Starting from all cameras, a keypoint whose worst camera reprojects beyond
+        ``outlier_px`` moves to the subset without one camera that has the smallest mean
+        reprojection error, while it keeps more than two cameras.  Returns points (K, 3),
+        the cameras used (C, K) and their errors (C, K).
+        """
+        child = self._child
+        n_kp = eff.shape[2]
         in_set = eff.transpose(1, 0, 2)
         count = eff.sum(axis=1)  # (S, K)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count >= MIN_CAMERAS, np.where(in_set, err_all, 0.0).sum(axis=0) / count, np.inf)
-        worst = np.where(in_set, np.nan_to_num(err_all, nan=np.inf), -1.0).max(axis=0)
         state = np.zeros(n_kp, dtype=np.intp)  # subset 0: every camera
         kps = np.arange(n_kp)
-        for _ in range(_MAX_DROPS):
-            bad = np.flatnonzero((count[state, kps] > MIN_CAMERAS) & (worst[state, kps] > self.outlier_px))
-            if bad.size == 0:
-                break
-            kids = child[state[bad]]  # (B, C): the subset without camera d
-            valid = (kids >= 0) & eff[state[bad], :, bad]
-            score = np.where(valid, mean[np.maximum(kids, 0), bad[:, None]], np.inf)
-            drop = np.argmin(score, axis=1)
-            ok = np.isfinite(score[np.arange(bad.size), drop])
-            state[bad[ok]] = kids[np.arange(bad.size), drop][ok]
-        return points_all[state, kps], eff[state, :, kps].T, err_all[:, state, kps]
+        if eff.shape[0] > 1:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(
+                    count >= MIN_CAMERAS, np.where(in_set, err_all, 0.0).sum(axis=0) / count, np.inf
+                )
+            worst = np.where(in_set, np.nan_to_num(err_all, nan=np.inf), -1.0).max(axis=0)
+            for _ in range(_MAX_DROPS):
+                bad = np.flatnonzero(
+                    (count[state, kps] > MIN_CAMERAS) & (worst[state, kps] > self.outlier_px)
+                )
+                if bad.size == 0:
+                    break
+                kids = child[state[bad]]  # (B, C): the subset without camera d
+                valid = (kids >= 0) & eff[state[bad], :, bad]
+                score = np.where(valid, mean[np.maximum(kids, 0), bad[:, None]], np.inf)
+                drop = np.argmin(score, axis=1)
+                ok = np.isfinite(score[np.arange(bad.size), drop])
+                state[bad[ok]] = kids[np.arange(bad.size), drop][ok]
+        used = eff[state, :, kps].T & (count[state, kps] >= MIN_CAMERAS)[None, :]
+        return points_all[state, kps], used, err_all[:, state, kps]
 
 
 def _camera_subsets(n_cams: int) -> tuple[BoolArray, npt.NDArray[np.intp]]:
