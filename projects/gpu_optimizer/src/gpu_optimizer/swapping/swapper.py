@@ -9,13 +9,13 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gpu_optimizer.swapping.entry import SwapCounters, SwapEntry
 from gpu_optimizer.swapping.errors import (
     DuplicateTensorError,
     SwapClosedError,
@@ -25,20 +25,6 @@ from gpu_optimizer.swapping.errors import (
 )
 from gpu_optimizer.swapping.pool import BufferPool
 from gpu_optimizer.swapping.tiers import DiskTier, Tier
-
-
-@dataclass(eq=False)
-class _Entry:
-    name: str
-    shape: torch.Size
-    dtype: torch.dtype
-    nbytes: int
-    slot: int
-    tier: Tier
-    data: torch.Tensor | None = None
-    pending: Future[None] | None = None
-    event: Any = None  # torch.cuda.Event of an in-flight prefetch copy
-    staging: torch.Tensor | None = None  # host buffer an in-flight copy reads from
 
 
 class TensorSwapper:
@@ -70,7 +56,7 @@ class TensorSwapper:
         self.disk = DiskTier(
             Path(tempfile.mkdtemp(prefix="gpu-optimizer-swap-")) if swap_dir is None else swap_dir
         )
-        self._tiers: dict[Tier, OrderedDict[str, _Entry]] = {t: OrderedDict() for t in Tier}
+        self._tiers: dict[Tier, OrderedDict[str, SwapEntry]] = {t: OrderedDict() for t in Tier}
         self._used = dict.fromkeys(Tier, 0)
         self._pool = BufferPool()
         # CPU device tier only: the CUDA caching allocator already reuses device memory.
@@ -79,12 +65,7 @@ class TensorSwapper:
         self._stream = torch.cuda.Stream(self.device) if self._cuda else None  # type: ignore[no-untyped-call]
         self._next_slot = 0
         self._closed = False
-        self._swaps_in = dict.fromkeys(Tier, 0)
-        self._swaps_out = dict.fromkeys(Tier, 0)
-        self._bytes_moved = 0
-        self._move_seconds = 0.0
-
-    # -- public API ---------------------------------------------------------------------------
+        self.counters = SwapCounters()
 
     def register(self, name: str, tensor: torch.Tensor, tier: Tier = Tier.DEVICE) -> None:
         """Take ``tensor`` (on the swapper's device) under ``name``, placed in ``tier``.
@@ -107,7 +88,7 @@ class TensorSwapper:
                 f"tensor {name!r} has {nbytes} bytes, over the device budget of {self.budgets[Tier.DEVICE]}"
             )
         data = tensor.detach().contiguous()
-        entry = _Entry(name, data.shape, data.dtype, nbytes, self._next_slot, Tier.DEVICE)
+        entry = SwapEntry(name, data.shape, data.dtype, nbytes, self._next_slot, Tier.DEVICE)
         self._next_slot += 1
         self._make_room(Tier.DEVICE, nbytes, protect={name})
         entry.data = data
@@ -181,16 +162,16 @@ class TensorSwapper:
                     "bytes": self._used[t],
                     "tensors": len(self._tiers[t]),
                     "budget": self.budgets.get(t),
-                    "swaps_in": self._swaps_in[t],
-                    "swaps_out": self._swaps_out[t],
+                    "swaps_in": self.counters.swaps_in[t],
+                    "swaps_out": self.counters.swaps_out[t],
                 }
                 for t in Tier
             },
             "host_pool_bytes": self._pool.bytes,
             "device_pool_bytes": self._device_pool.bytes,
-            "bytes_moved": self._bytes_moved,
-            "move_seconds": self._move_seconds,
-            "throughput_bytes_per_s": self._bytes_moved / self._move_seconds if self._move_seconds else 0.0,
+            "bytes_moved": self.counters.bytes_moved,
+            "move_seconds": self.counters.move_seconds,
+            "throughput_bytes_per_s": self.counters.throughput_bytes_per_s,
         }
 
     def close(self) -> None:
@@ -226,27 +207,21 @@ class TensorSwapper:
         if self._closed:
             raise SwapClosedError("the swapper is closed")
 
-    def _entry(self, name: str) -> _Entry:
+    def _entry(self, name: str) -> SwapEntry:
         self._check_open()
         for entries in self._tiers.values():
             if name in entries:
                 return entries[name]
         raise UnknownTensorError(f"no tensor named {name!r} is registered")
 
-    def _add(self, entry: _Entry, tier: Tier) -> None:
+    def _add(self, entry: SwapEntry, tier: Tier) -> None:
         entry.tier = tier
         self._tiers[tier][entry.name] = entry
         self._used[tier] += entry.nbytes
 
-    def _remove(self, entry: _Entry) -> None:
+    def _remove(self, entry: SwapEntry) -> None:
         del self._tiers[entry.tier][entry.name]
         self._used[entry.tier] -= entry.nbytes
-
-    def _count(self, src: Tier, dst: Tier, nbytes: int, seconds: float) -> None:
-        self._swaps_out[src] += 1
-        self._swaps_in[dst] += 1
-        self._bytes_moved += nbytes
-        self._move_seconds += seconds
 
     def _trim_pool(self) -> None:
         excess = self._used[Tier.HOST] + self._pool.bytes - self.budgets[Tier.HOST]
@@ -265,13 +240,13 @@ class TensorSwapper:
             else:
                 self._evict(self._victim(tier, nbytes, protect), to_disk=tier is Tier.HOST)
 
-    def _victim(self, tier: Tier, nbytes: int, protect: set[str]) -> _Entry:
+    def _victim(self, tier: Tier, nbytes: int, protect: set[str]) -> SwapEntry:
         victim = next((e for n, e in self._tiers[tier].items() if n not in protect), None)
         if victim is None:
             raise SwapError(f"cannot make {nbytes} bytes of room in the {tier.value} tier")
         return victim
 
-    def _host_buffer(self, entry: _Entry, protect: set[str]) -> torch.Tensor:
+    def _host_buffer(self, entry: SwapEntry, protect: set[str]) -> torch.Tensor:
         """A host tensor for ``entry`` within the host budget: a pooled buffer of the same size if
         there is one, else a new one after dropping pooled buffers and spilling LRU tensors to disk."""
         budget, nbytes = self.budgets[Tier.HOST], entry.nbytes
@@ -288,7 +263,7 @@ class TensorSwapper:
                 self._evict(self._victim(Tier.HOST, nbytes, protect), to_disk=True)
         return buffer.view(entry.dtype).view(entry.shape)
 
-    def _device_buffer(self, entry: _Entry, protect: set[str]) -> torch.Tensor:
+    def _device_buffer(self, entry: SwapEntry, protect: set[str]) -> torch.Tensor:
         """A device tensor for ``entry`` within the device budget (pooled on CPU, see _sole_owner)."""
         budget, nbytes = self.budgets[Tier.DEVICE], entry.nbytes
         if nbytes > budget:
@@ -313,7 +288,7 @@ class TensorSwapper:
                 return torch.empty(entry.shape, dtype=entry.dtype, device=self.device)
         return torch.empty(entry.shape, dtype=entry.dtype, device=self.device)
 
-    def _sole_owner(self, entry: _Entry) -> bool:
+    def _sole_owner(self, entry: SwapEntry) -> bool:
         """Whether nothing outside the swapper can see the memory of a CPU device-tier tensor, so
         its buffer may be reused: no other Python reference to the tensor, no view of its storage."""
         use_count = getattr(torch._C, "_storage_Use_Count", None)
@@ -327,7 +302,7 @@ class TensorSwapper:
         # and the local `storage` object.
         return sys.getrefcount(tensor) == 3 and int(use_count(storage._cdata)) == 2
 
-    def _evict(self, entry: _Entry, to_disk: bool, count: bool = True) -> None:
+    def _evict(self, entry: SwapEntry, to_disk: bool, count: bool = True) -> None:
         """Move ``entry`` one tier down: device to host (or disk when it cannot fit there), host to disk."""
         self._finish(entry)
         start = time.perf_counter()
@@ -354,9 +329,9 @@ class TensorSwapper:
             self._device_pool.give(old.reshape(-1).view(torch.uint8))
         del old
         if count:
-            self._count(src, entry.tier, entry.nbytes, time.perf_counter() - start)
+            self.counters.count(src, entry.tier, entry.nbytes, time.perf_counter() - start)
 
-    def _swap_in(self, entry: _Entry, protect: set[str], background: bool) -> None:
+    def _swap_in(self, entry: SwapEntry, protect: set[str], background: bool) -> None:
         """Bring ``entry`` to the device tier; ``background`` starts the copy without waiting."""
         start = time.perf_counter()
         src = entry.tier
@@ -400,9 +375,9 @@ class TensorSwapper:
                 load()
         entry.data = dst
         self._add(entry, Tier.DEVICE)
-        self._count(src, Tier.DEVICE, entry.nbytes, time.perf_counter() - start)
+        self.counters.count(src, Tier.DEVICE, entry.nbytes, time.perf_counter() - start)
 
-    def _finish(self, entry: _Entry) -> None:
+    def _finish(self, entry: SwapEntry) -> None:
         """Wait for an in-flight prefetch of ``entry`` and release what it held."""
         if entry.pending is not None:
             pending, entry.pending = entry.pending, None
