@@ -54,6 +54,7 @@ from pose_analyzer.render import draw_analysis
 from pose_analyzer.report import FileSummary, ReportWriter, mean_score, plot_angle_over_time, summary_table
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.smoothing import SmoothingConfig
+from pose_analyzer.stream_cli import stream
 from pose_analyzer.types import RepRecord
 from pose_analyzer.video_io import (
     FrameWriter,
@@ -404,3 +405,6 @@ def exercises() -> None:
     for name in available_exercises():
         definition = load_exercise(name)
         typer.echo(f"{name:<14} {definition.display_name}: {definition.description}")
+
+
+app.command()(stream)  # the camera client (stream_cli.py)

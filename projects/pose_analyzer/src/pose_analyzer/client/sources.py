@@ -55,14 +55,18 @@ class FrameSource:
         jpeg_quality: int = 80,
         max_width: int | None = 640,
         as_fast_as_possible: bool = False,
+        every: int = 1,
     ) -> None:
         if not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
         if max_width is not None and max_width < 16:
             raise ValueError(f"max_width must be at least 16 pixels, got {max_width}")
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
         self.spec = spec
         self.jpeg_quality = jpeg_quality
         self.max_width = max_width
+        self.every = every  # send every N-th frame (a camera or file faster than needed)
         self.is_file = not spec.isdigit() and "://" not in spec
         self.paced = self.is_file and not as_fast_as_possible
         self.skipped = 0
@@ -84,6 +88,7 @@ class FrameSource:
             raise SourceError(f"OpenCV cannot open {self.spec!r}")
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps <= 1000.0 else DEFAULT_FPS
+        self.fps /= self.every
         self._capture = capture
 
     def close(self) -> None:
@@ -96,6 +101,9 @@ class FrameSource:
         if self._capture is None:
             self.open()
         assert self._capture is not None
+        for _ in range(self.every - 1):
+            if not self._capture.grab():
+                return None
         ok, image = self._capture.read()
         if not ok or image is None:
             return None

@@ -50,7 +50,8 @@ class StreamStats:
     last_faults: tuple[str, ...] = ()
     latency_ms: float | None = None
     connections: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # connections lost (outages); failed_attempts: tries that did not connect
+    failed_attempts: int = 0
     errors: list[str] = field(default_factory=list)
     outages_s: list[float] = field(default_factory=list)
     reps: list[ToldRep] = field(default_factory=list)
@@ -110,11 +111,13 @@ class StreamStats:
         self._sent_at.clear()
 
     def on_lost(self, reason: str) -> None:
-        """The connection broke (a reconnection follows)."""
-        self.reconnects += 1
-        self.errors.append(reason)
+        """A connection broke or could not be made (a reconnection follows)."""
+        self.failed_attempts += 1
+        if len(self.errors) < 100:
+            self.errors.append(reason)
         self.state = "reconnecting"
         if self._lost_at is None:
+            self.reconnects += 1
             self._lost_at = time.perf_counter()
 
     def fps_sent(self) -> float:
@@ -138,6 +141,7 @@ class StreamStats:
             "faults": self.faults,
             "connections": self.connections,
             "reconnects": self.reconnects,
+            "failed_attempts": self.failed_attempts,
             "outages_s": [round(s, 3) for s in self.outages_s],
             "errors": self.errors[-5:],
         }
