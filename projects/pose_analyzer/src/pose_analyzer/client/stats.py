@@ -55,6 +55,7 @@ class StreamStats:
     errors: list[str] = field(default_factory=list)
     outages_s: list[float] = field(default_factory=list)
     reps: list[ToldRep] = field(default_factory=list)
+    replicas: list[str | None] = field(default_factory=list)  # per connection, behind HAProxy
     state: str = "starting"
     _sent_at: dict[int, float] = field(default_factory=dict, repr=False)
     _sent_stamps: deque[float] = field(default_factory=deque, repr=False)
@@ -104,8 +105,10 @@ class StreamStats:
             self.last_faults = codes
             self.faults += len(codes)
 
-    def on_connected(self, rep_count: int) -> None:
+    def on_connected(self, rep_count: int, replica: str | None = None) -> None:
+        """A connection got ``started``; ``replica``: the balancer's X-Pose-Replica header, if any."""
         self.connections += 1
+        self.replicas.append(replica)
         self.rep_count = rep_count
         self.state = "streaming"
         self._sent_at.clear()
@@ -142,6 +145,7 @@ class StreamStats:
             "connections": self.connections,
             "reconnects": self.reconnects,
             "failed_attempts": self.failed_attempts,
+            "replicas": self.replicas,
             "outages_s": [round(s, 3) for s in self.outages_s],
             "errors": self.errors[-5:],
         }

@@ -224,7 +224,8 @@ class StreamClient:
             await ws.send(json.dumps(self._start_message()))
             started = await self._expect_started(ws)
             self.session_id = started.get("session_id") or self.session_id
-            self.stats.on_connected(int(started.get("rep_count", 0)))
+            replica = ws.response.headers.get("X-Pose-Replica") if ws.response is not None else None
+            self.stats.on_connected(int(started.get("rep_count", 0)), replica)
             self._connected = True
             receiver = asyncio.ensure_future(self._receive(ws))
             try:
