@@ -78,6 +78,7 @@ class Fleet:
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "logs").mkdir(exist_ok=True)
         self._as_postgres = os.geteuid() == 0  # initdb refuses root: run the server as "postgres"
+        self._children: list[subprocess.Popen[bytes]] = []  # started by this object: reaped by stop()
 
     # -- PID bookkeeping ------------------------------------------------------------------------
     @property
@@ -168,6 +169,7 @@ class Fleet:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._children.append(proc)
         self.replicas[name] = port
         self._record(name, proc.pid)
         return name
@@ -225,7 +227,28 @@ class Fleet:
             command += ["-sf", str(old)]
         with (self.state / "logs" / "haproxy.out").open("ab") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self._children.append(proc)
         self._record("haproxy", proc.pid)
+        deadline = time.monotonic() + 15
+        while not self._listening(proc.pid):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"HAProxy did not start: see {self.state / 'logs' / 'haproxy.out'}")
+            time.sleep(0.05)
+
+    def _listening(self, pid: int) -> bool:
+        """Whether HAProxy process ``pid`` holds its port (another may still, while it hands over)."""
+        inodes = {f"socket:[{line.split()[9]}]" for line in self._tcp_listeners()}
+        try:
+            fds = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            return False
+        return any(fd in inodes for fd in fds)
+
+    def _tcp_listeners(self) -> list[str]:
+        """Lines of /proc/net/tcp for sockets listening on this fleet's port (state 0A)."""
+        port = f":{self.port:04X}"
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        return [line for line in lines if line.split()[1].endswith(port) and line.split()[3] == "0A"]
 
     # -- all ------------------------------------------------------------------------------------
     def start(self, replicas: int, env: dict[str, str] | None = None, timeout: float = 180.0) -> None:
@@ -249,6 +272,13 @@ class Fleet:
                     os.kill(pid, signal.SIGKILL)
             self._record(name, None)
         self.stop_postgres()
+        for child in self._children:  # already signalled above (or gone): collect their exit
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self._children.clear()
 
 
 def main() -> int:

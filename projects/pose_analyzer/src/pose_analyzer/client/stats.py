@@ -41,6 +41,7 @@ class StreamStats:
 
     stream_id: str
     sent: int = 0
+    resent: int = 0
     answered: int = 0
     dropped: int = 0
     skipped: int = 0
@@ -54,6 +55,7 @@ class StreamStats:
     failed_attempts: int = 0
     errors: list[str] = field(default_factory=list)
     outages_s: list[float] = field(default_factory=list)
+    restarted_s: list[float] = field(default_factory=list)  # loss -> ``started`` again
     reps: list[ToldRep] = field(default_factory=list)
     replicas: list[str | None] = field(default_factory=list)  # per connection, behind HAProxy
     state: str = "starting"
@@ -62,9 +64,13 @@ class StreamStats:
     _answer_stamps: deque[float] = field(default_factory=deque, repr=False)
     _lost_at: float | None = field(default=None, repr=False)
 
-    def on_sent(self, frame_id: int) -> None:
+    def on_sent(self, frame_id: int, resent: bool = False) -> None:
+        """A frame went out; ``resent``: again, after its connection was lost unanswered."""
         now = time.perf_counter()
-        self.sent += 1
+        if resent:
+            self.resent += 1
+        else:
+            self.sent += 1
         self._sent_at[frame_id] = now
         self._sent_stamps.append(now)
 
@@ -109,6 +115,8 @@ class StreamStats:
         """A connection got ``started``; ``replica``: the balancer's X-Pose-Replica header, if any."""
         self.connections += 1
         self.replicas.append(replica)
+        if self._lost_at is not None:
+            self.restarted_s.append(time.perf_counter() - self._lost_at)
         self.rep_count = rep_count
         self.state = "streaming"
         self._sent_at.clear()
@@ -135,6 +143,7 @@ class StreamStats:
             "stream_id": self.stream_id,
             "state": self.state,
             "sent": self.sent,
+            "resent": self.resent,
             "answered": self.answered,
             "dropped": self.dropped,
             "skipped": self.skipped,
@@ -147,5 +156,6 @@ class StreamStats:
             "failed_attempts": self.failed_attempts,
             "replicas": self.replicas,
             "outages_s": [round(s, 3) for s in self.outages_s],
+            "restarted_s": [round(s, 3) for s in self.restarted_s],
             "errors": self.errors[-5:],
         }

@@ -112,7 +112,8 @@ class StreamClient:
     """Streams one source to ``/ws/streams/{stream_id}`` until the source ends or ``stop`` is set.
 
     ``as_fast_as_possible`` sources are sent one frame per answer (nothing dropped, as fast as the
-    service analyses); paced ones as the camera delivers (the service keeps the newest frame).
+    service analyses; a frame whose answer a lost connection took is sent again on the next one);
+    paced ones as the camera delivers (the service keeps the newest frame).
     ``on_message(stream_id, message)`` sees every message the service sends.
     """
 
@@ -134,6 +135,7 @@ class StreamClient:
         self._frame_id = 0
         self._frames: AsyncIterator[EncodedFrame] | None = None
         self._next: asyncio.Future[EncodedFrame] | None = None  # kept across reconnections
+        self._unanswered: EncodedFrame | None = None  # lockstep: the frame awaiting its answer
         self._answered = asyncio.Event()
         self._connected = False  # the current connection got ``started``
 
@@ -261,29 +263,35 @@ class StreamClient:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while True:
-                if self._next is None:
-                    self._next = asyncio.ensure_future(anext(self._frames))
-                waits: set[asyncio.Future[Any]] = {self._next, stopping, receiver}
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                frame = self._unanswered  # lost with its connection: sent again first
+                if frame is None:
+                    if self._next is None:
+                        self._next = asyncio.ensure_future(anext(self._frames))
+                    waits: set[asyncio.Future[Any]] = {self._next, stopping, receiver}
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if receiver.done():
                     receiver.result()  # raises how the connection ended
                     return
                 if stop.is_set():
                     return
-                next_frame, self._next = self._next, None
-                try:
-                    frame = next_frame.result()
-                except StopAsyncIteration:
-                    return
+                if frame is None:
+                    assert self._next is not None
+                    next_frame, self._next = self._next, None
+                    try:
+                        frame = next_frame.result()
+                    except StopAsyncIteration:
+                        return
                 self._frame_id += 1
                 self._answered.clear()
                 await ws.send(
                     json.dumps({"type": "frame", "frame_id": self._frame_id, "capture_ts": frame.capture_ts})
                 )
                 await ws.send(frame.jpeg)
-                self.stats.on_sent(self._frame_id)
+                self.stats.on_sent(self._frame_id, resent=frame is self._unanswered)
                 if lockstep:
+                    self._unanswered = frame
                     await self._wait_answer(stopping, receiver)
+                    self._unanswered = None
         finally:
             stopping.cancel()
 
