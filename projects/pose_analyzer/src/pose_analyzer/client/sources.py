@@ -56,6 +56,7 @@ class FrameSource:
         max_width: int | None = 640,
         as_fast_as_possible: bool = False,
         every: int = 1,
+        loop: bool = False,
     ) -> None:
         if not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
@@ -69,6 +70,7 @@ class FrameSource:
         self.every = every  # send every N-th frame (a camera or file faster than needed)
         self.is_file = not spec.isdigit() and "://" not in spec
         self.paced = self.is_file and not as_fast_as_possible
+        self.loop = loop and self.is_file  # a file played again from the start, its clock going on
         self.skipped = 0
         self.fps = DEFAULT_FPS
         self._capture: cv2.VideoCapture | None = None
@@ -105,6 +107,9 @@ class FrameSource:
             if not self._capture.grab():
                 return None
         ok, image = self._capture.read()
+        if (not ok or image is None) and self.loop and self._index > 0:
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._capture.read()
         if not ok or image is None:
             return None
         ts = self._index / self.fps if self.is_file else time.time()

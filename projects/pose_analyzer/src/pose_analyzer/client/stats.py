@@ -58,6 +58,10 @@ class StreamStats:
     restarted_s: list[float] = field(default_factory=list)  # loss -> ``started`` again
     reps: list[ToldRep] = field(default_factory=list)
     replicas: list[str | None] = field(default_factory=list)  # per connection, behind HAProxy
+    # Send -> answer of the frames that announced a rep (the service commits a rep before it
+    # announces it, so this bounds the rep's last frame -> commit); latencies_ms: every frame's.
+    rep_latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     state: str = "starting"
     _sent_at: dict[int, float] = field(default_factory=dict, repr=False)
     _sent_stamps: deque[float] = field(default_factory=deque, repr=False)
@@ -83,6 +87,9 @@ class StreamStats:
             del self._sent_at[older]
         if sent_at is not None:
             self.latency_ms = (now - sent_at) * 1000.0
+            self.latencies_ms.append(self.latency_ms)
+            if any(person.get("rep") is not None for person in answer.get("people", [])):
+                self.rep_latencies_ms.append(self.latency_ms)
         if self._lost_at is not None:
             self.outages_s.append(now - self._lost_at)
             self._lost_at = None
