@@ -235,3 +235,66 @@ def test_tls_at_haproxy_with_a_self_signed_certificate(fleet: Any, test_data: Pa
             asyncio.run(CameraSession(untrusted, {"curl": source}).open())
     finally:
         tls.stop()
+
+
+def test_a_rolling_restart_ends_no_stream_and_loses_no_rep(fleet: Any, test_data: Path) -> None:
+    live = {name for name in fleet.replicas if fleet.live_pid(name) is not None}
+    for name in set(fleet.replicas) - live:  # a replica an earlier test killed
+        fleet.start_replica(int(name[1:]), {"POSE_BACKEND": "mediapipe"})
+    fleet.wait_ready(sorted(fleet.replicas))
+    wait_routed(fleet, set(fleet.replicas))
+    config = ClientConfig(fleet.url, exercise="squat", max_backoff_s=0.5)
+
+    def looped() -> FrameSource:
+        path = str(test_data / "videos/squat_8reps.mp4")
+        return FrameSource(path, max_width=WIDTH, as_fast_as_possible=True, every=EVERY, loop=True)
+
+    sessions = [CameraSession(config, {f"roll{s}-cam{c}": looped() for c in (1, 2)}) for s in range(2)]
+    stop = asyncio.Event()
+    restarted: list[str] = []
+
+    def restart(name: str) -> None:
+        fleet.signal_replica(name, signal.SIGTERM)  # drains: /readyz 503, streams closed with 1012
+        deadline = time.monotonic() + 60
+        while fleet.live_pid(name) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fleet.live_pid(name) is None, f"{name} did not exit after SIGTERM"
+        fleet.start_replica(int(name[1:]), {"POSE_BACKEND": "mediapipe"})
+        fleet.wait_ready([name])
+        wait_routed(fleet, set(fleet.replicas))
+
+    async def roll() -> None:
+        while not all(s.answered >= 10 for session in sessions for s in session.stats.values()):
+            await asyncio.sleep(0.05)
+        for name in sorted(fleet.replicas):
+            await asyncio.to_thread(restart, name)
+            restarted.append(name)
+        stop.set()
+
+    async def run_all() -> None:
+        for session in sessions:
+            await session.open()
+        await asyncio.gather(roll(), *(s.run(stop) for s in sessions))
+
+    asyncio.run(run_all())
+    assert restarted == sorted(fleet.replicas)
+    assert all(s.failures == {} for s in sessions), [s.failures for s in sessions]
+    session_ids = [s.session_id for s in sessions if s.session_id is not None]
+    stored = stored_reps(fleet.database_url, session_ids)
+    assert len(stored) == len(set(stored))
+    told = {
+        (r.session_id, r.stream_id, round(r.start_s, 4), round(r.end_s, 4))
+        for session in sessions
+        for stats in session.stats.values()
+        for r in stats.reps
+    }
+    assert told <= set(stored), sorted(told - set(stored))
+    reconnected = 0
+    for session in sessions:
+        for label, stats in session.stats.items():
+            assert stats.state == "stopped"
+            assert stats.sent == stats.answered, stats.summary()
+            reconnected += stats.reconnects
+            in_db = [r for r in stored if r[0] == session.session_id and r[1] == label]
+            assert stats.rep_count == len(in_db), (label, stats.summary())
+    assert reconnected >= 2  # every session's replica was restarted under it at least once

@@ -103,18 +103,23 @@ class FrameSource:
         if self._capture is None:
             self.open()
         assert self._capture is not None
-        for _ in range(self.every - 1):
-            if not self._capture.grab():
-                return None
-        ok, image = self._capture.read()
-        if (not ok or image is None) and self.loop and self._index > 0:
+        image = self._read_every(self._capture)
+        if image is None and self.loop and self._index > 0:
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._capture.read()
-        if not ok or image is None:
+            image = self._read_every(self._capture)
+        if image is None:
             return None
         ts = self._index / self.fps if self.is_file else time.time()
         self._index += 1
-        return ts, np.asarray(image, dtype=np.uint8)
+        return ts, image
+
+    def _read_every(self, capture: cv2.VideoCapture) -> npt.NDArray[np.uint8] | None:
+        """Skip ``every - 1`` frames, then read one; None at the end."""
+        for _ in range(self.every - 1):
+            if not capture.grab():
+                return None
+        ok, image = capture.read()
+        return np.asarray(image, dtype=np.uint8) if ok and image is not None else None
 
     def _next(self, not_before: float | None) -> EncodedFrame | None:
         """Read (skipping frames older than ``not_before`` video seconds) and encode one frame."""
