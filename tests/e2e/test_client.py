@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -192,3 +193,31 @@ def test_the_cli_writes_json_lines_and_a_summary(
     )
     assert bad.returncode == 2
     assert "unknown exercise" in bad.stderr
+
+
+def test_ctrl_c_sends_stop_and_waits_for_the_totals(
+    start_service: StartService, test_data: Path, tmp_path: Path
+) -> None:
+    service = start_service(
+        "pose_analyzer", "POSE_", backend="mediapipe", database_url=f"sqlite:///{tmp_path}/pose.db"
+    )
+    cli = str(Path(sys.executable).parent / "pose-analyzer")
+    clip = str(test_data / "videos/squat_8reps.mp4")  # paced at its 24 fps: 14.5 s unless stopped
+    url = service.url.replace("http://", "ws://")
+    command = [cli, "stream", clip, "--url", url, "--exercise", "squat", "--max-width", str(WIDTH), "--json"]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        frames = 0
+        for line in proc.stdout:
+            frames += json.loads(line)["type"] == "frame"
+            if frames == 5:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in rest.splitlines()]
+    assert lines[-1]["type"] == "stopped"
+    assert lines[-1]["frames_received"] < 200  # stopped early, not at the end of the clip
+    assert "stopping" in err
