@@ -74,6 +74,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.command()(stream)  # the camera client (stream_cli.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +406,3 @@ def exercises() -> None:
     for name in available_exercises():
         definition = load_exercise(name)
         typer.echo(f"{name:<14} {definition.display_name}: {definition.description}")
-
-
-app.command()(stream)  # the camera client (stream_cli.py)
