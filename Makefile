@@ -121,7 +121,7 @@ run-fleet: install ## HAProxy + PostgreSQL + REPLICAS pose_analyzer replicas on 
 	@$(RUN) python scripts/fleet.py start --replicas $(REPLICAS) $(ARGS)
 
 stop-fleet: ## stop exactly the processes run-fleet started
-	@$(PYTHON) scripts/fleet.py stop
+	@$(PYTHON) scripts/fleet.py stop $(ARGS)
 
 bench-fleet: install ## 4 streams via HAProxy vs direct; failover time and lost reps over SIGKILLs of replicas
 	@bash scripts/system_deps.sh haproxy postgresql
