@@ -28,7 +28,8 @@ TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux haproxy
 
 .PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
-	bench-swap bench-training bench-estimate bench-decode-checks gpu-check observe fleet-targets compose-up compose-down clean
+	bench-swap bench-training bench-estimate bench-decode-checks gpu-check observe fleet-targets compose-up compose-down clean \
+	run-fleet stop-fleet bench-fleet
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -117,6 +118,18 @@ gpu-check: install ## every GPU test, estimates vs the CUDA allocator, real OOM 
 
 bench-decode-checks: install ## cost of the truncated-JPEG check in decode_frame (checked vs unchecked)
 	@$(RUN) python benchmarks/decode_checks.py $(ARGS)
+
+REPLICAS ?= 3
+run-fleet: install ## HAProxy + PostgreSQL + REPLICAS pose_analyzer replicas on this machine (state in .cache/fleet)
+	@bash scripts/system_deps.sh haproxy postgresql
+	@$(RUN) python scripts/fleet.py start --replicas $(REPLICAS) $(ARGS)
+
+stop-fleet: ## stop exactly the processes run-fleet started
+	@$(PYTHON) scripts/fleet.py stop $(ARGS)
+
+bench-fleet: install ## 4 streams via HAProxy vs direct; failover time and lost reps over SIGKILLs of replicas
+	@bash scripts/system_deps.sh haproxy postgresql
+	@$(RUN) python benchmarks/fleet.py $(ARGS)
 
 observe: ## Prometheus from the local install against the running services (make run-all first)
 	@bash scripts/observe.sh

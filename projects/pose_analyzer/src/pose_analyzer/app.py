@@ -94,9 +94,11 @@ async def open_resources(settings: PoseSettings, stack: AsyncExitStack) -> PoseR
     log.info("pose backend chosen", extra={"backend": backend, "reason": reason})
     database = await asyncio.to_thread(create_database, settings.database_url)
     stack.callback(database.dispose)
-    with database.session() as db:
-        interrupted = mark_interrupted(db)
-    if interrupted.streams or interrupted.sessions:
+    interrupted = None
+    if not settings.shared_database:
+        with database.session() as db:
+            interrupted = mark_interrupted(db)
+    if interrupted is not None and (interrupted.streams or interrupted.sessions):
         log.warning(
             "streams and sessions left open by the last run marked interrupted",
             extra={"streams": interrupted.streams, "sessions": interrupted.sessions},

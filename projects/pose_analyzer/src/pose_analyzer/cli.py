@@ -56,6 +56,7 @@ from pose_analyzer.render import draw_analysis
 from pose_analyzer.report import FileSummary, ReportWriter, mean_score, plot_angle_over_time, summary_table
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.smoothing import SmoothingConfig
+from pose_analyzer.stream_cli import stream
 from pose_analyzer.types import RepRecord
 from pose_analyzer.video_io import (
     FrameWriter,
@@ -76,6 +77,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(triangulate)
+app.command()(stream)  # the camera client (stream_cli.py)
 
 
 @dataclass(frozen=True, slots=True)

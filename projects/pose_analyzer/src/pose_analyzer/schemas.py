@@ -65,7 +65,10 @@ class StartMessage(_Message):
         description="every rep is compared with it by DTW (RepOut.reference); an invalid one is an error",
     )
     session_id: str | None = Field(
-        default=None, description="record into this existing session (several cameras); default: a new one"
+        default=None,
+        description="record into this existing session (several cameras); default: the URL's "
+        "?session_id=, else a new one.  A stream label that streamed in the session before goes on "
+        "where it stopped (its rep count continues)",
     )
 
 
@@ -122,6 +125,10 @@ class StartedMessage(_Message):
     exercise: str | None
     person_of_interest: int | None
     session_id: str | None = Field(description="the database session this stream is recorded in")
+    rep_count: int = Field(
+        default=0,
+        description="reps this stream label already has in the session (back after a lost connection)",
+    )
 
 
 class StoppedMessage(_Message):

@@ -21,6 +21,10 @@ class PoseSettings(ServiceSettings):
     models_dir: Path = Path("models")
     cache_dir: Path = Path(".cache")
     database_url: str = "sqlite:///data/pose.db"
+    # Several replicas share the database (a fleet behind a load balancer): start-up leaves the
+    # streams other replicas have open alone (a stream a dead replica left open is closed when its
+    # camera reconnects, storage/resume.py); false: this process is the database's only writer.
+    shared_database: bool = False
     # Coaches' reference reps, one JSON file each (reference_store.py).
     references_dir: Path = Path("data/references")
     max_frame_bytes: int = Field(default=10 * 1024 * 1024, gt=0)

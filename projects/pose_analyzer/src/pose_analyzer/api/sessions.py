@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES
@@ -29,6 +29,7 @@ from pose_analyzer.storage import (
     list_reps,
     list_sessions,
     session_summary,
+    start_session,
 )
 from pose_analyzer.types import RepRecord
 from service_kit.errors import InvalidInputError, NotFoundError
@@ -164,6 +165,21 @@ def sessions(
 ) -> list[SessionOut]:
     with database.session() as db:
         return [SessionOut.of(s) for s in list_sessions(db, limit=limit, offset=offset)]
+
+
+class NewSessionIn(BaseModel):
+    """A session that cameras join by its id (``start.session_id`` or the stream URL's ``?session_id=``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    exercise: str | None = Field(default=None, max_length=64)
+    meta: dict[str, Any] = Field(default_factory=dict, max_length=32)
+
+
+@router.post("", status_code=201, summary="Open a session for several cameras")
+def create_session(database: DatabaseDep, body: NewSessionIn) -> SessionOut:
+    with database.session() as db:
+        session_id = start_session(db, exercise=body.exercise, meta=body.meta)
+        return SessionOut.of(get_session(db, session_id))
 
 
 @router.get("/{session_id}", summary="One session with its streams", responses=_NOT_FOUND)

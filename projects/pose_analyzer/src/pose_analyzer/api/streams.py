@@ -36,12 +36,23 @@ class _WebSocketChannel:
 
 
 @router.websocket("/ws/streams/{stream_id}")
-async def stream(websocket: WebSocket, stream_id: str, resources: WsResourcesDep) -> None:
-    """One camera stream: binary JPEG/PNG frames in, one JSON answer per processed frame out."""
+async def stream(
+    websocket: WebSocket, stream_id: str, resources: WsResourcesDep, session_id: str | None = None
+) -> None:
+    """One camera stream: binary JPEG/PNG frames in, one JSON answer per processed frame out.
+
+    ``?session_id=`` names the session to record into (as ``start.session_id`` does); being in the
+    URL, it is what a load balancer hashes so that every camera of a session lands on one replica.
+    """
     # Accept first, so a refused client sees the close code and reason (a refused handshake
     # would only give it an HTTP 403).
     await websocket.accept()
     connection = StreamConnection(
-        resources.streams, resources.settings, resources.database, stream_id, _WebSocketChannel(websocket)
+        resources.streams,
+        resources.settings,
+        resources.database,
+        stream_id,
+        _WebSocketChannel(websocket),
+        session_id=session_id,
     )
     await connection.serve(websocket_authorised(websocket))

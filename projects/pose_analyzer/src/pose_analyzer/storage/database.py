@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,9 @@ from sqlalchemy.pool import StaticPool
 from pose_analyzer.storage.errors import StorageError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# PostgreSQL advisory lock key held while migrating: replicas that start together take turns, and
+# the later ones find the schema at head (any 64-bit constant unique to this purpose).
+MIGRATION_LOCK_KEY = 0x706F73655F6D6967  # "pose_mig"
 
 
 def _is_memory_sqlite(database: str | None) -> bool:
@@ -106,7 +109,12 @@ class Database:
             yield session
 
     def upgrade(self, revision: str = "head") -> None:
-        """Migrate the schema to ``revision`` (default: the newest); a no-op when already there."""
+        """Migrate the schema to ``revision`` (default: the newest); a no-op when already there.
+
+        On PostgreSQL the migration runs under a transaction-level advisory lock, so several
+        processes starting together on one database migrate it once: the others wait, then
+        find it at ``revision``.
+        """
         config = alembic_config()
         sqlite = self.engine.dialect.name == "sqlite"
         with self.engine.connect() as connection:
@@ -118,6 +126,11 @@ class Database:
                 connection.commit()
             try:
                 with connection.begin():
+                    if self.engine.dialect.name == "postgresql":
+                        # Released when this transaction ends (commit or rollback).
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                        )
                     # env.py runs on this connection, so it sees the same pragmas (and in-memory database).
                     config.attributes["connection"] = connection
                     command.upgrade(config, revision)

@@ -78,8 +78,11 @@ class StreamConnection:
         database: Database | None,
         stream_id: str,
         channel: Channel,
+        session_id: str | None = None,
     ) -> None:
         self.hub = hub
+        # The URL's ``?session_id=`` (what a load balancer routes by): start's default session.
+        self.url_session_id = session_id
         self.settings = settings
         self.database = database
         self.stream_id = stream_id
@@ -245,8 +248,19 @@ class StreamConnection:
             return True
         return False
 
+    def _session_of(self, message: StartMessage) -> str | None:
+        """The session to record into: start's, else the URL's; refused when they differ."""
+        if message.session_id is None or self.url_session_id is None:
+            return message.session_id or self.url_session_id
+        if message.session_id != self.url_session_id:
+            raise InvalidInputError(
+                "start's session_id differs from the URL's session_id", code="session_mismatch"
+            )
+        return message.session_id
+
     async def _start(self, message: StartMessage, announce: bool = True) -> None:
         exercise = shipped_exercise(message.exercise)
+        session_id = self._session_of(message)
         reference = None
         if message.reference_rep is not None:
             ref = message.reference_rep
@@ -268,8 +282,9 @@ class StreamConnection:
                     self.stream_id,
                     path.backend,
                     message.exercise,
-                    message.session_id,
+                    session_id,
                     counts,
+                    message.person_of_interest,
                 )
             except SessionNotFoundError as exc:
                 raise InvalidInputError(str(exc), code="unknown_session") from None
@@ -302,6 +317,7 @@ class StreamConnection:
             writer,
             counts,
             DecodeLimits(self.settings.max_image_pixels, self.settings.verify_jpeg_data),
+            rep_offset=recording.earlier_reps if recording is not None else 0,
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
         if not announce:
@@ -313,6 +329,7 @@ class StreamConnection:
                 exercise=message.exercise,
                 person_of_interest=message.person_of_interest,
                 session_id=(recording.session_id if recording is not None else None),
+                rep_count=self.session.rep_offset,
             ).model_dump_json()
         )
 

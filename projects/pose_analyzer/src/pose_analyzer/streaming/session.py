@@ -99,7 +99,11 @@ class StreamSession:
         writer: RecordingWriter | None = None,
         counts: FrameCounts | None = None,
         decode_limits: DecodeLimits | None = None,
+        rep_offset: int = 0,
     ) -> None:
+        # Reps the stream's label had in its session before this connection (it came back after
+        # a lost connection): the answers' rep_count goes on from there.
+        self.rep_offset = rep_offset
         self.decode_limits = decode_limits or DecodeLimits()
         self.stream_id = stream_id
         self.engine = engine
@@ -194,7 +198,7 @@ class StreamSession:
             width=analysis.width,
             height=analysis.height,
             people=people_out(analysis.people),
-            rep_count=self.engine.rep_count(),
+            rep_count=self.rep_offset + self.engine.rep_count(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
 
@@ -217,7 +221,7 @@ class StreamSession:
             frames_received=self.counts.received,
             frames_processed=self.counts.processed,
             frames_dropped=self.counts.dropped,
-            rep_count=self.engine.rep_count(),
+            rep_count=self.rep_offset + self.engine.rep_count(),
             reps=[RepOut.of(r) for r in self.engine.reps()],
         )
 
