@@ -12,8 +12,9 @@ import cv2
 import pytest
 from typer.testing import CliRunner, Result
 
-from pose_analyzer.cli import _driving_angles, _output_stems, app
+from pose_analyzer.cli import app
 from pose_analyzer.exercises import available_exercises
+from pose_analyzer.file_analysis import driving_angles, output_stems
 from pose_analyzer.keypoints import NUM_KEYPOINTS
 from pose_analyzer.report import ANGLE_COLUMNS, KEYPOINT_COLUMNS, PLOT_SIZE_PX
 
@@ -195,7 +196,7 @@ def test_exercises_command_lists_every_exercise() -> None:
 
 def test_output_stems_disambiguate_same_stem_files() -> None:
     files = [Path("a/clip.mp4"), Path("a/clip.jpg"), Path("a/other.mov")]
-    assert _output_stems(files) == {
+    assert output_stems(files) == {
         Path("a/clip.mp4"): "clip_mp4",
         Path("a/clip.jpg"): "clip_jpg",
         Path("a/other.mov"): "other",
@@ -219,8 +220,8 @@ def test_multi_person_image_with_yolo_reports_every_person(test_data: Path, tmp_
 
 def test_plotted_angles_follow_the_exercise_driver() -> None:
     # biceps_curl drives on "elbow" from the best-seen side: both sides are plotted.
-    assert _driving_angles("biceps_curl") == ["left_elbow", "right_elbow"]
-    assert _driving_angles(None) == []
+    assert driving_angles("biceps_curl") == ["left_elbow", "right_elbow"]
+    assert driving_angles(None) == []
 
 
 def _splice(first: Path, second: Path, frames_each: int, out: Path) -> float:
