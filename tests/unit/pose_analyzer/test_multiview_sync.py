@@ -135,3 +135,15 @@ def test_bad_settings_are_refused() -> None:
         FrameGrouper(("a", "a"))
     with pytest.raises(ValueError, match="tolerance_s"):
         FrameGrouper(("a",), tolerance_s=0.0)
+
+
+def test_only_joined_cameras_are_waited_for() -> None:
+    grouper: FrameGrouper[int] = FrameGrouper(CAMS, deadline_s=100.0, active=())
+    grouper.add_camera("a")
+    grouper.add_camera("b")
+    assert grouper.add("a", 0.0, 0, now=0.0) == []
+    (group,) = grouper.add("b", 0.0, 1, now=0.0)  # c and d never joined: not waited for
+    assert set(group.frames) == {"a", "b"}
+    assert group.missing == ("c", "d")
+    with pytest.raises(UnknownCameraError):
+        grouper.add_camera("z")

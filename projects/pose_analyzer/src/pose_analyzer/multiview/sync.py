@@ -101,7 +101,9 @@ class FrameGrouper(Generic[T]):
         tolerance_s: float | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
         default_period_s: float = DEFAULT_PERIOD_S,
+        active: Iterable[str] | None = None,
     ) -> None:
+        """``active``: the cameras groups wait for (default all); others count once they send."""
         names = tuple(cameras)
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"cameras must be distinct and at least one: {names}")
@@ -113,7 +115,7 @@ class FrameGrouper(Generic[T]):
         self.deadline_s = deadline_s
         self._tolerance_s = tolerance_s
         self._default_period_s = default_period_s
-        self._active = set(names)
+        self._active = set(names if active is None else active)
         self._pending: dict[str, deque[TimedFrame[T]]] = {name: deque() for name in names}
         self.sync: dict[str, CameraSync] = {name: CameraSync() for name in names}
 
@@ -159,6 +161,16 @@ class FrameGrouper(Generic[T]):
         """When the oldest pending frame's group times out (arrival clock); None when none waits."""
         firsts = [q[0].arrived for q in self._pending.values() if q]
         return min(firsts) + self.deadline_s if firsts else None
+
+    def add_camera(self, camera: str) -> None:
+        """Groups wait for ``camera`` from now on (its stream joined).
+
+        Raises:
+            UnknownCameraError: not one of the grouper's cameras.
+        """
+        if camera not in self.sync:
+            raise UnknownCameraError(f"no camera {camera!r}; the session has {', '.join(self.cameras)}")
+        self._active.add(camera)
 
     def leave(self, camera: str, now: float) -> list[FrameGroup[T]]:
         """``camera`` sends no more (its stream ended): groups stop waiting for it."""
