@@ -37,7 +37,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from pose_analyzer.output import PersonOut, RepOut
+from pose_analyzer.output import PersonOut, Pose3DOut, RepOut
 from service_kit.errors import ServiceError
 
 
@@ -66,6 +66,15 @@ class StartMessage(_Message):
     )
     session_id: str | None = Field(
         default=None, description="record into this existing session (several cameras); default: a new one"
+    )
+    rig: str | None = Field(
+        default=None,
+        description="a rig from /api/rigs: the session is 3D, its streams triangulated together "
+        "(needs camera); streams of one 3D session share its session_id",
+        max_length=64,
+    )
+    camera: str | None = Field(
+        default=None, description="the camera of the rig this stream is", max_length=128
     )
 
 
@@ -113,6 +122,9 @@ class FrameResult(_Message):
     people: list[PersonOut]
     rep_count: int
     timings_ms: dict[str, float]
+    pose3d: Pose3DOut | None = Field(
+        default=None, description="3D sessions only: the frame's triangulated moment (output.Pose3DOut)"
+    )
 
 
 class StartedMessage(_Message):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pose_analyzer.detection.paths import StreamDetector
 from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import StreamMetrics
-from pose_analyzer.output import RepOut, people_out
+from pose_analyzer.output import Pose3DOut, RepOut, people_out
 from pose_analyzer.schemas import FrameResult, StoppedMessage
 from pose_analyzer.storage import StorageError
 from pose_analyzer.streaming.decode import decode_frame
@@ -28,6 +28,8 @@ from service_kit.errors import unexpected_error
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
+# A 3D session's part of an answer: (capture time, the frame's analysis) -> its moment, if any.
+Joint3DFn = Callable[[float, FrameAnalysis], Awaitable[Pose3DOut | None]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,8 +101,10 @@ class StreamSession:
         writer: RecordingWriter | None = None,
         counts: FrameCounts | None = None,
         decode_limits: DecodeLimits | None = None,
+        joint: Joint3DFn | None = None,
     ) -> None:
         self.decode_limits = decode_limits or DecodeLimits()
+        self.joint = joint
         self.stream_id = stream_id
         self.engine = engine
         self.detector = detector
@@ -146,13 +150,14 @@ class StreamSession:
                 job = await self.detector.run(self._take)
             analysis = job.analysis
             assert analysis is not None  # set by finish
+            pose3d = await self.joint(job.raw.capture_ts, analysis) if self.joint is not None else None
             if self.writer is None:
-                await send(self._answer(job, analysis).model_dump_json())
+                await send(self._answer(job, analysis, pose3d).model_dump_json())
             elif any(p.new_rep is not None for p in analysis.people):
                 await self._commit(self.writer, analysis)
-                await send(self._answer(job, analysis).model_dump_json())
+                await send(self._answer(job, analysis, pose3d).model_dump_json())
             else:
-                await send(self._answer(job, analysis).model_dump_json())
+                await send(self._answer(job, analysis, pose3d).model_dump_json())
                 await self.writer.add(analysis)
             self._latency.observe(time.perf_counter() - job.raw.received_perf)
 
@@ -172,7 +177,9 @@ class StreamSession:
                 f"the stream's rep could not be saved (request id {request_id})"
             ) from exc
 
-    def _answer(self, job: _FrameJob, analysis: FrameAnalysis) -> FrameResult:
+    def _answer(
+        self, job: _FrameJob, analysis: FrameAnalysis, pose3d: Pose3DOut | None = None
+    ) -> FrameResult:
         self.metrics.decode_seconds.observe(job.decoded - job.started)
         self.counts.processed += 1
         self._processed.inc()
@@ -196,6 +203,7 @@ class StreamSession:
             people=people_out(analysis.people),
             rep_count=self.engine.rep_count(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
+            pose3d=pose3d,
         )
 
     def _count_reps(self, analysis: FrameAnalysis) -> None:
