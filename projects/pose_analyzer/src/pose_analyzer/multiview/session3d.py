@@ -32,7 +32,7 @@ from pose_analyzer.exercises.definition import load_exercise
 from pose_analyzer.multiview.biomechanics3d import joint_angles_3d
 from pose_analyzer.multiview.rig import CameraRig, RigError
 from pose_analyzer.multiview.sync import FrameGroup, FrameGrouper
-from pose_analyzer.multiview.triangulation import triangulate
+from pose_analyzer.multiview.triangulation import Triangulator
 from pose_analyzer.storage.rigs import Point3DFrame
 from pose_analyzer.types import FrameAnalysis, RepRecord
 
@@ -133,6 +133,8 @@ class Live3DSession:
     _timer: asyncio.TimerHandle | None = field(init=False, default=None)
     _unstored: list[Point3DFrame] = field(init=False, default_factory=list)
     _storing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    # One triangulator per set of cameras seen together (constants prepared once).
+    _triangulators: dict[tuple[str, ...], Triangulator] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._grouper = FrameGrouper(self.rig.names, self.tolerance_s, self.deadline_s, active=())
@@ -233,14 +235,18 @@ class Live3DSession:
             return None
         started = time.perf_counter()
         stacked = np.stack([k for _, k in seen])
-        result = triangulate(stacked[:, :, :2], stacked[:, :, 2], self.rig, [name for name, _ in seen])
+        names = tuple(name for name, _ in seen)
+        triangulator = self._triangulators.get(names)
+        if triangulator is None:
+            triangulator = self._triangulators[names] = Triangulator(self.rig, names)
+        result = triangulator(stacked[:, :, :2], stacked[:, :, 2])
         angles = joint_angles_3d(result.points)
         seconds = time.perf_counter() - started
         rep = self._counter.update(group.capture_ts, angles) if self._counter is not None else None
         moment = Moment3D(
             seq=self.moments,
             capture_ts=group.capture_ts,
-            cameras=tuple(name for name, _ in seen),
+            cameras=names,
             missing=tuple(n for n in self.rig.names if n not in dict(seen)),
             lateness_s=dict(group.lateness_s),
             points=result.points,
