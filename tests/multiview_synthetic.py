@@ -77,3 +77,36 @@ def first_order_covariance(
         jac = np.stack([cam.matrix[0, 0] * (r[0] - x * r[2]), cam.matrix[1, 1] * (r[1] - y * r[2])]) / d
         info += jac.T @ jac / sigma_px**2
     return np.asarray(np.linalg.inv(info))
+
+
+def squatting_person(knee_deg: float, yaw_deg: float = 0.0) -> np.ndarray:
+    """A person (21, 3) squatting with both knees at ``knee_deg`` (180 = standing), at the capture centre.
+
+    Shanks tilt forward by 40 % of the flexion, thighs back by 60 %, the trunk leans forward
+    by half the shank tilt; arms reach forward, horizontal.  ``yaw_deg`` turns the person
+    about the vertical.  Segment lengths are constant: shank 0.43, thigh 0.43, trunk 0.47,
+    upper arm 0.29, forearm 0.26 m.
+    """
+    flex = np.radians(180.0 - knee_deg)
+    a, b = 0.4 * flex, 0.6 * flex
+    lean = 0.5 * a
+    out = np.zeros((21, 3))
+    for side, x in ((0, 0.11), (1, -0.11)):  # left side first in each pair (left = +x)
+        ankle = np.array([x, 0.0, 0.09])
+        knee = ankle + 0.43 * np.array([0.0, np.sin(a), np.cos(a)])
+        hip = knee + 0.43 * np.array([0.0, -np.sin(b), np.cos(b)])
+        out[15 + side], out[13 + side], out[11 + side] = ankle, knee, hip
+        out[17 + side] = ankle + np.array([0.0, -0.06, -0.05])  # heel
+        out[19 + side] = ankle + np.array([0.01, 0.15, -0.07])  # foot index
+    hips = 0.5 * (out[11] + out[12])
+    up = np.array([0.0, np.sin(lean), np.cos(lean)])
+    for side, x in ((0, 0.19), (1, -0.19)):
+        shoulder = hips + 0.47 * up + np.array([x, 0.0, 0.0])
+        elbow = shoulder + np.array([0.0, 0.29, 0.0])
+        out[5 + side], out[7 + side], out[9 + side] = shoulder, elbow, elbow + np.array([0.0, 0.26, 0.0])
+        out[3 + side] = hips + 0.68 * up + np.array([0.4 * x, 0.0, 0.0])  # ears
+        out[1 + side] = hips + 0.71 * up + np.array([0.15 * x, 0.07, 0.0])  # eyes
+    out[0] = hips + 0.69 * up + np.array([0.0, 0.1, 0.0])
+    c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
+    turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return out @ turn.T + CAPTURE_CENTRE

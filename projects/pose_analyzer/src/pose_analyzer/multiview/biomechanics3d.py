@@ -1,0 +1,297 @@
+"""3D biomechanics from triangulated keypoints (metres, the rig's world frame).
+
+The names and conventions are those of the 2D ``biomechanics`` and ``posture`` modules, so
+the exercise YAML files, the rep counter and the form scorer run unchanged on a 3D session:
+
+- joint angles: the unsigned interior angle at the middle keypoint, in [0, 180] degrees
+  (180 = straight limb), now between 3D vectors, so free of the projection error a camera
+  seen at 45 degrees adds;
+- ``trunk_lean``: the angle between the hip-to-shoulder line and world "up" (0 = upright);
+  ``neck``: the interior angle hips-shoulders-ears (midpoints);
+- measures (``knee_width_ratio`` ...) and posture (``trunk_incline`` ...): "horizontal"
+  means in the plane perpendicular to "up", "height" means along "up".
+
+"Up" is the rig's vertical axis: +z for Qualisys and Pose2Sim calibrations (the default);
+pass ``up`` for a rig calibrated otherwise.  Segment lengths, the centre of mass (Dempster's
+fractions as in ``biomechanics/com.py``) and velocities come in metres and metres per second.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES
+from pose_analyzer.biomechanics.com import (
+    SEGMENT_COM_FRACTION,
+    SEGMENT_DISTAL,
+    SEGMENT_MASSES,
+    SEGMENT_PROXIMAL,
+    TRUNK_COM_FRACTION,
+)
+from pose_analyzer.biomechanics.symmetry import symmetry_indices
+from pose_analyzer.keypoints import NUM_KEYPOINTS
+from pose_analyzer.keypoints import Keypoint as K
+from pose_analyzer.smoothing import OneEuroFilter, SmoothingConfig
+
+FloatArray = npt.NDArray[np.float64]
+Z_UP: tuple[float, float, float] = (0.0, 0.0, 1.0)
+
+# Rigid segments whose length should not change over a clip (name -> proximal, distal).
+SEGMENTS: dict[str, tuple[K, K]] = {
+    "left_thigh": (K.LEFT_HIP, K.LEFT_KNEE),
+    "right_thigh": (K.RIGHT_HIP, K.RIGHT_KNEE),
+    "left_shank": (K.LEFT_KNEE, K.LEFT_ANKLE),
+    "right_shank": (K.RIGHT_KNEE, K.RIGHT_ANKLE),
+    "left_upper_arm": (K.LEFT_SHOULDER, K.LEFT_ELBOW),
+    "right_upper_arm": (K.RIGHT_SHOULDER, K.RIGHT_ELBOW),
+    "left_forearm": (K.LEFT_ELBOW, K.LEFT_WRIST),
+    "right_forearm": (K.RIGHT_ELBOW, K.RIGHT_WRIST),
+    "shoulder_width": (K.LEFT_SHOULDER, K.RIGHT_SHOULDER),
+    "hip_width": (K.LEFT_HIP, K.RIGHT_HIP),
+}
+SEGMENT_NAMES: tuple[str, ...] = tuple(SEGMENTS)
+_SEG_A = np.array([s[0] for s in SEGMENTS.values()], dtype=np.intp)
+_SEG_B = np.array([s[1] for s in SEGMENTS.values()], dtype=np.intp)
+_PROX = np.array([t[0] for t in JOINT_ANGLES.values()], dtype=np.intp)
+_VERT = np.array([t[1] for t in JOINT_ANGLES.values()], dtype=np.intp)
+_DIST = np.array([t[2] for t in JOINT_ANGLES.values()], dtype=np.intp)
+
+
+def _unit_up(up: npt.ArrayLike) -> FloatArray:
+    u = np.asarray(up, dtype=np.float64).reshape(3)
+    norm = float(np.linalg.norm(u))
+    if not norm > 0:
+        raise ValueError("up must be a non-zero 3D vector")
+    return u / norm
+
+
+def angle_between(u: FloatArray, v: FloatArray) -> FloatArray:
+    """Unsigned angle between 3D vectors (..., 3) in degrees; NaN when either has zero length.
+
+    atan2(|u x v|, u . v): accurate near 0 and 180 degrees, unlike arccos of the cosine.
+    """
+    cross = np.linalg.norm(np.cross(u, v), axis=-1)
+    dot = (u * v).sum(axis=-1)
+    degenerate = ((u * u).sum(axis=-1) == 0) | ((v * v).sum(axis=-1) == 0)
+    return np.asarray(np.where(degenerate, np.nan, np.degrees(np.arctan2(cross, dot))))
+
+
+def _mid(p: FloatArray, left: K, right: K) -> FloatArray:
+    """Midpoint of a left/right pair; the one seen point when the other is missing."""
+    a, b = p[..., left, :], p[..., right, :]
+    return np.asarray(np.where(np.isnan(a), b, np.where(np.isnan(b), a, 0.5 * (a + b))))
+
+
+def joint_angles_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> FloatArray:
+    """All ``ANGLE_NAMES`` angles (..., len(ANGLE_NAMES)) in degrees of points (..., NUM_KEYPOINTS, 3)."""
+    p = np.asarray(points, dtype=np.float64)
+    joints = angle_between(p[..., _PROX, :] - p[..., _VERT, :], p[..., _DIST, :] - p[..., _VERT, :])
+    hips, shoulders, ears = (
+        _mid(p, K.LEFT_HIP, K.RIGHT_HIP),
+        _mid(p, K.LEFT_SHOULDER, K.RIGHT_SHOULDER),
+        _mid(p, K.LEFT_EAR, K.RIGHT_EAR),
+    )
+    trunk = shoulders - hips
+    lean = angle_between(trunk, np.broadcast_to(_unit_up(up), trunk.shape))
+    neck = angle_between(hips - shoulders, ears - shoulders)
+    return np.concatenate([joints, lean[..., None], neck[..., None]], axis=-1)
+
+
+def segment_lengths(points: npt.ArrayLike) -> FloatArray:
+    """Lengths (..., len(SEGMENT_NAMES)) in metres of the ``SEGMENTS``; NaN where an end is unseen."""
+    p = np.asarray(points, dtype=np.float64)
+    return np.asarray(np.linalg.norm(p[..., _SEG_B, :] - p[..., _SEG_A, :], axis=-1))
+
+
+def center_of_mass_3d(points: npt.ArrayLike) -> FloatArray:
+    """Whole-body centre of mass (..., 3) in metres, as ``biomechanics.center_of_mass`` in 3D.
+
+    Segments with an unseen end are left out and the rest re-weighted; NaN when none is seen.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    proximal, distal = p[..., SEGMENT_PROXIMAL, :], p[..., SEGMENT_DISTAL, :]
+    limbs = proximal + SEGMENT_COM_FRACTION[:, None] * (distal - proximal)
+    shoulders, hips = _mid(p, K.LEFT_SHOULDER, K.RIGHT_SHOULDER), _mid(p, K.LEFT_HIP, K.RIGHT_HIP)
+    trunk = shoulders + TRUNK_COM_FRACTION * (hips - shoulders)
+    head = _mid(p, K.LEFT_EAR, K.RIGHT_EAR)
+    centres = np.concatenate([limbs, trunk[..., None, :], head[..., None, :]], axis=-2)
+    seen = ~np.isnan(centres).any(axis=-1)
+    w = np.where(seen, SEGMENT_MASSES, 0.0)
+    total = w.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        com = (np.where(seen[..., None], centres, 0.0) * w[..., None]).sum(axis=-2) / total
+    return np.asarray(np.where(total > 0, com, np.nan))
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 1e-9 else math.nan
+
+
+def _pair_mean(values: FloatArray, left: K, right: K) -> float:
+    seen = [float(v) for v in (values[left], values[right]) if not math.isnan(v)]
+    return sum(seen) / len(seen) if seen else math.nan
+
+
+def body_measures_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> dict[str, float]:
+    """``biomechanics.MEASURE_NAMES`` of one person's (NUM_KEYPOINTS, 3) points.
+
+    Horizontal distances are measured in the plane perpendicular to ``up``, heights along it.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    u = _unit_up(up)
+    height = p @ u
+    flat = p - height[:, None] * u
+
+    def horizontal(a: K, b: K) -> float:
+        return float(np.linalg.norm(flat[a] - flat[b]))
+
+    def dist(a: K, b: K) -> float:
+        return float(np.linalg.norm(p[a] - p[b]))
+
+    legs = [dist(K.LEFT_HIP, K.LEFT_KNEE) + dist(K.LEFT_KNEE, K.LEFT_ANKLE)]
+    legs.append(dist(K.RIGHT_HIP, K.RIGHT_KNEE) + dist(K.RIGHT_KNEE, K.RIGHT_ANKLE))
+    seen = [v for v in legs if not math.isnan(v)]
+    leg = max(seen) if seen else math.nan
+    hip_h = _pair_mean(height, K.LEFT_HIP, K.RIGHT_HIP)
+    ankle_h = _pair_mean(height, K.LEFT_ANKLE, K.RIGHT_ANKLE)
+    return {
+        "knee_width_ratio": _ratio(
+            horizontal(K.LEFT_KNEE, K.RIGHT_KNEE), horizontal(K.LEFT_ANKLE, K.RIGHT_ANKLE)
+        ),
+        "stance_width_ratio": _ratio(
+            horizontal(K.LEFT_ANKLE, K.RIGHT_ANKLE), horizontal(K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
+        ),
+        "left_ankle_height": _ratio(float(height[K.LEFT_ANKLE] - height[K.LEFT_HIP]), leg),
+        "right_ankle_height": _ratio(float(height[K.RIGHT_ANKLE] - height[K.RIGHT_HIP]), leg),
+        "hip_height": _ratio(hip_h - ankle_h, leg),
+    }
+
+
+def posture_measures_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> dict[str, float]:
+    """``posture.POSTURE_NAMES`` of one person's (NUM_KEYPOINTS, 3) points (``posture_measures`` in 3D)."""
+    p = np.asarray(points, dtype=np.float64)
+    u = _unit_up(up)
+    shoulders, hips = _mid(p, K.LEFT_SHOULDER, K.RIGHT_SHOULDER), _mid(p, K.LEFT_HIP, K.RIGHT_HIP)
+    ankles = _mid(p, K.LEFT_ANKLE, K.RIGHT_ANKLE)
+    trunk = shoulders - hips
+    length = float(np.linalg.norm(trunk))
+    rise = float(trunk @ u)
+    out = {
+        "trunk_incline": math.degrees(math.asin(min(1.0, abs(rise) / length))) if length > 1e-9 else math.nan,
+        "hips_below_shoulders": _ratio(rise, length),
+        "body_line": float(angle_between(trunk, ankles - hips)),
+    }
+    for side, (s, e, w) in {
+        "left": (K.LEFT_SHOULDER, K.LEFT_ELBOW, K.LEFT_WRIST),
+        "right": (K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST),
+    }.items():
+        arm = float(np.linalg.norm(p[s] - p[e]) + np.linalg.norm(p[e] - p[w]))
+        out[f"{side}_wrist_reach"] = _ratio(float(np.linalg.norm(p[s] - p[w])), arm)
+    return out
+
+
+@dataclass(frozen=True)
+class Analysis3D:
+    """Everything the rep counter and the exports need from one 3D pose."""
+
+    angles: dict[str, float]  # ANGLE_NAMES, degrees
+    measures: dict[str, float]  # MEASURE_NAMES + POSTURE_NAMES + <joint>_symmetry
+    segments: dict[str, float]  # SEGMENT_NAMES, metres
+    center_of_mass: FloatArray  # (3,) metres
+
+
+def analyse_pose_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> Analysis3D:
+    """Angles, measures, segment lengths and centre of mass of one (NUM_KEYPOINTS, 3) pose."""
+    p = np.asarray(points, dtype=np.float64)
+    if p.shape != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"points must be ({NUM_KEYPOINTS}, 3), got {p.shape}")
+    angles = dict(zip(ANGLE_NAMES, joint_angles_3d(p, up).tolist(), strict=True))
+    measures = {**body_measures_3d(p, up), **posture_measures_3d(p, up), **symmetry_indices(angles)}
+    segments = dict(zip(SEGMENT_NAMES, segment_lengths(p).tolist(), strict=True))
+    return Analysis3D(angles, measures, segments, center_of_mass_3d(p))
+
+
+def velocities(series: npt.ArrayLike, timestamps: npt.ArrayLike) -> FloatArray:
+    """Time derivative along axis 0 (central differences, one-sided at the ends), e.g. m/s.
+
+    ``series`` (T, ...) such as points (T, K, 3) or a centre of mass (T, 3); ``timestamps``
+    (T,) strictly increasing seconds.  Fewer than two samples give zeros.
+    """
+    a = np.asarray(series, dtype=np.float64)
+    t = np.asarray(timestamps, dtype=np.float64)
+    if t.ndim != 1 or a.shape[:1] != t.shape:
+        raise ValueError(f"series {a.shape} and timestamps {t.shape} must share their first axis")
+    if t.size > 1 and np.any(np.diff(t) <= 0):
+        raise ValueError("timestamps must be strictly increasing")
+    return np.zeros_like(a) if t.size < 2 else np.asarray(np.gradient(a, t, axis=0))
+
+
+def _scale(points: FloatArray) -> float:
+    """The person's size in metres: the mean of the two largest extents of the seen points."""
+    ok = np.isfinite(points).all(axis=1)
+    if ok.sum() < 2:
+        return 1.0
+    extents = np.sort(points[ok].max(axis=0) - points[ok].min(axis=0))
+    return max(float(extents[1:].mean()), 0.1)
+
+
+class TrajectorySmoother3D:
+    """Causal smoothing of one person's 3D keypoints, frame after frame (live sessions).
+
+    The 2D pipeline's One Euro filter (``smoothing.OneEuroFilter``) with its configured
+    cutoffs; speeds are measured in person sizes per second, as in 2D, so ``beta`` means the
+    same.  A keypoint that disappears (NaN) restarts its filter when it comes back.
+    """
+
+    def __init__(self, config: SmoothingConfig | None = None) -> None:
+        self.config = config or SmoothingConfig()
+        c = self.config
+        self._filter = OneEuroFilter(c.min_cutoff, c.beta, c.d_cutoff)
+        self._last_t: float | None = None
+
+    def update(self, points: npt.ArrayLike, timestamp: float) -> FloatArray:
+        p = np.asarray(points, dtype=np.float64)
+        if self._last_t is not None and timestamp <= self._last_t:
+            self._filter.reset()  # a restarted stream: start over rather than fail
+        self._last_t = timestamp
+        if not self.config.enabled:
+            return p.copy()
+        return self._filter.filter(p, timestamp, _scale(p))
+
+
+def butterworth_filter(
+    series: npt.ArrayLike, fps: float, cutoff_hz: float = 6.0, order: int = 4
+) -> FloatArray:
+    """Zero-lag low-pass (forward-backward Butterworth) along axis 0 of (T, ...) trajectories.
+
+    Pose2Sim's default for offline 3D (4th order, 6 Hz).  Each signal is filtered over its
+    runs of finite samples; runs too short for the filter's padding are left as they are.
+    """
+    from scipy.signal import butter, filtfilt
+
+    a = np.asarray(series, dtype=np.float64)
+    if not 0 < cutoff_hz < fps / 2:
+        raise ValueError(f"cutoff {cutoff_hz} Hz must lie between 0 and half the frame rate ({fps / 2} Hz)")
+    # filtfilt applies the filter twice: halve the order so the result has ``order``.
+    b, den = butter(max(order // 2, 1), cutoff_hz / (fps / 2))
+    pad = 3 * max(len(b), len(den))
+    flat = a.reshape(a.shape[0], -1)
+    out = flat.copy()
+    for j in range(flat.shape[1]):
+        finite = np.isfinite(flat[:, j])
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], finite.astype(np.int8), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            if stop - start > pad:
+                out[start:stop, j] = filtfilt(b, den, flat[start:stop, j])
+    return out.reshape(a.shape)
+
+
+def coefficient_of_variation(values: npt.ArrayLike, axis: int = 0) -> FloatArray:
+    """std / mean along ``axis`` ignoring NaN (e.g. of a bone's length over a clip)."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.nanstd(v, axis=axis) / np.nanmean(v, axis=axis))
