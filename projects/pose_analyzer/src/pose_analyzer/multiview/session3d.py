@@ -4,8 +4,9 @@ Each stream analyses its own frames in 2D as before; then it hands the frame's p
 person first: the stream's first confirmed person) to the session's ``Live3DSession`` and waits
 for the frame's group (``sync.FrameGrouper``: all cameras present, a camera known to have dropped
 that moment, or the deadline).  A group seen by two cameras or more is triangulated
-(``triangulation.triangulate``), its 3D joint angles measured (``biomechanics3d``) and fed to
-the session's own rep counter (the exercise YAML unchanged); every stream in the group gets the
+(``triangulation.Triangulator``), its trajectory smoothed (``TrajectorySmoother3D``), its 3D
+joint angles and measures taken (``biomechanics3d``) and fed to the session's own rep counter
+(the exercise YAML unchanged); every stream in the group gets the
 same ``Moment3D`` with its answer.  Moments are stored as ``frames_3d`` rows, in batches, off
 the event loop; a moment that completed a rep is committed before it is announced.
 
@@ -29,7 +30,7 @@ import numpy.typing as npt
 
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import load_exercise
-from pose_analyzer.multiview.biomechanics3d import joint_angles_3d
+from pose_analyzer.multiview.biomechanics3d import TrajectorySmoother3D, analyse_pose_3d
 from pose_analyzer.multiview.rig import CameraRig, RigError
 from pose_analyzer.multiview.sync import FrameGroup, FrameGrouper
 from pose_analyzer.multiview.triangulation import Triangulator
@@ -135,6 +136,7 @@ class Live3DSession:
     _storing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     # One triangulator per set of cameras seen together (constants prepared once).
     _triangulators: dict[tuple[str, ...], Triangulator] = field(init=False, default_factory=dict)
+    _smoother: TrajectorySmoother3D = field(init=False, default_factory=TrajectorySmoother3D)
 
     def __post_init__(self) -> None:
         self._grouper = FrameGrouper(self.rig.names, self.tolerance_s, self.deadline_s, active=())
@@ -240,9 +242,14 @@ class Live3DSession:
         if triangulator is None:
             triangulator = self._triangulators[names] = Triangulator(self.rig, names)
         result = triangulator(stacked[:, :, :2], stacked[:, :, 2])
-        angles = joint_angles_3d(result.points)
+        # Angles and reps from the smoothed trajectory (as in 2D); points as triangulated, so
+        # they match their reprojection errors.
+        analysis = analyse_pose_3d(self._smoother.update(result.points, group.capture_ts))
+        angles = analysis.angles
+        rep = None
+        if self._counter is not None:
+            rep = self._counter.update(group.capture_ts, angles, analysis.measures)
         seconds = time.perf_counter() - started
-        rep = self._counter.update(group.capture_ts, angles) if self._counter is not None else None
         moment = Moment3D(
             seq=self.moments,
             capture_ts=group.capture_ts,
