@@ -13,16 +13,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from pose_analyzer.multiview.biomechanics3d import SEGMENT_NAMES, coefficient_of_variation, segment_lengths
 from pose_analyzer.storage import create_database, start_session
 from tests.clips import encoded_frames
 from tests.e2e.harness import StartService, http_json
 
 WIDTH = 480  # downscaled from 1080 x 1920: the service scales keypoints back to the rig's size
-FRAMES = 16
+FRAMES = 33  # every third frame of the 100-frame clips: all of the movement
+BONES = tuple(
+    f"{side}_{bone}" for bone in ("thigh", "shank", "upper_arm", "forearm") for side in ("left", "right")
+)
 CAMERAS = ("cam01", "cam02", "cam03", "cam04")
 
 
@@ -135,6 +140,26 @@ def test_four_cameras_stream_one_3d_session_and_bad_3d_streams_are_closed_alone(
     errors = [m["reprojection_mean_px"] for m in moments.values() if m["reprojection_mean_px"] is not None]
     mean_error = statistics.fmean(errors)
     assert mean_error <= 10.0, f"mean reprojection error {mean_error:.2f} px"
+    # A rigid bone keeps its length: coefficient of variation over the clip.
+    ordered = [moments[seq] for seq in sorted(moments)]
+    points = np.array([[p if p is not None else [np.nan] * 3 for p in m["keypoints"]] for m in ordered])
+    lengths = segment_lengths(points)
+    cv = dict(zip(SEGMENT_NAMES, coefficient_of_variation(lengths).tolist(), strict=True))
+    jumps = {
+        angle: float(np.nanmax(np.abs(np.diff([m["angles"][angle] or np.nan for m in ordered]))))
+        for angle in ("left_knee", "right_knee", "left_hip", "right_hip")
+    }
+    print(  # the figures docs/live3d.md states
+        f"moments {len(moments)}/{FRAMES}, complete {len(complete)}, reprojection mean {mean_error:.2f} px "
+        f"p95 {np.percentile(errors, 95):.2f} px; bone CV {json.dumps({b: round(cv[b], 4) for b in BONES})}; "
+        f"max angle step between moments (deg) {json.dumps({a: round(v, 1) for a, v in jumps.items()})}"
+    )
+    # Every bone within 10 % but the right forearm, measured at 0.25-0.27 (480 and 720 px frames):
+    # in the clip's last frames its wrist is triangulated from the two cameras left after outlier
+    # rejection, which agree (0.5 px) on a wrong point, and the forearm reads 0.5 m instead of 0.26
+    # m.  Held here at its measured level so it cannot get worse unnoticed (docs/live3d.md).
+    assert all(cv[bone] <= 0.10 for bone in BONES if bone != "right_forearm"), cv
+    assert cv["right_forearm"] <= 0.30, cv
     for m in moments.values():
         seen = [p for p in m["keypoints"] if p is not None]
         assert len(seen) >= 12
