@@ -28,7 +28,7 @@ TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
 
 .PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
-	bench-swap bench-training bench-estimate bench-decode-checks gpu-check observe compose-up compose-down clean
+	bench-swap bench-training bench-estimate bench-decode-checks bench-multiview gpu-check observe compose-up compose-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -113,6 +113,9 @@ gpu-check: install ## every GPU test, estimates vs the CUDA allocator, real OOM 
 
 bench-decode-checks: install ## cost of the truncated-JPEG check in decode_frame (checked vs unchecked)
 	@$(RUN) python benchmarks/decode_checks.py $(ARGS)
+
+bench-multiview: install ## a 4-camera 3D session through the service vs the same 4 streams in 2D
+	@$(RUN) python benchmarks/multiview_service.py $(ARGS)
 
 observe: ## Prometheus from the local install against the running services (make run-all first)
 	@bash scripts/observe.sh

@@ -23,6 +23,13 @@ frame counters) in the session named by ``start.session_id``, or in a new sessio
 own; it is committed when the stream ends: "completed" after ``stop`` or a disconnect,
 "failed" when the server closed it for an error, "interrupted" when the service stopped.
 
+3D sessions (docs/live3d.md): a ``start`` naming ``rig`` (from ``/api/rigs``) and ``camera`` (one of
+its cameras) makes the stream that camera of a 3D session; the cameras of one session name the
+same ``session_id`` and capture times of one clock.  Each answer then carries ``pose3d``, the
+triangulated moment of the frame's synchronised group (``output.Pose3DOut``; null when the group
+had one camera).  An unknown rig or camera, a camera already streaming, or only one of rig and
+camera close that stream (1008).
+
 Errors: a text message that is not valid JSON or not a valid client message, a ``start``
 sent twice or after the first frame, an unknown exercise or session get an ``error`` message and
 the stream stays open.  The stream is closed (with a reason) for: a binary message that is
