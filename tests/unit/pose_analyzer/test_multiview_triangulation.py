@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from pose_analyzer.multiview import Camera, CameraRig, RigError, read_rig
-from pose_analyzer.multiview.triangulation import Triangulator, solve_dlt, triangulate
+from pose_analyzer.multiview.triangulation import MIRRORED, Triangulator, solve_dlt, triangulate
 from tests.multiview_synthetic import first_order_covariance, project_all, random_people
 
 SIGMA_PX = 2.0
@@ -205,3 +205,26 @@ def test_numpy_distortion_model_matches_opencv(rig: CameraRig, people: np.ndarra
             ].reshape(-1, 2)
             # same closed form in float64 on values ~1e3 px: any gap beyond 1e-9 px is a model difference
             np.testing.assert_allclose(ours[c], img, atol=1e-9)
+
+
+def test_a_camera_that_swapped_left_and_right_is_put_right(rig: CameraRig, people: np.ndarray) -> None:
+    """A detector seeing the person from behind labels the left limbs right: fixed, and kept."""
+    rng = np.random.default_rng(21)
+    tri = Triangulator(rig, rig.names)
+    plain = Triangulator(rig, rig.names, swap_sides=False, outlier_px=np.inf)
+    states = []
+    for i, person in enumerate(people[:12]):
+        uv = project_all(rig, person) + rng.normal(0.0, SIGMA_PX, (4, 21, 2))
+        if 3 <= i < 9:
+            uv[2] = uv[2][MIRRORED]  # cam03 swaps sides for six groups
+        result = tri(uv, np.ones((4, 21)))
+        states.append(result.swapped)
+        bound, _ = _bounds(rig, person, [0, 1, 2, 3])
+        assert (np.linalg.norm(result.points - person, axis=1) <= bound).all()
+        if 3 <= i < 9:
+            assert (
+                np.nanmax(np.linalg.norm(plain(uv, np.ones((4, 21))).points - person, axis=1)) > bound.max()
+            )
+    assert states == [()] * 3 + [("cam03",)] * 6 + [()] * 3
+    tri.reset()
+    assert tri(project_all(rig, people[0]), np.ones((4, 21))).swapped == ()

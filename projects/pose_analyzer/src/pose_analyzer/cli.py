@@ -50,6 +50,7 @@ from pose_analyzer.engine import PoseEngine, detect_and_analyse, reference_colum
 from pose_analyzer.exercises import available_exercises, load_exercise
 from pose_analyzer.exercises.definition import Side
 from pose_analyzer.exercises.reference import ReferenceMotion, load_reference
+from pose_analyzer.multiview.cli_triangulate import triangulate
 from pose_analyzer.render import draw_analysis
 from pose_analyzer.report import FileSummary, ReportWriter, mean_score, plot_angle_over_time, summary_table
 from pose_analyzer.settings import PoseSettings
@@ -73,6 +74,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.command()(triangulate)
 
 
 @dataclass(frozen=True, slots=True)

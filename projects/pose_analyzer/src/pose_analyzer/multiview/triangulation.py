@@ -28,11 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pose_analyzer.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from pose_analyzer.multiview.rig import CameraRig
 
 FloatArray = npt.NDArray[np.float64]
@@ -43,6 +45,17 @@ BoolArray = npt.NDArray[np.bool_]
 DEFAULT_OUTLIER_PX = 15.0
 DEFAULT_MIN_CONFIDENCE = 0.3
 MIN_CAMERAS = 2
+# Left/right swap detection (Triangulator._side_swaps).
+_SWAP_CLIP_PX = 100.0
+_SWAP_GAIN = 0.7
+MIRRORED = np.array(
+    [
+        KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+        for n in KEYPOINT_NAMES
+    ],
+    dtype=np.intp,
+)
+_SIDED = np.arange(NUM_KEYPOINTS) != MIRRORED
 _MIN_DEPTH = 1e-6  # metres; a point this close to (or behind) a camera gets no depth re-weighting
 
 
@@ -58,6 +71,8 @@ class Triangulation:
     points: FloatArray
     reprojection_px: FloatArray
     used: BoolArray
+    # Cameras whose left/right labels were swapped back before triangulating (see swap_sides).
+    swapped: tuple[str, ...] = ()
 
 
 def solve_dlt(extrinsics: FloatArray, xy: FloatArray, weights: FloatArray) -> FloatArray:
@@ -97,6 +112,7 @@ class Triangulator:
         *,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         outlier_px: float = DEFAULT_OUTLIER_PX,
+        swap_sides: bool = True,
     ) -> None:
         self.cameras = tuple(cameras)
         self._cams = [rig.camera(name) for name in self.cameras]
@@ -107,6 +123,8 @@ class Triangulator:
         self.extrinsics = np.stack([np.hstack([c.rotation, c.translation[:, None]]) for c in self._cams])
         self._k = np.stack([c.matrix for c in self._cams])  # (C, 3, 3)
         self._dist = np.stack([c.distortion for c in self._cams])  # (C, 5)
+        self.swap_sides = swap_sides
+        self._swapped = np.zeros(len(self.cameras), dtype=bool)
 
     def __call__(self, points2d: npt.ArrayLike, confidence: npt.ArrayLike) -> Triangulation:
         pts = np.asarray(points2d, dtype=np.float64)
@@ -121,6 +139,12 @@ class Triangulator:
         weights = np.where(np.isfinite(conf), conf, 0.0)
         used = seen & (weights >= self.min_confidence) & (weights > 0)
         weights = np.where(used, weights, 0.0)
+        swapped: tuple[str, ...] = ()
+        if self.swap_sides and pts.shape[1] == NUM_KEYPOINTS and n_cams > MIN_CAMERAS:
+            flip = self._side_swaps(pts, xy, weights, used)
+            if flip.any():
+                swapped = tuple(name for name, f in zip(self.cameras, flip, strict=True) if f)
+                pts, xy, weights, used = (_mirror_cameras(a, flip) for a in (pts, xy, weights, used))
         enough = used.sum(axis=0) >= MIN_CAMERAS
         used &= enough[None, :]
         points = np.full((pts.shape[1], 3), np.nan)
@@ -132,7 +156,50 @@ class Triangulator:
         n = used.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_err = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / n, np.nan)
-        return Triangulation(points, mean_err, used)
+        return Triangulation(points, mean_err, used, swapped)
+
+    def _side_swaps(self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray) -> BoolArray:
+        """Cameras (C,) whose detector swapped the person's left and right, found by consistency.
+
+        Seen from behind, a detector often labels the left limbs right, for as long as the
+        person faces away.  Candidates are the swaps of the previous group and that state
+        with one camera toggled; each is triangulated (no outlier rejection) in one batch.
+        A candidate replaces the previous state when it lowers the left/right keypoints'
+        mean reprojection error (each clipped at ``_SWAP_CLIP_PX`` so that one wild point
+        does not decide) below ``_SWAP_GAIN`` times the previous state's: a hysteresis, so
+        that frames where both labellings fit (legs crossing in one view) keep the state
+        instead of flickering.  At most a minority of cameras is swapped: swapping the
+        majority instead is the same geometry with every label mirrored.
+        """
+        n_cams, n_kp = used.shape
+        current = self._swapped if self._swapped.shape == (n_cams,) else np.zeros(n_cams, dtype=bool)
+        variants = [current, *(current ^ toggle for toggle in np.eye(n_cams, dtype=bool))]
+        variants = [v for i, v in enumerate(variants) if i == 0 or 2 * v.sum() < n_cams]
+        stack = [
+            np.concatenate([_mirror_cameras(a, v) for v in variants], axis=1)
+            for a in (pts, xy, weights, used)
+        ]
+        v_pts, v_xy, v_w, v_used = stack
+        enough = v_used.sum(axis=0) >= MIN_CAMERAS
+        points = np.full((v_used.shape[1], 3), np.nan)
+        if enough.any():
+            points[enough] = self._solve(v_xy[:, enough], v_w[:, enough])
+        err = np.minimum(np.where(v_used & enough, self.project_errors(points, v_pts), 0.0), _SWAP_CLIP_PX)
+        n = (v_used & enough).sum(axis=0)
+        per_kp = np.where(n > 0, err.sum(axis=0) / np.maximum(n, 1), np.nan)
+        per_kp = per_kp.reshape(len(variants), n_kp)[:, _SIDED]
+        seen = np.isfinite(per_kp).all(axis=0)
+        if seen.any():
+            score = per_kp[:, seen].mean(axis=1)
+            best = int(np.argmin(score[1:])) + 1 if len(variants) > 1 else 0
+            if best and score[best] < _SWAP_GAIN * score[0]:
+                current = variants[best]
+        self._swapped = current
+        return current
+
+    def reset(self) -> None:
+        """Forget the left/right state of the previous groups (a new clip or a new person)."""
+        self._swapped = np.zeros(len(self.cameras), dtype=bool)
 
     def _undistort(self, pts: FloatArray) -> tuple[FloatArray, BoolArray]:
         """Normalised undistorted coordinates (C, K, 2), zero where unseen, and the seen mask."""
@@ -207,6 +274,13 @@ class Triangulator:
             used[best, bad] = False
             points[bad] = cand_points.reshape(n_cams, n_bad, 3)[best, np.arange(n_bad)]
             err[:, bad] = self.project_errors(points[bad], pts[:, bad])
+
+
+def _mirror_cameras(values: npt.NDArray[Any], cameras: BoolArray) -> npt.NDArray[Any]:
+    """``values`` (C, NUM_KEYPOINTS, ...) with the left/right keypoints of ``cameras`` exchanged."""
+    out = values.copy()
+    out[cameras] = values[cameras][:, MIRRORED]
+    return out
 
 
 def triangulate(
