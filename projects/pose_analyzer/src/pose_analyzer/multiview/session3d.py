@@ -119,7 +119,7 @@ class Live3DSession:
     rig_name: str
     rig: CameraRig
     exercise: str | None = None
-    deadline_s: float = 0.25
+    deadline_s: float = 0.5
     tolerance_s: float | None = None
     # Blocking store of moments (``storage.rigs.add_frames_3d`` in a unit of work), run off the loop.
     store: Callable[[list[Point3DFrame]], None] | None = None
@@ -242,9 +242,10 @@ class Live3DSession:
         if triangulator is None:
             triangulator = self._triangulators[names] = Triangulator(self.rig, names)
         result = triangulator(stacked[:, :, :2], stacked[:, :, 2])
-        # Angles and reps from the smoothed trajectory (as in 2D); points as triangulated, so
-        # they match their reprojection errors.
-        analysis = analyse_pose_3d(self._smoother.update(result.points, group.capture_ts))
+        # Points, angles and reps from the smoothed trajectory, as a 2D stream's keypoints are
+        # smoothed; the reprojection errors are those of the triangulation itself.
+        smoothed = self._smoother.update(result.points, group.capture_ts)
+        analysis = analyse_pose_3d(smoothed)
         angles = analysis.angles
         rep = None
         if self._counter is not None:
@@ -256,7 +257,7 @@ class Live3DSession:
             cameras=names,
             missing=tuple(n for n in self.rig.names if n not in dict(seen)),
             lateness_s=dict(group.lateness_s),
-            points=result.points,
+            points=smoothed,
             reprojection_px=result.reprojection_px,
             angles=angles,
             rep_count=self._counter.count if self._counter is not None else 0,
