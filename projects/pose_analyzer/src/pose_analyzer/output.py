@@ -21,9 +21,10 @@ the ``of`` constructors, so every transport uses the same names:
 ``Pose3DOut`` (the ``pose3d`` of a stream's answer in a 3D session, ``multiview.session3d``):
 the moment's triangulated ``keypoints`` ``[x, y, z]`` in metres in the rig's world frame (same
 order as ``keypoints``; null when fewer than two cameras saw it; smoothed over time like the 2D
-keypoints), ``reprojection_px`` per keypoint of the triangulation itself and its mean, 3D ``angles`` (same names and conventions as ``angles``), the session's 3D
-``rep_count``/``phase``/``rep``, the ``cameras`` in the group, the ``missing`` ones, and each
-camera's ``lateness_ms`` (its frame's arrival after the group's first).
+keypoints), ``reprojection_px`` per keypoint of the triangulation itself and its mean, 3D
+``angles`` (same names and conventions as ``angles``), the session's 3D ``rep_count``/``phase``/
+``rep``, the ``cameras`` in the group, the ``missing`` ones, and each camera's ``lateness_ms``
+(its frame's arrival after the group's first).
 
 JSON has no NaN: every non-finite number becomes null here, in one place.
 """
