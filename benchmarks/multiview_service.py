@@ -57,12 +57,19 @@ def upload_rig(url: str) -> None:
 
 
 async def _client(
-    url: str, clip: list[bytes], start: dict[str, Any], until: float, answers: list[dict[str, Any]]
+    url: str,
+    clip: list[bytes],
+    start: dict[str, Any],
+    clock: asyncio.Barrier,
+    seconds: float,
+    answers: list[dict[str, Any]],
 ) -> None:
     async with connect(url, max_size=None, open_timeout=60) as ws:
         await ws.send(json.dumps(start))
         started = json.loads(await ws.recv())
         assert started["type"] == "started", started
+        await clock.wait()  # every client started: the round's clock starts now
+        until = time.perf_counter() + seconds
         k = 0
         while time.perf_counter() < until:
             await ws.send(json.dumps({"type": "frame", "frame_id": k + 1, "capture_ts": k / CLIP_FPS}))
@@ -91,12 +98,14 @@ async def _round(
             while json.loads(await ws.recv())["type"] != "stopped":
                 pass
         starts = {cam: {"type": "start", "rig": rig, "camera": cam, "session_id": session} for cam in CAMERAS}
-    t0 = time.perf_counter()
-    until = t0 + seconds
+    clock = asyncio.Barrier(len(CAMERAS))
     await asyncio.gather(
-        *(_client(f"{base}/{tag}-{cam}", clips[cam], starts[cam], until, answers[cam]) for cam in CAMERAS)
+        *(
+            _client(f"{base}/{tag}-{cam}", clips[cam], starts[cam], clock, seconds, answers[cam])
+            for cam in CAMERAS
+        )
     )
-    return {"answers": answers, "seconds": time.perf_counter() - t0}
+    return {"answers": answers, "seconds": seconds}
 
 
 def _p95(values: list[float]) -> float:
