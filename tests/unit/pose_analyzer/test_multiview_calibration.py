@@ -273,3 +273,14 @@ def test_qca_edge_cases(multicam: Path, tmp_path: Path) -> None:
     odd.write_text("x")
     with pytest.raises(RigError, match="unknown calibration format"):
         read_rig(odd)
+
+
+def test_hostile_uploads_are_refused_without_blowing_up() -> None:
+    """An entity-expansion bomb (a 1 GB expansion of 1 kB) and an oversized text: RigError, at once."""
+    entities = '<!ENTITY a0 "lol">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    body = '<calibration><cameras><camera serial="&a9;"/></cameras></calibration>'
+    bomb = f'<?xml version="1.0"?><!DOCTYPE c [{entities}]>{body}'
+    with pytest.raises(RigError, match="not valid XML"):
+        parse_rig_text(bomb, "qca")
+    with pytest.raises(RigError, match="too long"):
+        parse_rig_text("#" * 1_000_001, "toml")

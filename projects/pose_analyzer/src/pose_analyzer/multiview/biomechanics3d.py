@@ -73,11 +73,36 @@ def angle_between(u: FloatArray, v: FloatArray) -> FloatArray:
     """Unsigned angle between 3D vectors (..., 3) in degrees; NaN when either has zero length.
 
     atan2(|u x v|, u . v): accurate near 0 and 180 degrees, unlike arccos of the cosine.
+    (The cross product is written out: ``np.cross`` costs ten times as much on small arrays.)
     """
-    cross = np.linalg.norm(np.cross(u, v), axis=-1)
-    dot = (u * v).sum(axis=-1)
-    degenerate = ((u * u).sum(axis=-1) == 0) | ((v * v).sum(axis=-1) == 0)
+    ux, uy, uz = u[..., 0], u[..., 1], u[..., 2]
+    vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
+    cx, cy, cz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+    cross = np.sqrt(cx * cx + cy * cy + cz * cz)
+    dot = ux * vx + uy * vy + uz * vz
+    degenerate = ((ux * ux + uy * uy + uz * uz) == 0) | ((vx * vx + vy * vy + vz * vz) == 0)
     return np.asarray(np.where(degenerate, np.nan, np.degrees(np.arctan2(cross, dot))))
+
+
+def _angle(u: list[float], v: list[float]) -> float:
+    """``angle_between`` of two plain 3-vectors (per pose, numpy's call overhead would dominate)."""
+    c = (u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0])
+    if not any(u) or not any(v):
+        return math.nan
+    return math.degrees(math.atan2(math.hypot(*c), u[0] * v[0] + u[1] * v[1] + u[2] * v[2]))
+
+
+def _sub(a: list[float], b: list[float]) -> list[float]:
+    return [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+
+
+def _dot(a: list[float], b: list[float]) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _mid_list(p: list[list[float]], left: K, right: K) -> list[float]:
+    a, b = p[left], p[right]
+    return [x if math.isnan(y) else y if math.isnan(x) else 0.5 * (x + y) for x, y in zip(a, b, strict=True)]
 
 
 def _mid(p: FloatArray, left: K, right: K) -> FloatArray:
@@ -131,29 +156,28 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 1e-9 else math.nan
 
 
-def _pair_mean(values: FloatArray, left: K, right: K) -> float:
-    seen = [float(v) for v in (values[left], values[right]) if not math.isnan(v)]
-    return sum(seen) / len(seen) if seen else math.nan
-
-
 def body_measures_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> dict[str, float]:
     """``biomechanics.MEASURE_NAMES`` of one person's (NUM_KEYPOINTS, 3) points.
 
     Horizontal distances are measured in the plane perpendicular to ``up``, heights along it.
+    Plain floats on a handful of points: per pose, numpy's call overhead would cost more.
     """
-    p = np.asarray(points, dtype=np.float64)
-    u = _unit_up(up)
-    height = p @ u
-    flat = p - height[:, None] * u
+    p = np.asarray(points, dtype=np.float64).tolist()
+    u = _unit_up(up).tolist()
+    height = [_dot(q, u) for q in p]
 
     def horizontal(a: K, b: K) -> float:
-        return float(np.linalg.norm(flat[a] - flat[b]))
+        d = _sub(p[a], p[b])
+        along = _dot(d, u)
+        return math.hypot(d[0] - along * u[0], d[1] - along * u[1], d[2] - along * u[2])
 
     def dist(a: K, b: K) -> float:
-        return float(np.linalg.norm(p[a] - p[b]))
+        return math.dist(p[a], p[b])
 
-    legs = [dist(K.LEFT_HIP, K.LEFT_KNEE) + dist(K.LEFT_KNEE, K.LEFT_ANKLE)]
-    legs.append(dist(K.RIGHT_HIP, K.RIGHT_KNEE) + dist(K.RIGHT_KNEE, K.RIGHT_ANKLE))
+    legs = [
+        dist(K.LEFT_HIP, K.LEFT_KNEE) + dist(K.LEFT_KNEE, K.LEFT_ANKLE),
+        dist(K.RIGHT_HIP, K.RIGHT_KNEE) + dist(K.RIGHT_KNEE, K.RIGHT_ANKLE),
+    ]
     seen = [v for v in legs if not math.isnan(v)]
     leg = max(seen) if seen else math.nan
     hip_h = _pair_mean(height, K.LEFT_HIP, K.RIGHT_HIP)
@@ -165,32 +189,37 @@ def body_measures_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> dict[st
         "stance_width_ratio": _ratio(
             horizontal(K.LEFT_ANKLE, K.RIGHT_ANKLE), horizontal(K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
         ),
-        "left_ankle_height": _ratio(float(height[K.LEFT_ANKLE] - height[K.LEFT_HIP]), leg),
-        "right_ankle_height": _ratio(float(height[K.RIGHT_ANKLE] - height[K.RIGHT_HIP]), leg),
+        "left_ankle_height": _ratio(height[K.LEFT_ANKLE] - height[K.LEFT_HIP], leg),
+        "right_ankle_height": _ratio(height[K.RIGHT_ANKLE] - height[K.RIGHT_HIP], leg),
         "hip_height": _ratio(hip_h - ankle_h, leg),
     }
 
 
+def _pair_mean(values: list[float], left: K, right: K) -> float:
+    seen = [v for v in (values[left], values[right]) if not math.isnan(v)]
+    return sum(seen) / len(seen) if seen else math.nan
+
+
 def posture_measures_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> dict[str, float]:
     """``posture.POSTURE_NAMES`` of one person's (NUM_KEYPOINTS, 3) points (``posture_measures`` in 3D)."""
-    p = np.asarray(points, dtype=np.float64)
-    u = _unit_up(up)
-    shoulders, hips = _mid(p, K.LEFT_SHOULDER, K.RIGHT_SHOULDER), _mid(p, K.LEFT_HIP, K.RIGHT_HIP)
-    ankles = _mid(p, K.LEFT_ANKLE, K.RIGHT_ANKLE)
-    trunk = shoulders - hips
-    length = float(np.linalg.norm(trunk))
-    rise = float(trunk @ u)
+    p = np.asarray(points, dtype=np.float64).tolist()
+    u = _unit_up(up).tolist()
+    shoulders, hips = _mid_list(p, K.LEFT_SHOULDER, K.RIGHT_SHOULDER), _mid_list(p, K.LEFT_HIP, K.RIGHT_HIP)
+    ankles = _mid_list(p, K.LEFT_ANKLE, K.RIGHT_ANKLE)
+    trunk = _sub(shoulders, hips)
+    length = math.sqrt(_dot(trunk, trunk))
+    rise = _dot(trunk, u)
     out = {
         "trunk_incline": math.degrees(math.asin(min(1.0, abs(rise) / length))) if length > 1e-9 else math.nan,
         "hips_below_shoulders": _ratio(rise, length),
-        "body_line": float(angle_between(trunk, ankles - hips)),
+        "body_line": _angle(trunk, _sub(ankles, hips)),
     }
     for side, (s, e, w) in {
         "left": (K.LEFT_SHOULDER, K.LEFT_ELBOW, K.LEFT_WRIST),
         "right": (K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST),
     }.items():
-        arm = float(np.linalg.norm(p[s] - p[e]) + np.linalg.norm(p[e] - p[w]))
-        out[f"{side}_wrist_reach"] = _ratio(float(np.linalg.norm(p[s] - p[w])), arm)
+        arm = math.dist(p[s], p[e]) + math.dist(p[e], p[w])
+        out[f"{side}_wrist_reach"] = _ratio(math.dist(p[s], p[w]), arm)
     return out
 
 

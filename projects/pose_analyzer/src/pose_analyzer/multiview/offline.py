@@ -147,6 +147,7 @@ def run_multiview(
     conf: list[FloatArray] = []
     out_points: list[FloatArray] = []
     errors: list[FloatArray] = []
+    per_keypoint: list[FloatArray] = []
     timings = {"detect_s": 0.0, "triangulate_s": 0.0, "analyse_s": 0.0}
     with ExitStack() as stack:
         detectors = []
@@ -179,11 +180,10 @@ def run_multiview(
             mid = time.perf_counter()
             result = tri(group_2d, group_conf)
             triangulated = time.perf_counter()
-            analyse_pose_3d(result.points)
+            analyse_pose_3d(result.points)  # timed as a live session runs it; summarise() recomputes
             timings["detect_s"] += mid - start
             timings["triangulate_s"] += triangulated - mid
             timings["analyse_s"] += time.perf_counter() - triangulated
-            camera_err = np.where(result.used, tri.project_errors(result.points, group_2d), np.nan)
             if writers:
                 reprojected = tri.project(result.points)
                 for c, (video, frame, writer) in enumerate(zip(videos, frames, writers, strict=True)):
@@ -192,15 +192,18 @@ def run_multiview(
             pts.append(group_2d)
             conf.append(group_conf)
             out_points.append(result.points)
-            errors.append(camera_err)
+            errors.append(
+                tri.project_errors(result.points, group_2d)
+                if result.camera_error_px is None
+                else result.camera_error_px
+            )
+            per_keypoint.append(result.reprojection_px)
             if on_group is not None:
                 on_group(index)
     counts = {v.info.frame_count for v in videos}
     if len(counts) > 1:
         notes.append(f"videos have different lengths ({sorted(counts)} frames); stopped at the shortest")
     errs = np.array(errors).reshape(-1, len(videos), NUM_KEYPOINTS)
-    with _quiet():
-        per_kp = np.nanmean(errs, axis=1)
     return MultiviewSeries(
         cameras=rig.names,
         fps=fps,
@@ -208,7 +211,7 @@ def run_multiview(
         points2d=np.array(pts).reshape(-1, len(videos), NUM_KEYPOINTS, 2),
         confidence=np.array(conf).reshape(-1, len(videos), NUM_KEYPOINTS),
         points=np.array(out_points).reshape(-1, NUM_KEYPOINTS, 3),
-        reprojection_px=per_kp,
+        reprojection_px=np.array(per_keypoint).reshape(-1, NUM_KEYPOINTS),
         camera_error_px=errs,
         timings_s=timings,
         notes=notes,

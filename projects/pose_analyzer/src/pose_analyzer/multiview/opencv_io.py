@@ -78,11 +78,14 @@ def _rotation(value: np.ndarray[Any, np.dtype[np.float64]], what: str) -> Any:
     raise RigError(f"{what}: rotation must be 3 Rodrigues values or a 3x3 matrix, got {value.size} values")
 
 
-def _size(fs: Any, w_key: str, h_key: str, matrix: Any, what: str) -> tuple[float, float]:
+def _size(
+    fs: Any, w_key: str, h_key: str, matrix: Any, what: str, single: bool = False
+) -> tuple[float, float]:
+    """Image size from the width/height entries (or ``image_size``), else twice the principal point."""
     w, h = fs.getNode(w_key), fs.getNode(h_key)
     if not w.empty() and not h.empty():
         return float(_values(w, what)), float(_values(h, what))
-    if what == "single":
+    if single:
         size = fs.getNode("image_size")
         if not size.empty():
             vals = _values(size, "image_size").reshape(-1)
@@ -105,7 +108,7 @@ def read_opencv_text(text: str, fmt: str, default_name: str) -> list[Camera]:
         dist = _first(fs, _DIST_KEYS, "distortion coefficients")
         rotation = _rotation(_first(fs, _ROT_KEYS, "rotation"), f"camera {name!r}")
         translation = _first(fs, _TRANS_KEYS, "translation").reshape(-1)
-        size = _size(fs, "image_width", "image_height", matrix, "single")
+        size = _size(fs, "image_width", "image_height", matrix, f"camera {name!r}", single=True)
         return [Camera(name, size, matrix, dist.reshape(-1), rotation, translation)]  # type: ignore[arg-type]
     if not names.isSeq() or names.size() == 0:
         raise RigError("names must be a non-empty list of camera names")
