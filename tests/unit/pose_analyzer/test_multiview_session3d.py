@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from pose_analyzer.multiview import CameraRig, read_rig
-from pose_analyzer.multiview.session3d import CameraTakenError, Live3DSession, Live3DSessions, view_of
+from pose_analyzer.multiview.session3d import (
+    STORE_BATCH,
+    CameraTakenError,
+    Live3DSession,
+    Live3DSessions,
+    view_of,
+)
 from pose_analyzer.multiview.sync import ClockWentBackwardsError
+from pose_analyzer.storage import StorageError
 from pose_analyzer.storage.rigs import Point3DFrame
 from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis
 from tests.multiview_synthetic import project_all, random_people
@@ -108,3 +115,25 @@ async def test_a_camera_is_one_stream_and_a_session_one_rig(rig: CameraRig) -> N
         sessions.open(Live3DSession("s1", "other", rig))
     await sessions.leave("s1", "cam01", "a")
     assert len(sessions) == 0
+
+
+async def test_a_failed_store_reaches_every_stream_of_the_group(rig: CameraRig) -> None:
+    def refuse(rows: list[Point3DFrame]) -> None:
+        raise StorageError("the database refused the rows")
+
+    live = Live3DSession("s1", "demo", rig, store=refuse)
+    two = rig.names[:2]
+    for cam in two:
+        live.join(cam, f"stream-{cam}")
+    truth = random_people(np.random.default_rng(5), 1)[0]
+    pixels = project_all(rig, truth)
+    views = {
+        cam: view_of(_analysis(pixels[c], rig.camera(cam).image_size), rig.camera(cam).image_size)
+        for c, cam in enumerate(two)
+    }
+    for k in range(STORE_BATCH - 1):  # batched: nothing stored yet
+        await asyncio.gather(*(live.submit(cam, k / 30, views[cam]) for cam in two))
+    results = await asyncio.gather(
+        *(live.submit(cam, STORE_BATCH / 30, views[cam]) for cam in two), return_exceptions=True
+    )
+    assert all(isinstance(r, StorageError) for r in results), results

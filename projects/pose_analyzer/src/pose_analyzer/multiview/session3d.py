@@ -218,14 +218,22 @@ class Live3DSession:
             if self.on_group is not None:
                 whole = all(name in group.frames for name in self.streams)
                 self.on_group("single" if not group.triangulable else "complete" if whole else "partial")
+            failure: BaseException | None = None
             if moment is not None:
                 self._unstored.append(moment.row())
                 if moment.rep is not None or len(self._unstored) >= STORE_BATCH:
-                    # A rep is committed before any stream announces it.
-                    await self.flush()
+                    try:
+                        await self.flush()  # a rep is committed before any stream announces it
+                    except Exception as exc:  # every stream of the group hears it, none waits on
+                        failure = exc
             for frame in group.frames.values():
-                if not frame.payload.future.done():
-                    frame.payload.future.set_result(moment)
+                future = frame.payload.future
+                if future.done():
+                    continue
+                if failure is None:
+                    future.set_result(moment)
+                else:
+                    future.set_exception(failure)
 
     def _moment(self, group: FrameGroup[_Waiting]) -> Moment3D | None:
         seen = [

@@ -14,16 +14,19 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.multiview.calibration_io import rig_from_dict
 from pose_analyzer.multiview.rig import CameraRig, RigError
 from pose_analyzer.multiview.session3d import CameraTakenError, Live3DSession, Live3DSessions, view_of
 from pose_analyzer.multiview.sync import ClockWentBackwardsError
 from pose_analyzer.output import Pose3DOut
-from pose_analyzer.storage import Database
+from pose_analyzer.storage import Database, StorageError
 from pose_analyzer.storage.rigs import Point3DFrame, RigNotFoundError, add_frames_3d, get_rig, next_frame_seq
-from pose_analyzer.streaming.errors import InvalidCaptureTimeError, StreamPolicyError
+from pose_analyzer.streaming.errors import InvalidCaptureTimeError, StorageFailedError, StreamPolicyError
 from pose_analyzer.types import FrameAnalysis
+from service_kit.errors import unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,12 @@ def load_rig(database: Database, name: str) -> tuple[CameraRig, int]:
 
 
 def _store(database: Database, session_id: str, rows: list[Point3DFrame]) -> None:
-    with database.session() as db:
-        add_frames_3d(db, session_id, rows)
+    """Raises: StorageError (the database refused the rows)."""
+    try:
+        with database.session() as db:
+            add_frames_3d(db, session_id, rows)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"could not store the 3D moments of session {session_id}: {exc}") from exc
 
 
 def _first_seq(database: Database, session_id: str) -> int:
@@ -76,6 +83,11 @@ class Joined3D:
             moment = await self.live.submit(self.camera, capture_ts, view)
         except ClockWentBackwardsError as exc:
             raise InvalidCaptureTimeError(str(exc)) from None
+        except StorageError as exc:
+            request_id, _ = unexpected_error(exc, f"3D session {self.live.key}: commit of a rep")
+            raise StorageFailedError(
+                f"the session's 3D rep could not be saved (request id {request_id})"
+            ) from exc
         return Pose3DOut.of(moment) if moment is not None else None
 
     async def leave(self) -> None:
