@@ -193,6 +193,9 @@ def test_four_cameras_stream_one_3d_session_and_bad_3d_streams_are_closed_alone(
     with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert f"pose_3d_triangulation_seconds_count {float(len(moments))}" in text
+    assert f'pose_3d_groups_total{{outcome="complete"}} {float(len(complete))}' in text
+    # Each camera of each group, the "backwards" stream's one-camera group included.
+    assert f"pose_3d_sync_lateness_seconds_count {float(4 * len(complete) + 1)}" in text
     assert 'pose_stream_websocket_errors_total{reason="unknown_camera"} 1.0' in text
     assert 'pose_stream_websocket_errors_total{reason="unknown_rig"} 1.0' in text
     assert 'pose_stream_websocket_errors_total{reason="invalid_capture_ts"} 1.0' in text

@@ -106,12 +106,24 @@ class StreamMetrics:
             registry=registry,
             buckets=_REPROJECTION_BUCKETS,
         )
+        self.sync_lateness_seconds = Histogram(
+            "pose_3d_sync_lateness_seconds",
+            "How long after its group's first frame a camera's frame arrived (3D sessions)",
+            registry=registry,
+            buckets=_LATENCY_BUCKETS,
+        )
         self.sync_groups = Counter(
             "pose_3d_groups",
             "Synchronised groups of 3D sessions by outcome (complete, partial, single)",
             ["outcome"],
             registry=registry,
         )
+
+    def count_group(self, outcome: str, lateness_s: Iterable[float]) -> None:
+        """One synchronised group of a 3D session: its outcome and each camera's lateness."""
+        self.sync_groups.labels(outcome).inc()
+        for late in lateness_s:
+            self.sync_lateness_seconds.observe(late)
 
     def observe_3d(self, seconds: float, reprojection_px: float) -> None:
         """One triangulated moment: its time and mean reprojection error (NaN: none measured)."""

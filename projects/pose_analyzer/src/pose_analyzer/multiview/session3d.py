@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +125,9 @@ class Live3DSession:
     store: Callable[[list[Point3DFrame]], None] | None = None
     # Called with (triangulation seconds, mean reprojection px) per triangulated moment.
     observe: Callable[[float, float], None] | None = None
-    # Called with each group's outcome: "complete" (every joined camera), "partial", "single".
-    on_group: Callable[[str], None] | None = None
+    # Called with each group's outcome ("complete": every joined camera, "partial", "single")
+    # and its cameras' lateness (s).
+    on_group: Callable[[str, Iterable[float]], None] | None = None
     streams: dict[str, str] = field(default_factory=dict)  # camera -> stream id
     moments: int = 0
     _grouper: FrameGrouper[_Waiting] = field(init=False)
@@ -217,7 +218,8 @@ class Live3DSession:
                     log.exception("a 3D moment could not be triangulated", extra={"session": self.key})
             if self.on_group is not None:
                 whole = all(name in group.frames for name in self.streams)
-                self.on_group("single" if not group.triangulable else "complete" if whole else "partial")
+                outcome = "single" if not group.triangulable else "complete" if whole else "partial"
+                self.on_group(outcome, group.lateness_s.values())
             failure: BaseException | None = None
             if moment is not None:
                 self._unstored.append(moment.row())

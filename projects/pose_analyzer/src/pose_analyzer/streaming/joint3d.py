@@ -134,7 +134,7 @@ async def join_3d(
             deadline_s=deadline_s,
             store=lambda rows: _store(database, key, rows),
             observe=metrics.observe_3d,
-            on_group=lambda outcome: metrics.sync_groups.labels(outcome).inc(),
+            on_group=metrics.count_group,
             moments=first,
         )
     try:
