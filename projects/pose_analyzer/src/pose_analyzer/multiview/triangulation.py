@@ -231,12 +231,16 @@ class Triangulator:
     def _undistort(self, pts: FloatArray) -> tuple[FloatArray, BoolArray]:
         """Normalised undistorted coordinates (C, K, 2), zero where unseen, and the seen mask."""
         seen = np.isfinite(pts).all(axis=2)
-        xy = np.zeros(pts.shape)
-        for c, cam in enumerate(self._cams):
-            if seen[c].any():
-                raw = np.ascontiguousarray(pts[c, seen[c]]).reshape(-1, 1, 2)
-                xy[c, seen[c]] = cv2.undistortPoints(raw, cam.matrix, cam.distortion).reshape(-1, 2)
-        return xy, seen
+        filled = np.where(
+            seen[..., None], pts, 0.0
+        )  # OpenCV gets finite points; unseen ones are zeroed after
+        xy = np.stack(
+            [
+                cv2.undistortPoints(filled[c][:, None, :], cam.matrix, cam.distortion)[:, 0]
+                for c, cam in enumerate(self._cams)
+            ]
+        )
+        return np.where(seen[..., None], xy, 0.0), seen
 
     def project(self, points: FloatArray) -> FloatArray:
         """Raw pixel positions (C, N, 2) of world points (N, 3) in every camera (OpenCV's model)."""
@@ -300,12 +304,12 @@ class Triangulator:
         count = eff.sum(axis=1)  # (S, K)
         state = np.zeros(n_kp, dtype=np.intp)  # subset 0: every camera
         kps = np.arange(n_kp)
-        if eff.shape[0] > 1:
+        worst = np.where(in_set, np.nan_to_num(err_all, nan=np.inf), -1.0).max(axis=0)
+        if eff.shape[0] > 1 and ((count[0] > MIN_CAMERAS) & (worst[0] > self.outlier_px)).any():
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(
                     count >= MIN_CAMERAS, np.where(in_set, err_all, 0.0).sum(axis=0) / count, np.inf
                 )
-            worst = np.where(in_set, np.nan_to_num(err_all, nan=np.inf), -1.0).max(axis=0)
             for _ in range(_MAX_DROPS):
                 bad = np.flatnonzero(
                     (count[state, kps] > MIN_CAMERAS) & (worst[state, kps] > self.outlier_px)
