@@ -28,8 +28,8 @@ TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux haproxy
 
 .PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
-	bench-swap bench-training bench-estimate bench-decode-checks gpu-check observe fleet-targets compose-up compose-down clean \
-	run-fleet stop-fleet bench-fleet
+	bench-swap bench-training bench-estimate bench-decode-checks bench-multiview gpu-check observe fleet-targets \
+	compose-up compose-down clean run-fleet stop-fleet bench-fleet
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -86,7 +86,7 @@ stop-all: ## stop exactly the services run-all started
 dev-session: install ## tmux session with windows pose, vram, monitor
 	@bash scripts/dev_session.sh
 
-bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap bench-training bench-estimate bench-decode-checks bench-triangulation ## every benchmark; each prints one JSON line last
+bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap bench-training bench-estimate bench-decode-checks bench-triangulation bench-multiview ## every benchmark; each prints one JSON line last
 
 bench-pose-engine: install ## engine overhead vs inference on real frames
 	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
@@ -130,6 +130,9 @@ stop-fleet: ## stop exactly the processes run-fleet started
 bench-fleet: install ## 4 streams via HAProxy vs direct; failover time and lost reps over SIGKILLs of replicas
 	@bash scripts/system_deps.sh haproxy postgresql
 	@$(RUN) python benchmarks/fleet.py $(ARGS)
+
+bench-multiview: install ## a 4-camera 3D session through the service vs the same 4 streams in 2D
+	@$(RUN) python benchmarks/multiview_service.py $(ARGS)
 
 observe: ## Prometheus from the local install against the running services (make run-all first)
 	@bash scripts/observe.sh

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from pose_analyzer.api import analyze, exercises, sessions, status, web
+from pose_analyzer.api import analyze, exercises, rigs, sessions, sessions3d, status, web
 from pose_analyzer.api import streams as streams_api
 from pose_analyzer.detection.options import DetectorOptions, resolve_device
 from pose_analyzer.detection.registry import resolve_backend
@@ -148,6 +148,6 @@ def create_app(settings: PoseSettings | None = None, shutdown: ShutdownNotice | 
     install_error_handlers(app)
     app.include_router(ops_router())
     app.include_router(streams_api.router)
-    for api in (sessions, exercises, analyze, status, web):
+    for api in (sessions, sessions3d, exercises, analyze, rigs, status, web):
         app.include_router(api.router)
     return app

@@ -22,6 +22,8 @@ OTHER_STREAMS = "other"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 _SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+_TRIANGULATION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_REPROJECTION_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100)
 
 
 class StreamMetrics:
@@ -91,6 +93,43 @@ class StreamMetrics:
             ["reason"],
             registry=registry,
         )
+
+        self.triangulation_seconds = Histogram(
+            "pose_3d_triangulation_seconds",
+            "Time to triangulate and analyse one synchronised group of a 3D session",
+            registry=registry,
+            buckets=_TRIANGULATION_BUCKETS,
+        )
+        self.reprojection_error_px = Histogram(
+            "pose_3d_reprojection_error_pixels",
+            "Mean reprojection error (pixels) of one triangulated moment of a 3D session",
+            registry=registry,
+            buckets=_REPROJECTION_BUCKETS,
+        )
+        self.sync_lateness_seconds = Histogram(
+            "pose_3d_sync_lateness_seconds",
+            "How long after its group's first frame a camera's frame arrived (3D sessions)",
+            registry=registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.sync_groups = Counter(
+            "pose_3d_groups",
+            "Synchronised groups of 3D sessions by outcome (complete, partial, single)",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def count_group(self, outcome: str, lateness_s: Iterable[float]) -> None:
+        """One synchronised group of a 3D session: its outcome and each camera's lateness."""
+        self.sync_groups.labels(outcome).inc()
+        for late in lateness_s:
+            self.sync_lateness_seconds.observe(late)
+
+    def observe_3d(self, seconds: float, reprojection_px: float) -> None:
+        """One triangulated moment: its time and mean reprojection error (NaN: none measured)."""
+        self.triangulation_seconds.observe(seconds)
+        if reprojection_px == reprojection_px:  # not NaN
+            self.reprojection_error_px.observe(reprojection_px)
 
     def count_rejected(self, rejected: Iterable[RejectedRep]) -> None:
         """Count candidate reps that did not count (``PersonAnalysis.new_rejected`` of a frame)."""

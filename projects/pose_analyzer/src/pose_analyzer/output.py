@@ -18,6 +18,14 @@ the ``of`` constructors, so every transport uses the same names:
   client's capture clock for streams, the video's clock for files; the sessions API counts
   from the stream's first analysed frame).
 
+``Pose3DOut`` (the ``pose3d`` of a stream's answer in a 3D session, ``multiview.session3d``):
+the moment's triangulated ``keypoints`` ``[x, y, z]`` in metres in the rig's world frame (same
+order as ``keypoints``; null when fewer than two cameras saw it; smoothed over time like the 2D
+keypoints), ``reprojection_px`` per keypoint of the triangulation itself and its mean, 3D
+``angles`` (same names and conventions as ``angles``), the session's 3D ``rep_count``/``phase``/
+``rep``, the ``cameras`` in the group, the ``missing`` ones, and each camera's ``lateness_ms``
+(its frame's arrival after the group's first).
+
 JSON has no NaN: every non-finite number becomes null here, in one place.
 """
 
@@ -25,11 +33,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from pose_analyzer.exercises.reference import ReferenceComparison
 from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RejectedRep, RepRecord
+
+if TYPE_CHECKING:
+    from pose_analyzer.multiview.session3d import Moment3D
 
 
 def finite(value: float) -> float | None:
@@ -201,3 +213,39 @@ class FrameOut(_Out):
 
 def people_out(people: Iterable[PersonAnalysis]) -> list[PersonOut]:
     return [PersonOut.of(p) for p in people]
+
+
+class Pose3DOut(_Out):
+    """One triangulated moment of a 3D session (field meanings in the module doc)."""
+
+    seq: int
+    capture_ts: float
+    cameras: list[str]
+    missing: list[str]
+    lateness_ms: dict[str, float]
+    keypoints: list[tuple[float, float, float] | None]
+    reprojection_px: list[float | None]
+    reprojection_mean_px: float | None
+    angles: dict[str, float | None]
+    rep_count: int
+    phase: str
+    rep: RepOut | None
+
+    @classmethod
+    def of(cls, moment: Moment3D) -> Pose3DOut:
+        points = [] if moment.points is None else moment.points.tolist()
+        errors = [] if moment.reprojection_px is None else moment.reprojection_px.tolist()
+        return cls(
+            seq=moment.seq,
+            capture_ts=moment.capture_ts,
+            cameras=list(moment.cameras),
+            missing=list(moment.missing),
+            lateness_ms={k: round(v * 1000.0, 3) for k, v in moment.lateness_s.items()},
+            keypoints=[(x, y, z) if math.isfinite(x + y + z) else None for x, y, z in points],
+            reprojection_px=[finite(v) for v in errors],
+            reprojection_mean_px=finite(moment.mean_reprojection_px),
+            angles=_finite_map(moment.angles),
+            rep_count=moment.rep_count,
+            phase=moment.phase,
+            rep=RepOut.of(moment.rep) if moment.rep is not None else None,
+        )

@@ -23,6 +23,13 @@ frame counters) in the session named by ``start.session_id``, or in a new sessio
 own; it is committed when the stream ends: "completed" after ``stop`` or a disconnect,
 "failed" when the server closed it for an error, "interrupted" when the service stopped.
 
+3D sessions (docs/live3d.md): a ``start`` naming ``rig`` (from ``/api/rigs``) and ``camera`` (one of
+its cameras) makes the stream that camera of a 3D session; the cameras of one session name the
+same ``session_id`` and capture times of one clock.  Each answer then carries ``pose3d``, the
+triangulated moment of the frame's synchronised group (``output.Pose3DOut``; null when the group
+had one camera).  An unknown rig or camera, a camera already streaming, or only one of rig and
+camera close that stream (1008).
+
 Errors: a text message that is not valid JSON or not a valid client message, a ``start``
 sent twice or after the first frame, an unknown exercise or session get an ``error`` message and
 the stream stays open.  The stream is closed (with a reason) for: a binary message that is
@@ -37,7 +44,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from pose_analyzer.output import PersonOut, RepOut
+from pose_analyzer.output import PersonOut, Pose3DOut, RepOut
 from service_kit.errors import ServiceError
 
 
@@ -69,6 +76,15 @@ class StartMessage(_Message):
         description="record into this existing session (several cameras); default: the URL's "
         "?session_id=, else a new one.  A stream label that streamed in the session before goes on "
         "where it stopped (its rep count continues)",
+    )
+    rig: str | None = Field(
+        default=None,
+        description="a rig from /api/rigs: the session is 3D, its streams triangulated together "
+        "(needs camera); streams of one 3D session share its session_id",
+        max_length=64,
+    )
+    camera: str | None = Field(
+        default=None, description="the camera of the rig this stream is", max_length=128
     )
 
 
@@ -116,6 +132,9 @@ class FrameResult(_Message):
     people: list[PersonOut]
     rep_count: int
     timings_ms: dict[str, float]
+    pose3d: Pose3DOut | None = Field(
+        default=None, description="3D sessions only: the frame's triangulated moment (output.Pose3DOut)"
+    )
 
 
 class StartedMessage(_Message):

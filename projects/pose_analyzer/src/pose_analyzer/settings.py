@@ -64,5 +64,9 @@ class PoseSettings(ServiceSettings):
     analyze_max_waiting: int = Field(default=8, ge=0, le=1024)
     # Refuse JPEGs whose data ends before the last block (two 1/8-scale decodes per JPEG).
     verify_jpeg_data: bool = True
+    # 3D sessions: a group of frames waits at most this long (from its first frame's arrival)
+    # for the cameras not yet in it, then is triangulated from those present.  Four MediaPipe
+    # streams on 2 cores: a camera's frame arrives up to ~0.2 s after its group's first (p95).
+    sync_deadline_s: float = Field(default=0.5, gt=0, le=10)
     # Distinct stream ids with their own metrics label; later ones share "other".
     metrics_stream_labels: int = Field(default=16, ge=0, le=256)

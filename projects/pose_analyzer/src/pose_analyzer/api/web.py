@@ -12,6 +12,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 # Only these files are served: an allow-list, so no request path can reach other files.
 ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
+    "view3d.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 

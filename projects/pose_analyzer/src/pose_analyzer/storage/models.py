@@ -209,3 +209,35 @@ class AngleSecond(Base):
     min_deg: Mapped[float] = mapped_column(Float)
     max_deg: Mapped[float] = mapped_column(Float)
     sample_count: Mapped[int] = mapped_column(Integer)
+
+
+class RigRecord(Base):
+    """A calibrated camera rig uploaded over REST; ``rig`` is ``multiview.calibration_io.rig_to_dict``."""
+
+    __tablename__ = "rigs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+    camera_count: Mapped[int] = mapped_column(Integer)
+    rig: Mapped[dict[str, Any]]
+
+
+class Frame3D(Base):
+    """One triangulated moment of a 3D session (a synchronised group of its cameras' frames).
+
+    ``data`` holds the moment compactly as JSON: ``keypoints`` ([x, y, z] metres or null, in
+    ``keypoints.KEYPOINT_NAMES`` order), ``reprojection_px`` per keypoint, ``angles`` (degrees),
+    ``cameras`` (the cameras in the group).  ``capture_ts`` is the group's capture time on the
+    clients' clock; ``reprojection_px`` (column) the mean over the keypoints, for quick queries.
+    """
+
+    __tablename__ = "frames_3d"
+
+    session_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    capture_ts: Mapped[float] = mapped_column(Float)
+    reprojection_px: Mapped[float | None] = mapped_column(Float, nullable=True)
+    data: Mapped[dict[str, Any]]

@@ -41,6 +41,7 @@ from pose_analyzer.streaming.errors import (
 )
 from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.image_header import DecodeLimits
+from pose_analyzer.streaming.joint3d import Joined3D, join_3d
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.session import RawFrame, StreamSession
 from pose_analyzer.streaming.writer import RecordingWriter, RetryPolicy
@@ -98,6 +99,7 @@ class StreamConnection:
         # Set by ``interrupt`` (the service is stopping): the receive loop ends with it.
         self._interrupt: ServiceRestartError | None = None
         self._interrupted = asyncio.Event()
+        self._joined: Joined3D | None = None  # the stream's 3D session, when start named a rig
 
     async def send(self, text: str) -> None:
         """Send one answer, waiting at most the send timeout for a client that does not read.
@@ -182,6 +184,12 @@ class StreamConnection:
                 # Logged with its request id; a stream left "open" is marked interrupted at the
                 # next start-up.
                 log.error("a stream's end could not be recorded", extra={"stream_id": self.stream_id})
+        await self._leave_3d()
+
+    async def _leave_3d(self) -> None:
+        if self._joined is not None:
+            joined, self._joined = self._joined, None
+            await joined.leave()
 
     async def _loop(self, interrupted: asyncio.Future[Any]) -> None:
         while True:
@@ -296,10 +304,26 @@ class StreamConnection:
             )
             writer.start()
         try:
+            if message.rig is not None or message.camera is not None:
+                self._joined = await join_3d(
+                    self.hub.sessions3d,
+                    self.database,
+                    self.metrics,
+                    key=recording.session_id
+                    if recording is not None
+                    else message.session_id or self.stream_id,
+                    rig_name=message.rig,
+                    camera=message.camera,
+                    stream_id=self.stream_id,
+                    exercise=message.exercise,
+                    deadline_s=self.settings.sync_deadline_s,
+                )
             detector = await self.hub.detector(path)
-        except BaseException:
+        except BaseException as exc:
             if writer is not None:
-                await writer.close("failed", "the backend could not start")
+                await writer.close(
+                    "failed", str(exc) if isinstance(exc, ServiceError) else "the backend could not start"
+                )
             raise
         engine = PoseEngine(
             tracker=path.tracker(),
@@ -318,6 +342,7 @@ class StreamConnection:
             counts,
             DecodeLimits(self.settings.max_image_pixels, self.settings.verify_jpeg_data),
             rep_offset=recording.earlier_reps if recording is not None else 0,
+            joint=self._joined,
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
         if not announce:
@@ -381,6 +406,7 @@ class StreamConnection:
             await self._processor  # answers the frame still waiting; raises if that fails
             # Committed before ``stopped`` is sent: a client that got it finds the rows stored.
             await self.session.close(*self._end)
+            await self._leave_3d()  # its 3D moments stored too
             await self.send(self.session.stopped().model_dump_json())
         with contextlib.suppress(Exception):
             await self.channel.close(NORMAL_CLOSURE, "stopped by the client")

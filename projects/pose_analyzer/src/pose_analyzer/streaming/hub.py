@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pose_analyzer.detection.options import DetectorOptions
 from pose_analyzer.detection.paths import DetectionPath, StreamDetector, open_path
 from pose_analyzer.metrics import StreamMetrics
+from pose_analyzer.multiview.session3d import Live3DSessions
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.streaming.errors import ServerFailureError, StreamPolicyError
 
@@ -41,6 +42,8 @@ class StreamHub:
         # Each open stream's ``interrupt(reason)``: called when the service stops.
         self._streams: dict[str, Callable[[str], None]] = {}
         self._paths: dict[str, DetectionPath] = {}
+        # The open 3D sessions (streams that named a rig), by database session id.
+        self.sessions3d = Live3DSessions()
         self.compute_slots = settings.stream_compute_slots or (os.cpu_count() or 1) + 1
         # Bounds the frames of per-stream detectors in analysis at once (see the setting).
         self.compute = asyncio.Semaphore(self.compute_slots)

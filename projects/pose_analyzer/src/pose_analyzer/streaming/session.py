@@ -7,13 +7,14 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from pose_analyzer.detection.paths import StreamDetector
 from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import StreamMetrics
-from pose_analyzer.output import RepOut, people_out
+from pose_analyzer.output import Pose3DOut, RepOut, people_out
 from pose_analyzer.schemas import FrameResult, StoppedMessage
 from pose_analyzer.storage import StorageError
 from pose_analyzer.streaming.decode import decode_frame
@@ -28,6 +29,9 @@ from service_kit.errors import unexpected_error
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
+MAX_AWAITING_GROUPS = 4
+# A 3D session's part of an answer: (capture time, the frame's analysis) -> its moment, if any.
+Joint3DFn = Callable[[float, FrameAnalysis], Awaitable[Pose3DOut | None]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -100,11 +104,13 @@ class StreamSession:
         counts: FrameCounts | None = None,
         decode_limits: DecodeLimits | None = None,
         rep_offset: int = 0,
+        joint: Joint3DFn | None = None,
     ) -> None:
         # Reps the stream's label had in its session before this connection (it came back after
         # a lost connection): the answers' rep_count goes on from there.
         self.rep_offset = rep_offset
         self.decode_limits = decode_limits or DecodeLimits()
+        self.joint = joint
         self.stream_id = stream_id
         self.engine = engine
         self.detector = detector
@@ -141,24 +147,59 @@ class StreamSession:
             ServerFailureError: the detector or the analysis failed.
             StreamClosedError: whatever ``send`` raises to end the stream.
         """
-        while True:
-            try:
-                await self.slot.ready()
-            except SlotClosedError:
-                return
-            with _analysis_failures():
-                job = await self.detector.run(self._take)
-            analysis = job.analysis
-            assert analysis is not None  # set by finish
-            if self.writer is None:
-                await send(self._answer(job, analysis).model_dump_json())
-            elif any(p.new_rep is not None for p in analysis.people):
-                await self._commit(self.writer, analysis)
-                await send(self._answer(job, analysis).model_dump_json())
-            else:
-                await send(self._answer(job, analysis).model_dump_json())
-                await self.writer.add(analysis)
-            self._latency.observe(time.perf_counter() - job.raw.received_perf)
+        # 3D sessions: a frame's answer waits for its synchronised group; meanwhile the stream
+        # analyses its next frames (at most MAX_AWAITING_GROUPS answers wait, in order).
+        awaiting: deque[asyncio.Future[None]] = deque()
+        try:
+            while True:
+                try:
+                    await self.slot.ready()
+                except SlotClosedError:
+                    break
+                with _analysis_failures():
+                    job = await self.detector.run(self._take)
+                analysis = job.analysis
+                assert analysis is not None  # set by finish
+                if self.joint is None:
+                    await self._deliver(job, analysis, None, send)
+                    continue
+                moment = asyncio.ensure_future(self.joint(job.raw.capture_ts, analysis))
+                previous = awaiting[-1] if awaiting else None
+                awaiting.append(asyncio.ensure_future(self._deliver_3d(previous, moment, job, send)))
+                while awaiting and (len(awaiting) > MAX_AWAITING_GROUPS or awaiting[0].done()):
+                    await awaiting.popleft()  # raises what ended it
+            while awaiting:
+                await awaiting.popleft()
+        finally:
+            for task in awaiting:
+                task.cancel()
+
+    async def _deliver_3d(
+        self,
+        previous: asyncio.Future[None] | None,
+        moment: asyncio.Future[Pose3DOut | None],
+        job: _FrameJob,
+        send: SendFn,
+    ) -> None:
+        pose3d = await moment
+        if previous is not None:
+            await previous  # answers go out in the order of the frames
+        assert job.analysis is not None
+        await self._deliver(job, job.analysis, pose3d, send)
+
+    async def _deliver(
+        self, job: _FrameJob, analysis: FrameAnalysis, pose3d: Pose3DOut | None, send: SendFn
+    ) -> None:
+        """Send the answer; a frame with a rep is committed first, others go to the writer after."""
+        if self.writer is None:
+            await send(self._answer(job, analysis, pose3d).model_dump_json())
+        elif any(p.new_rep is not None for p in analysis.people):
+            await self._commit(self.writer, analysis)
+            await send(self._answer(job, analysis, pose3d).model_dump_json())
+        else:
+            await send(self._answer(job, analysis, pose3d).model_dump_json())
+            await self.writer.add(analysis)
+        self._latency.observe(time.perf_counter() - job.raw.received_perf)
 
     async def _commit(self, writer: RecordingWriter, analysis: FrameAnalysis) -> None:
         """Commit ``analysis`` (a frame with a new rep) before it is announced.
@@ -176,7 +217,9 @@ class StreamSession:
                 f"the stream's rep could not be saved (request id {request_id})"
             ) from exc
 
-    def _answer(self, job: _FrameJob, analysis: FrameAnalysis) -> FrameResult:
+    def _answer(
+        self, job: _FrameJob, analysis: FrameAnalysis, pose3d: Pose3DOut | None = None
+    ) -> FrameResult:
         self.metrics.decode_seconds.observe(job.decoded - job.started)
         self.counts.processed += 1
         self._processed.inc()
@@ -200,6 +243,7 @@ class StreamSession:
             people=people_out(analysis.people),
             rep_count=self.rep_offset + self.engine.rep_count(),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
+            pose3d=pose3d,
         )
 
     def _count_reps(self, analysis: FrameAnalysis) -> None:

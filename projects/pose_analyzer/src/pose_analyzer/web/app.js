@@ -121,10 +121,11 @@ async function listCameras() {
 // --- one stream per camera ---------------------------------------------------------------
 
 class CameraStream {
-  constructor(deviceId, label, index, exercise) {
+  constructor(deviceId, label, index, exercise, startMessage) {
     this.deviceId = deviceId;
     this.label = label;
     this.exercise = exercise;
+    this.startMessage = startMessage;  // async () => the start message, or null (3D: see rigs3d)
     this.id = `cam${index + 1}-${Math.random().toString(36).slice(2, 8)}`;
     this.sentId = 0;
     this.answeredId = 0;
@@ -160,8 +161,9 @@ class CameraStream {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.ws = new WebSocket(withKey(`${scheme}://${location.host}/ws/streams/${this.id}`));
     this.ws.binaryType = "arraybuffer";
-    this.ws.onopen = () => {
-      if (this.exercise) this.ws.send(JSON.stringify({ type: "start", exercise: this.exercise }));
+    this.ws.onopen = async () => {
+      const start = await this.startMessage();
+      if (start) this.ws.send(JSON.stringify(start));
       this.running = true;
       this.setStatus("streaming");
       this.pump();
@@ -215,6 +217,7 @@ class CameraStream {
       this.onFrame(message);
       this.pump();
     } else if (message.type === "started") {
+      if (this.onStarted) this.onStarted(message);
       this.setStatus("streaming", `streaming · ${message.backend}${message.exercise ? ` · ${pretty(message.exercise)}` : ""}`);
     } else if (message.type === "error") {
       window.poseStats.errors.push(`${this.id}: ${message.error.code}: ${message.error.message}`);
@@ -248,6 +251,7 @@ class CameraStream {
       item.textContent = fault.message;
       return item;
     }));
+    if (result.pose3d && window.view3d) window.view3d.update(result.pose3d);
     const drawn = drawResult(this.overlay, result);
     const stats = window.poseStats;
     stats.answers += 1;
@@ -370,7 +374,9 @@ async function startStreams() {
   stopStreams();
   $("#streams").replaceChildren();
   const exercise = $("#exercise").value;
-  streams = cameras.map((cam, i) => new CameraStream(cam.id, cam.label, i, exercise));
+  const starts = startMessages(exercise, $("#rig").value, cameras.length);
+  streams = cameras.map((cam, i) => new CameraStream(cam.id, cam.label, i, exercise, starts[i]));
+  if (starts.first) streams[0].onStarted = starts.first;
   $("#start").disabled = true;
   $("#stop").disabled = false;
   showMessage(`Streaming ${cameras.length} camera${cameras.length > 1 ? "s" : ""}${exercise ? ` · ${pretty(exercise)}` : ""}.`);
@@ -390,4 +396,4 @@ $("#stop").addEventListener("click", () => {
 });
 $("#refresh").addEventListener("click", listCameras);
 window.addEventListener("beforeunload", () => streams.forEach((s) => s.stop()));
-window.poseReady = Promise.all([loadExercises(), listCameras()]).catch((err) => showMessage(String(err), true));
+window.poseReady = Promise.all([loadExercises(), listCameras(), loadRigs()]).catch((err) => showMessage(String(err), true));

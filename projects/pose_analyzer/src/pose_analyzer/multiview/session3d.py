@@ -1,0 +1,320 @@
+"""A live 3D session: the streams of one session, each a camera of one rig, analysed as one body.
+
+Each stream analyses its own frames in 2D as before; then it hands the frame's person (single
+person first: the stream's first confirmed person) to the session's ``Live3DSession`` and waits
+for the frame's group (``sync.FrameGrouper``: all cameras present, a camera known to have dropped
+that moment, or the deadline).  A group seen by two cameras or more is triangulated
+(``triangulation.Triangulator``), its trajectory smoothed (``TrajectorySmoother3D``), its 3D
+joint angles and measures taken (``biomechanics3d``) and fed to the session's own rep counter
+(the exercise YAML unchanged); every stream in the group gets the
+same ``Moment3D`` with its answer.  Moments are stored as ``frames_3d`` rows, in batches, off
+the event loop; a moment that completed a rep is committed before it is announced.
+
+Keypoints are scaled from the analysed frame's size to the rig camera's ``image_size``: clients
+may send downscaled frames of a camera calibrated at full resolution.  Use from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pose_analyzer.exercises.counter import RepCounter
+from pose_analyzer.exercises.definition import load_exercise
+from pose_analyzer.multiview.biomechanics3d import TrajectorySmoother3D, analyse_pose_3d
+from pose_analyzer.multiview.rig import CameraRig, RigError
+from pose_analyzer.multiview.sync import FrameGroup, FrameGrouper
+from pose_analyzer.multiview.triangulation import Triangulator
+from pose_analyzer.storage.rigs import Point3DFrame
+from pose_analyzer.types import FrameAnalysis, RepRecord
+
+log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float64]
+# Moments stored in one commit (at the latest on a rep, or when the session ends).
+STORE_BATCH = 30
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One camera's person in one frame: (K, 3) x, y (rig camera pixels), confidence; or nobody."""
+
+    keypoints: FloatArray | None
+
+
+@dataclass(frozen=True, slots=True)
+class Moment3D:
+    """One triangulated moment, shared by the answers of every stream in its group."""
+
+    seq: int
+    capture_ts: float
+    cameras: tuple[str, ...]
+    missing: tuple[str, ...]
+    lateness_s: dict[str, float]
+    points: FloatArray | None  # (K, 3) metres, NaN where unseen; None: not triangulated
+    reprojection_px: FloatArray | None  # (K,)
+    angles: dict[str, float]
+    rep_count: int
+    phase: str
+    rep: RepRecord | None
+
+    @property
+    def mean_reprojection_px(self) -> float:
+        if self.reprojection_px is None or not np.isfinite(self.reprojection_px).any():
+            return math.nan
+        return float(np.nanmean(self.reprojection_px))
+
+    def row(self) -> Point3DFrame:
+        """The stored form (``storage.models.Frame3D``)."""
+
+        def num(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        points = [] if self.points is None else self.points.tolist()
+        data: dict[str, Any] = {
+            "cameras": list(self.cameras),
+            "keypoints": [None if any(map(math.isnan, p)) else [round(c, 5) for c in p] for p in points],
+            "reprojection_px": [] if self.reprojection_px is None else [num(v) for v in self.reprojection_px],
+            "angles": {k: num(v) for k, v in self.angles.items()},
+            "rep_count": self.rep_count,
+        }
+        if self.rep is not None:
+            data["rep"] = {"index": self.rep.index, "score": num(self.rep.score)}
+        return Point3DFrame(self.seq, self.capture_ts, num(self.mean_reprojection_px), data)
+
+
+def view_of(analysis: FrameAnalysis, image_size: tuple[int, int]) -> View:
+    """The analysis' first person, scaled from the analysed frame to the camera's calibrated size."""
+    if not analysis.people or analysis.width <= 0 or analysis.height <= 0:
+        return View(None)
+    keypoints = np.asarray(analysis.people[0].person.keypoints, dtype=np.float64).copy()
+    keypoints[:, 0] *= image_size[0] / analysis.width
+    keypoints[:, 1] *= image_size[1] / analysis.height
+    return View(keypoints)
+
+
+class CameraTakenError(ValueError):
+    """Another stream of the session already is that camera."""
+
+
+@dataclass(slots=True)
+class _Waiting:
+    future: asyncio.Future[Moment3D | None]
+    view: View
+
+
+@dataclass(slots=True)
+class Live3DSession:
+    """The 3D side of one session (see the module doc)."""
+
+    key: str
+    rig_name: str
+    rig: CameraRig
+    exercise: str | None = None
+    deadline_s: float = 0.5
+    tolerance_s: float | None = None
+    # Blocking store of moments (``storage.rigs.add_frames_3d`` in a unit of work), run off the loop.
+    store: Callable[[list[Point3DFrame]], None] | None = None
+    # Called with (triangulation seconds, mean reprojection px) per triangulated moment.
+    observe: Callable[[float, float], None] | None = None
+    # Called with each group's outcome ("complete": every joined camera, "partial", "single")
+    # and its cameras' lateness (s).
+    on_group: Callable[[str, Iterable[float]], None] | None = None
+    streams: dict[str, str] = field(default_factory=dict)  # camera -> stream id
+    moments: int = 0
+    _grouper: FrameGrouper[_Waiting] = field(init=False)
+    _counter: RepCounter | None = field(init=False)
+    _timer: asyncio.TimerHandle | None = field(init=False, default=None)
+    _unstored: list[Point3DFrame] = field(init=False, default_factory=list)
+    _storing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    # One triangulator per set of cameras seen together (constants prepared once).
+    _triangulators: dict[tuple[str, ...], Triangulator] = field(init=False, default_factory=dict)
+    _smoother: TrajectorySmoother3D = field(init=False, default_factory=TrajectorySmoother3D)
+
+    def __post_init__(self) -> None:
+        self._grouper = FrameGrouper(self.rig.names, self.tolerance_s, self.deadline_s, active=())
+        self._counter = RepCounter(load_exercise(self.exercise)) if self.exercise else None
+
+    def join(self, camera: str, stream_id: str) -> None:
+        """``stream_id`` is ``camera`` of the rig from now on.
+
+        Raises:
+            RigError: no such camera in the rig.
+            CameraTakenError: another open stream is that camera.
+        """
+        self.rig.camera(camera)
+        other = self.streams.get(camera)
+        if other is not None and other != stream_id:
+            raise CameraTakenError(f"camera {camera!r} of rig {self.rig_name!r} is already stream {other!r}")
+        self.streams[camera] = stream_id
+        self._grouper.add_camera(camera)
+
+    def image_size(self, camera: str) -> tuple[int, int]:
+        return self.rig.camera(camera).image_size
+
+    @property
+    def sync(self) -> FrameGrouper[_Waiting]:
+        return self._grouper
+
+    async def submit(self, camera: str, capture_ts: float, view: View) -> Moment3D | None:
+        """Hand one frame's view in; returns its moment once its group is decided (None when
+        its group had fewer than two cameras).
+
+        Raises:
+            ClockWentBackwardsError: ``capture_ts`` earlier than this camera's previous frame's.
+        """
+        future: asyncio.Future[Moment3D | None] = asyncio.get_running_loop().create_future()
+        groups = self._grouper.add(camera, capture_ts, _Waiting(future, view), time.monotonic())
+        await self._conclude(groups)
+        self._arm()
+        return await future
+
+    async def leave(self, camera: str, stream_id: str) -> bool:
+        """The stream of ``camera`` ended; returns True when no stream is left (store the rest)."""
+        if self.streams.get(camera) == stream_id:
+            del self.streams[camera]
+            await self._conclude(self._grouper.leave(camera, time.monotonic()))
+        if self.streams:
+            self._arm()
+            await self.flush()  # what this stream was told of is stored before it hears "stopped"
+            return False
+        if self._timer is not None:
+            self._timer.cancel()
+        await self._conclude(self._grouper.flush())
+        await self.flush()
+        return True
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        due = self._grouper.next_deadline()
+        if due is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, due - time.monotonic())
+        self._timer = loop.call_later(delay, lambda: loop.create_task(self._expire()))
+
+    async def _expire(self) -> None:
+        self._timer = None
+        await self._conclude(self._grouper.expire(time.monotonic()))
+        self._arm()
+
+    async def _conclude(self, groups: list[FrameGroup[_Waiting]]) -> None:
+        for group in groups:
+            moment = None
+            if group.triangulable:
+                try:
+                    moment = self._moment(group)
+                except Exception:  # one bad moment must not leave every stream of the group waiting
+                    log.exception("a 3D moment could not be triangulated", extra={"session": self.key})
+            if self.on_group is not None:
+                whole = all(name in group.frames for name in self.streams)
+                outcome = "single" if not group.triangulable else "complete" if whole else "partial"
+                self.on_group(outcome, group.lateness_s.values())
+            failure: BaseException | None = None
+            if moment is not None:
+                self._unstored.append(moment.row())
+                if moment.rep is not None or len(self._unstored) >= STORE_BATCH:
+                    try:
+                        await self.flush()  # a rep is committed before any stream announces it
+                    except Exception as exc:  # every stream of the group hears it, none waits on
+                        failure = exc
+            for frame in group.frames.values():
+                future = frame.payload.future
+                if future.done():
+                    continue
+                if failure is None:
+                    future.set_result(moment)
+                else:
+                    future.set_exception(failure)
+
+    def _moment(self, group: FrameGroup[_Waiting]) -> Moment3D | None:
+        seen = [
+            (name, f.payload.view.keypoints)
+            for name, f in group.frames.items()
+            if f.payload.view.keypoints is not None
+        ]
+        if len(seen) < 2:
+            return None
+        started = time.perf_counter()
+        stacked = np.stack([k for _, k in seen])
+        names = tuple(name for name, _ in seen)
+        triangulator = self._triangulators.get(names)
+        if triangulator is None:
+            triangulator = self._triangulators[names] = Triangulator(self.rig, names)
+        result = triangulator(stacked[:, :, :2], stacked[:, :, 2])
+        # Points, angles and reps from the smoothed trajectory, as a 2D stream's keypoints are
+        # smoothed; the reprojection errors are those of the triangulation itself.
+        smoothed = self._smoother.update(result.points, group.capture_ts)
+        analysis = analyse_pose_3d(smoothed)
+        angles = analysis.angles
+        rep = None
+        if self._counter is not None:
+            rep = self._counter.update(group.capture_ts, angles, analysis.measures)
+        seconds = time.perf_counter() - started
+        moment = Moment3D(
+            seq=self.moments,
+            capture_ts=group.capture_ts,
+            cameras=names,
+            missing=tuple(n for n in self.rig.names if n not in dict(seen)),
+            lateness_s=dict(group.lateness_s),
+            points=smoothed,
+            reprojection_px=result.reprojection_px,
+            angles=angles,
+            rep_count=self._counter.count if self._counter is not None else 0,
+            phase=self._counter.phase if self._counter is not None else "none",
+            rep=rep,
+        )
+        self.moments += 1
+        if self.observe is not None:
+            self.observe(seconds, moment.mean_reprojection_px)
+        return moment
+
+    async def flush(self) -> None:
+        """Store the moments not yet stored (one commit, off the event loop)."""
+        async with self._storing:
+            rows, self._unstored = self._unstored, []
+            if rows and self.store is not None:
+                await asyncio.to_thread(self.store, rows)
+
+    def reps(self) -> list[RepRecord]:
+        return list(self._counter.reps) if self._counter is not None else []
+
+
+class Live3DSessions:
+    """The open 3D sessions of a service, by key (the database session id); use from one loop."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Live3DSession] = {}
+
+    def get(self, key: str) -> Live3DSession | None:
+        return self._open.get(key)
+
+    def open(self, session: Live3DSession) -> Live3DSession:
+        """``session``, or the one already open under its key (which must use the same rig).
+
+        Raises:
+            RigError: the open session uses another rig.
+        """
+        current = self._open.setdefault(session.key, session)
+        if current.rig_name != session.rig_name:
+            raise RigError(f"session {session.key!r} uses rig {current.rig_name!r}, not {session.rig_name!r}")
+        return current
+
+    async def leave(self, key: str, camera: str, stream_id: str) -> None:
+        session = self._open.get(key)
+        if session is not None and await session.leave(camera, stream_id):
+            with contextlib.suppress(KeyError):
+                del self._open[key]
+
+    def __len__(self) -> int:
+        return len(self._open)

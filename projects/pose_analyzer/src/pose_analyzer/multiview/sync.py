@@ -1,0 +1,220 @@
+"""Groups the frames of a session's cameras by capture time, so each group can be triangulated.
+
+Each camera's frames arrive in capture order (a stream's capture times never decrease), but the
+cameras arrive at their own pace: one lags, one drops frames, all jitter.  ``FrameGrouper``
+holds the frames not yet grouped and emits a ``FrameGroup`` as soon as it is decided:
+
+- the group's moment is the earliest capture time pending; a camera's next frame belongs to it
+  when it was captured within ``tolerance_s`` after that moment (default: half the frame period,
+  estimated from the streams' own capture times);
+- a camera is decided for the group when it has a member frame, or a frame captured after the
+  group's window (it dropped that moment: captures never go back, so nothing will come);
+- a group whose cameras are all decided goes out at once; otherwise it goes out with the cameras
+  present once its oldest frame has waited ``deadline_s`` (arrival clock), so a lagging or
+  silent camera never stalls the others.
+
+``lateness_s`` says, per camera of a group, how long after the group's first frame that
+camera's frame arrived (server clock).  The grouper keeps no clock of its own: every call
+takes ``now`` (a monotonic arrival time), so it is driven by events and tested without sleeps;
+the caller arms a timer for ``next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_PERIOD_S = 1 / 30
+DEFAULT_DEADLINE_S = 0.25
+# Inter-frame intervals kept per camera for the period estimate.
+PERIOD_WINDOW = 32
+
+
+class ClockWentBackwardsError(ValueError):
+    """A camera's capture time went back: its client's error, that camera's stream only."""
+
+    def __init__(self, camera: str, capture_ts: float, previous: float) -> None:
+        super().__init__(
+            f"camera {camera!r}: capture_ts went backwards ({capture_ts:.6f} s after {previous:.6f} s)"
+        )
+        self.camera = camera
+
+
+class UnknownCameraError(ValueError):
+    """A frame from a camera the grouper was not built for."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedFrame(Generic[T]):
+    """One camera's frame waiting for its group: capture time (client clock), arrival (server)."""
+
+    camera: str
+    capture_ts: float
+    arrived: float
+    payload: T
+
+
+@dataclass(frozen=True, slots=True)
+class FrameGroup(Generic[T]):
+    """Frames of one moment: ``frames`` by camera, ``missing`` the session's cameras without one."""
+
+    capture_ts: float
+    frames: Mapping[str, TimedFrame[T]]
+    missing: tuple[str, ...]
+    lateness_s: Mapping[str, float]
+    timed_out: bool
+
+    @property
+    def triangulable(self) -> bool:
+        """Two cameras at least: enough to triangulate."""
+        return len(self.frames) >= 2
+
+
+@dataclass(slots=True)
+class CameraSync:
+    """One camera's record in the grouper: groups joined, groups missed, lateness."""
+
+    grouped: int = 0
+    missed: int = 0
+    lateness_total_s: float = 0.0
+    lateness_max_s: float = 0.0
+    last_capture_ts: float = -math.inf
+    intervals: deque[float] = field(default_factory=lambda: deque(maxlen=PERIOD_WINDOW))
+
+    @property
+    def mean_lateness_s(self) -> float:
+        return self.lateness_total_s / self.grouped if self.grouped else math.nan
+
+
+class FrameGrouper(Generic[T]):
+    """Groups frames of ``cameras`` by capture time (see the module doc).  Not thread-safe."""
+
+    def __init__(
+        self,
+        cameras: Iterable[str],
+        tolerance_s: float | None = None,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        default_period_s: float = DEFAULT_PERIOD_S,
+        active: Iterable[str] | None = None,
+    ) -> None:
+        """``active``: the cameras groups wait for (default all); others count once they send."""
+        names = tuple(cameras)
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"cameras must be distinct and at least one: {names}")
+        if tolerance_s is not None and not tolerance_s > 0:
+            raise ValueError(f"tolerance_s must be positive, got {tolerance_s}")
+        if not deadline_s > 0 or not default_period_s > 0:
+            raise ValueError("deadline_s and default_period_s must be positive")
+        self.cameras = names
+        self.deadline_s = deadline_s
+        self._tolerance_s = tolerance_s
+        self._default_period_s = default_period_s
+        self._active = set(names if active is None else active)
+        self._pending: dict[str, deque[TimedFrame[T]]] = {name: deque() for name in names}
+        self.sync: dict[str, CameraSync] = {name: CameraSync() for name in names}
+
+    @property
+    def period_s(self) -> float:
+        """The frame period: the median interval between consecutive captures of all cameras."""
+        intervals = [i for s in self.sync.values() for i in s.intervals]
+        return statistics.median(intervals) if intervals else self._default_period_s
+
+    @property
+    def tolerance_s(self) -> float:
+        return self._tolerance_s if self._tolerance_s is not None else self.period_s / 2
+
+    @property
+    def pending(self) -> int:
+        return sum(len(q) for q in self._pending.values())
+
+    def add(self, camera: str, capture_ts: float, payload: T, now: float) -> list[FrameGroup[T]]:
+        """Take one frame; returns the groups it decided (oldest first).
+
+        Raises:
+            UnknownCameraError: ``camera`` is not one of the grouper's.
+            ClockWentBackwardsError: ``capture_ts`` is earlier than the camera's previous frame's;
+                the frame is refused and nothing else changes.
+        """
+        state = self.sync.get(camera)
+        if state is None:
+            raise UnknownCameraError(f"no camera {camera!r}; the session has {', '.join(self.cameras)}")
+        if capture_ts < state.last_capture_ts:
+            raise ClockWentBackwardsError(camera, capture_ts, state.last_capture_ts)
+        if math.isfinite(state.last_capture_ts) and capture_ts > state.last_capture_ts:
+            state.intervals.append(capture_ts - state.last_capture_ts)
+        state.last_capture_ts = capture_ts
+        self._active.add(camera)
+        self._pending[camera].append(TimedFrame(camera, capture_ts, now, payload))
+        return self._decide(now)
+
+    def expire(self, now: float) -> list[FrameGroup[T]]:
+        """The groups whose deadline passed by ``now`` (call it when ``next_deadline`` comes)."""
+        return self._decide(now)
+
+    def next_deadline(self) -> float | None:
+        """When the oldest pending frame's group times out (arrival clock); None when none waits."""
+        firsts = [q[0].arrived for q in self._pending.values() if q]
+        return min(firsts) + self.deadline_s if firsts else None
+
+    def add_camera(self, camera: str) -> None:
+        """Groups wait for ``camera`` from now on (its stream joined).
+
+        Raises:
+            UnknownCameraError: not one of the grouper's cameras.
+        """
+        if camera not in self.sync:
+            raise UnknownCameraError(f"no camera {camera!r}; the session has {', '.join(self.cameras)}")
+        self._active.add(camera)
+
+    def leave(self, camera: str, now: float) -> list[FrameGroup[T]]:
+        """``camera`` sends no more (its stream ended): groups stop waiting for it."""
+        self._active.discard(camera)
+        return self._decide(now)
+
+    def flush(self) -> list[FrameGroup[T]]:
+        """Every pending frame, grouped as well as it can be (the session ends)."""
+        groups: list[FrameGroup[T]] = []
+        while self.pending:
+            groups.append(self._take(timed_out=True))
+        return groups
+
+    def _decide(self, now: float) -> list[FrameGroup[T]]:
+        groups: list[FrameGroup[T]] = []
+        while self.pending:
+            start = min(q[0].capture_ts for q in self._pending.values() if q)
+            end = start + self.tolerance_s
+            undecided = [
+                name
+                for name in self._active
+                if not self._pending[name]  # has neither a member nor a later frame yet
+            ]
+            if undecided:
+                oldest = min(q[0].arrived for q in self._pending.values() if q and q[0].capture_ts <= end)
+                if now - oldest < self.deadline_s:
+                    break
+                groups.append(self._take(timed_out=True))
+            else:
+                groups.append(self._take(timed_out=False))
+        return groups
+
+    def _take(self, timed_out: bool) -> FrameGroup[T]:
+        start = min(q[0].capture_ts for q in self._pending.values() if q)
+        end = start + self.tolerance_s
+        frames = {name: q.popleft() for name, q in self._pending.items() if q and q[0].capture_ts <= end}
+        first = min(f.arrived for f in frames.values())
+        lateness = {name: f.arrived - first for name, f in frames.items()}
+        missing = tuple(name for name in self.cameras if name not in frames)
+        for name, late in lateness.items():
+            state = self.sync[name]
+            state.grouped += 1
+            state.lateness_total_s += late
+            state.lateness_max_s = max(state.lateness_max_s, late)
+        for name in missing:
+            self.sync[name].missed += 1
+        return FrameGroup(start, frames, missing, lateness, timed_out)

@@ -1,0 +1,139 @@
+"""Live3DSession with synthetic people projected through the shared rig: the streams of one
+moment get one triangulated moment, a silent camera does not stall the others, a clock going
+back is refused for its camera only, and every moment is stored."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pose_analyzer.multiview import CameraRig, read_rig
+from pose_analyzer.multiview.session3d import (
+    STORE_BATCH,
+    CameraTakenError,
+    Live3DSession,
+    Live3DSessions,
+    view_of,
+)
+from pose_analyzer.multiview.sync import ClockWentBackwardsError
+from pose_analyzer.storage import StorageError
+from pose_analyzer.storage.rigs import Point3DFrame
+from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis
+from tests.multiview_synthetic import project_all, random_people
+
+HALF = 2  # frames are sent at half the calibrated size: the session scales keypoints back
+
+
+@pytest.fixture(scope="module")
+def rig(test_data: Path) -> CameraRig:
+    return read_rig(test_data / "multicam/Calib.qca.txt")
+
+
+def _analysis(pixels: np.ndarray, size: tuple[int, int]) -> FrameAnalysis:
+    keypoints = np.column_stack([pixels / HALF, np.ones(len(pixels))]).astype(np.float32)
+    person = Person(keypoints, (0.0, 0.0, 1.0, 1.0), 0.9, 1)
+    return FrameAnalysis(0, 0.0, size[0] // HALF, size[1] // HALF, [PersonAnalysis(person, {})])
+
+
+def _session(rig: CameraRig, rows: list[Point3DFrame], deadline_s: float = 10.0) -> Live3DSession:
+    live = Live3DSession("s1", "demo", rig, deadline_s=deadline_s, store=rows.extend)
+    for cam in rig.names:
+        live.join(cam, f"stream-{cam}")
+    return live
+
+
+async def test_the_streams_of_one_moment_share_its_triangulated_points(rig: CameraRig) -> None:
+    rows: list[Point3DFrame] = []
+    live = _session(rig, rows)
+    # One person standing still: the session smooths the trajectory, which then stays on it.
+    people = np.repeat(random_people(np.random.default_rng(12), 1), 3, axis=0)
+    for k, truth in enumerate(people):
+        pixels = project_all(rig, truth)
+        views = [view_of(_analysis(pixels[c], cam.image_size), cam.image_size) for c, cam in enumerate(rig)]
+        moments = await asyncio.gather(
+            *(live.submit(cam, k / 30, view) for cam, view in zip(rig.names, views, strict=True))
+        )
+        assert all(m is moments[0] for m in moments)
+        moment = moments[0]
+        assert moment is not None
+        assert moment.cameras == rig.names
+        assert moment.missing == ()
+        assert moment.points is not None
+        # float32 keypoints of half-size frames: far below a millimetre.
+        assert np.abs(moment.points - truth).max() < 1e-3
+        assert moment.mean_reprojection_px < 0.05
+        assert moment.angles["left_knee"] > 150  # standing
+    assert [r.seq for r in rows] == []  # batched: stored when the batch fills or streams leave
+    for cam in rig.names:
+        await live.leave(cam, f"stream-{cam}")
+    assert [r.seq for r in rows] == [0, 1, 2]
+    assert rows[0].data["cameras"] == list(rig.names)
+    assert np.allclose(np.array(rows[0].data["keypoints"]), people[0], atol=1e-3)
+
+
+async def test_a_silent_camera_does_not_stall_the_others(rig: CameraRig) -> None:
+    rows: list[Point3DFrame] = []
+    live = _session(rig, rows, deadline_s=0.05)  # the deadline timer: one event, 50 ms
+    truth = random_people(np.random.default_rng(3), 1)[0]
+    pixels = project_all(rig, truth)
+    talking = rig.names[:3]
+    views = {
+        cam: view_of(_analysis(pixels[c], rig.camera(cam).image_size), rig.camera(cam).image_size)
+        for c, cam in enumerate(talking)
+    }
+    moments = await asyncio.gather(*(live.submit(cam, 0.0, views[cam]) for cam in talking))
+    moment = moments[0]
+    assert moment is not None
+    assert moment.cameras == talking
+    assert moment.missing == (rig.names[3],)
+    assert np.abs(moment.points - truth).max() < 1e-3
+    assert live.sync.sync[rig.names[3]].missed == 1
+
+
+async def test_a_clock_going_back_is_refused_for_its_camera_only(rig: CameraRig) -> None:
+    live = _session(rig, [])
+    for cam in rig.names[1:]:
+        await live.leave(cam, f"stream-{cam}")
+    nobody = view_of(FrameAnalysis(0, 0.0, 540, 960, []), (1080, 1920))
+    assert await live.submit(rig.names[0], 1.0, nobody) is None  # one camera: no 3D
+    with pytest.raises(ClockWentBackwardsError):
+        await live.submit(rig.names[0], 0.5, nobody)
+
+
+async def test_a_camera_is_one_stream_and_a_session_one_rig(rig: CameraRig) -> None:
+    sessions = Live3DSessions()
+    live = sessions.open(Live3DSession("s1", "demo", rig))
+    live.join("cam01", "a")
+    with pytest.raises(CameraTakenError):
+        live.join("cam01", "b")
+    with pytest.raises(ValueError, match="no camera"):
+        live.join("cam09", "c")
+    with pytest.raises(ValueError, match="uses rig 'demo'"):
+        sessions.open(Live3DSession("s1", "other", rig))
+    await sessions.leave("s1", "cam01", "a")
+    assert len(sessions) == 0
+
+
+async def test_a_failed_store_reaches_every_stream_of_the_group(rig: CameraRig) -> None:
+    def refuse(rows: list[Point3DFrame]) -> None:
+        raise StorageError("the database refused the rows")
+
+    live = Live3DSession("s1", "demo", rig, store=refuse)
+    two = rig.names[:2]
+    for cam in two:
+        live.join(cam, f"stream-{cam}")
+    truth = random_people(np.random.default_rng(5), 1)[0]
+    pixels = project_all(rig, truth)
+    views = {
+        cam: view_of(_analysis(pixels[c], rig.camera(cam).image_size), rig.camera(cam).image_size)
+        for c, cam in enumerate(two)
+    }
+    for k in range(STORE_BATCH - 1):  # batched: nothing stored yet
+        await asyncio.gather(*(live.submit(cam, k / 30, views[cam]) for cam in two))
+    results = await asyncio.gather(
+        *(live.submit(cam, STORE_BATCH / 30, views[cam]) for cam in two), return_exceptions=True
+    )
+    assert all(isinstance(r, StorageError) for r in results), results
