@@ -276,6 +276,41 @@ class StuckClient:
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
 
+    async def stalled(self) -> None:
+        await asyncio.Event().wait()  # no read deadline: the send timeout alone notices
+
+
+class StalledClient(StuckClient):
+    """Its sends go into buffers that never fill, but the server's read deadline expires."""
+
+    def __init__(self, frame: bytes, after_s: float) -> None:
+        super().__init__(frame)
+        self.after_s = after_s
+
+    async def send_text(self, text: str) -> None:
+        self.sent += 1
+
+    async def stalled(self) -> None:
+        await asyncio.sleep(self.after_s)
+
+
+async def test_a_client_past_its_read_deadline_is_closed_with_1008_though_sends_do_not_block(
+    tmp_path: Path, test_data: Path
+) -> None:
+    settings = PoseSettings(log_dir=tmp_path, backend="mediapipe", stream_send_timeout_s=30)
+    registry = CollectorRegistry()
+    hub = StreamHub(
+        settings, StreamMetrics(registry), "mediapipe", DetectorOptions.from_settings(settings, "cpu")
+    )
+    image = cv2.imread(str(test_data / "images/mediapipe_pose_test_image.jpg"))
+    client = StalledClient(cv2.imencode(".jpg", image)[1].tobytes(), after_s=0.5)
+    connection = StreamConnection(hub, settings, None, "stalled", client)
+    await asyncio.wait_for(connection.serve(authorised=True), 20)  # far below the 30 s send timeout
+    await hub.close()
+    assert client.closed == (1008, "the client did not read its answers for 30 s")
+    assert registry.get_sample_value("pose_stream_websocket_errors_total", {"reason": "slow_client"}) == 1
+    assert hub.active == 0
+
 
 async def test_a_client_that_never_reads_is_closed_with_1008(tmp_path: Path, test_data: Path) -> None:
     settings = PoseSettings(log_dir=tmp_path, backend="mediapipe", stream_send_timeout_s=0.3)
