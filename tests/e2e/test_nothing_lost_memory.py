@@ -1,8 +1,9 @@
-"""Memory is returned after streams end: a real pose service (MediaPipe, one graph per stream) stays
-within 150 MB of its resident size before 16 streams after each of two rounds of them.
+"""Memory is returned after streams end: a real pose service (MediaPipe, one graph per stream) comes
+back within 150 MB (the issue's bound) of its resident size before 16 streams, after each of two
+rounds of them; held here at half that, so the goal is met with margin.
 
-Before ``streaming.memory.tune_allocator`` the growth was +69, +95, +120 MB over three rounds
-(and 1.9 GB before the trim); the benchmark (``benchmarks/pose_rss.py``) gives the figures.
+Measured with these arguments: +139 and +130 MB with glibc's default allocator settings, about
++10 to +20 MB with ``streaming.memory.tune_allocator``; ``benchmarks/pose_rss.py`` gives the figures.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BOUND_MB = 150.0
+ISSUE_BOUND_MB = 150.0
+BOUND_MB = ISSUE_BOUND_MB / 2
 ROUNDS = 2
 
 

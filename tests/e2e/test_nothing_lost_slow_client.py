@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from websockets.sync.client import connect
+
 from pose_analyzer.ws_protocol import ping_interval
 from tests.api.test_streams import metric
 from tests.e2e.harness import RunningService, StartService
@@ -156,13 +158,15 @@ def slow_clients(service: RunningService) -> float:
         return metric(resp.read().decode(), "pose_stream_websocket_errors_total", reason="slow_client")
 
 
-def start(start_service: StartService, tmp_path: Path) -> RunningService:
+def start(
+    start_service: StartService, tmp_path: Path, send_timeout_s: float = SEND_TIMEOUT_S
+) -> RunningService:
     return start_service(
         "pose_analyzer",
         "POSE_",
         backend="mediapipe",
         database_url=f"sqlite:///{tmp_path / 'pose.db'}",
-        stream_send_timeout_s=str(SEND_TIMEOUT_S),
+        stream_send_timeout_s=str(send_timeout_s),
     )
 
 
@@ -214,3 +218,27 @@ def test_a_client_that_reads_in_bursts_but_keeps_up_is_not_cut(
     client.sock.close()
     assert slow_clients(service) == 0
     assert answered >= 20, f"only {answered} answers in 8 s"
+
+
+def test_time_the_service_itself_does_not_read_is_not_held_against_the_client(
+    start_service: StartService, tmp_path: Path, test_data: Path
+) -> None:
+    # The YOLO backend is set up when the first stream asks for it (seconds on CPU); the frame
+    # the client sends meanwhile waits for the stream, and uvicorn reads nothing more from that
+    # client until it is taken: the client's pongs wait in the service's own buffer.
+    timeout = SEND_TIMEOUT_S / 2  # the set-up takes longer than timeout + ping interval
+    service = start(start_service, tmp_path, timeout)
+    clip = encoded_frames(test_data / "videos/squat_8reps.mp4", step=3, limit=4)
+    url = service.url.replace("http://", "ws://") + "/ws/streams/patient"
+    with connect(url, open_timeout=30, close_timeout=10) as ws:
+        began = time.monotonic()
+        ws.send(json.dumps({"type": "start", "backend": "yolo"}))
+        for capture_ts, data in clip:
+            ws.send(json.dumps({"type": "frame", "capture_ts": capture_ts}))
+            ws.send(data)
+        started = json.loads(ws.recv(timeout=120))
+        setup_s = time.monotonic() - began
+        assert started["type"] == "started", started
+        assert json.loads(ws.recv(timeout=120))["type"] == "frame"
+    assert setup_s > timeout + ping_interval(timeout), f"set up in {setup_s:.2f} s: proves nothing"
+    assert slow_clients(service) == 0

@@ -6,7 +6,9 @@ client that stopped reading long after the timeout.  Instead the server pings ev
 ``ping_interval`` and expects the pong within the deadline.  Pings travel behind the answers
 already sent, so a pong is proof that the client read everything sent before its ping; a client
 (or client library) that stops reading stops answering, whatever its kernel buffers.  A client
-that reads slowly but keeps up, or a slow link, answers each ping within the deadline.
+that reads slowly but keeps up, or a slow link, answers each ping within the deadline.  Time
+the server itself does not read (uvicorn pauses reading until the app takes the last message)
+is not held against the client.
 
 When the deadline passes, the app is told through the ASGI scope extension ``READ_DEADLINE``
 (``{"expired": asyncio.Event, "seconds": float}``) and closes the stream with its code and
@@ -29,6 +31,8 @@ READ_DEADLINE = "pose_analyzer.read_deadline"
 # Pings go out at least this often; a client that stops reading is closed within
 # deadline + ping interval (+ event-loop latency).
 MAX_PING_INTERVAL_S = 1.0
+# A deadline that passes while the server itself is not reading is checked again this often.
+RECHECK_S = 0.05
 
 
 def ping_interval(deadline_s: float) -> float:
@@ -63,9 +67,14 @@ class ReadDeadlineProtocol(WebSocketsSansIOProtocol):
     def keepalive_timeout(self) -> None:
         """The pong did not come within the deadline: tell the app, let its close through."""
         self.pong_timer = None
-        self.pending_ping_payload = None
         if self.close_sent or self.transport.is_closing():
             return
+        if self.read_paused:
+            # Reading waits for the app to take the last message (e.g. while a stream's detector
+            # starts): the pong may be in our own receive buffer.  Look again once it is read.
+            self.pong_timer = self.loop.call_later(RECHECK_S, self.keepalive_timeout)
+            return
+        self.pending_ping_payload = None
         self.expired.set()
         # The client reads nothing: the app's close must not wait for the buffers to drain.
         self.writable.set()
