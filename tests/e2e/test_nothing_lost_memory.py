@@ -2,8 +2,9 @@
 back within 150 MB (the issue's bound) of its resident size before 16 streams, after each of two
 rounds of them; held here at half that, so the goal is met with margin.
 
-Measured with these arguments: +139 and +130 MB with glibc's default allocator settings, about
-+10 to +20 MB with ``streaming.memory.tune_allocator``; ``benchmarks/pose_rss.py`` gives the figures.
+Measured with these arguments: +139 and +130 MB with glibc's defaults.  With two arenas
+(``streaming.memory.tune_allocator``) ``benchmarks/pose_rss.py`` gives +6, +10, +12 MB over
+three rounds.
 """
 
 from __future__ import annotations

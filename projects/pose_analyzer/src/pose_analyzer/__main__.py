@@ -45,7 +45,7 @@ class _Server(uvicorn.Server):
 
 
 def main() -> None:
-    tune_allocator()  # before any thread allocates: what ended streams free goes back to the OS
+    tune_allocator()  # before threads allocate: what ended streams free can go back to the OS
     settings = load_settings(PoseSettings)
     configure_logging(SERVICE, settings.log_level, settings.log_dir, config_digest(settings))
     configure_ultralytics(settings.cache_dir)

@@ -1,14 +1,16 @@
 """Keep the heap from holding what ended streams freed (glibc only; elsewhere these do nothing).
 
-What held it (measured with 16 MediaPipe graphs set up at once from worker threads, a few frames
-each, closed, rounds repeated in one process): glibc's *dynamic* mmap threshold.  The first large
-block a graph frees (model buffers, tensors) raises the threshold from 128 KiB up to 32 MiB, so
-the next graphs' multi-MB buffers are carved from the per-thread arenas (up to 8 per core)
-instead of getting mappings of their own; once freed there they stay resident, pinned by small
-live blocks around them.  Measured growth after each round (malloc_trim after each): 248, 292,
-260, 351 MB with glibc's defaults; 3, 3, 4 MB with ``tune_allocator``'s fixed threshold and two
-arenas.  ``release_free_memory`` then returns the small blocks' free pages once a stream's
-detector is gone.
+What held it: glibc's per-thread arenas.  Each MediaPipe graph (one per stream, about 100 MB)
+allocates from its own calculator threads and the worker threads, and glibc gives threads up to
+8 arenas per core (16 here); a closed graph's blocks are freed across all of them, each arena's
+free space pinned in place by the small blocks still alive around it, so a trim gets little
+back and every round of streams fragments them further.  Measured in one process (16 graphs set
+up at once from worker threads, a few frames each, closed, ``malloc_trim``): growth after each
+round 248, 292, 260, 351 MB with glibc's defaults, 5, 5, 13 MB with two arenas.  In the service
+(``benchmarks/pose_rss.py``, 16 streams, 3 rounds): +69, +95, +120 MB before, +6, +10, +12 MB
+with ``tune_allocator``.  A fixed mmap threshold (no dynamic threshold) also held it (10, 3, 9
+MB) but made every frame's image buffers fresh mappings: 26-28 ms per MediaPipe frame against
+25 ms.
 """
 
 from __future__ import annotations
@@ -23,14 +25,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 
-# mallopt parameters (malloc.h).
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
-# Blocks from this size up get their own mapping, returned to the OS when freed; setting it
-# also turns the dynamic threshold off.  128 KiB is glibc's own starting value.
-MMAP_THRESHOLD_BYTES = 128 * 1024
-# Heaps the threads allocate from: detection and analysis run on a few worker threads (two
-# cores' worth), so more arenas add fragmentation, not speed.
+_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+# Heaps the threads allocate from: frames are decoded, detected and analysed on a few worker
+# threads (two cores' worth), so more arenas add fragmentation, not speed.
 ARENA_MAX = 2
 
 
@@ -50,27 +47,19 @@ def _load_libc() -> Any | None:
 _LIBC = _load_libc()
 
 
-def tune_allocator() -> dict[str, int]:
-    """Fix glibc's mmap threshold and cap its arenas (see the module doc); returns what it set.
+def tune_allocator() -> bool:
+    """Cap glibc's arenas at ``ARENA_MAX`` (see the module doc); True when it was set here.
 
-    Call it first thing in the process, before any thread starts (arenas are assigned as threads
-    first allocate).  A value the operator set in the environment (``MALLOC_MMAP_THRESHOLD_``,
-    ``MALLOC_ARENA_MAX``, read by glibc itself) is left alone.
+    Call it first thing in the process, before threads allocate (a thread is given its arena at
+    its first allocation).  ``MALLOC_ARENA_MAX`` set in the environment (read by glibc itself)
+    is left alone.
     """
-    if _LIBC is None:
-        return {}
-    applied: dict[str, int] = {}
-    for env, param, value in (
-        ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
-        ("MALLOC_ARENA_MAX", _M_ARENA_MAX, ARENA_MAX),
-    ):
-        if env in os.environ:
-            continue
-        if _LIBC.mallopt(param, value) == 1:
-            applied[env] = value
-        else:
-            log.warning("mallopt refused a setting", extra={"parameter": env, "value": value})
-    return applied
+    if _LIBC is None or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    if _LIBC.mallopt(_M_ARENA_MAX, ARENA_MAX) != 1:
+        log.warning("mallopt refused M_ARENA_MAX", extra={"value": ARENA_MAX})
+        return False
+    return True
 
 
 def release_free_memory() -> bool:
