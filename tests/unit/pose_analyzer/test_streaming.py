@@ -1,4 +1,5 @@
-"""Latest-frame-wins slot, cross-stream batcher, frame decoding and the slow-client policy."""
+"""Latest-frame-wins slot, cross-stream batcher, frame decoding (the slow-client policy:
+test_stream_slow_client.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,8 @@ from pose_analyzer.detection.paths import PerStreamPath
 from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import OTHER_STREAMS, StreamMetrics
 from pose_analyzer.schemas import FrameResult
-from pose_analyzer.settings import PoseSettings
-from pose_analyzer.streaming.connection import StreamConnection
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import UnsupportedFrameError
-from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.session import RawFrame, StreamSession
 from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
 from pose_analyzer.types import Detections, Frame, Person
@@ -253,47 +251,6 @@ def test_stream_label_is_bounded() -> None:
         OTHER_STREAMS,
         OTHER_STREAMS,
     ]
-
-
-class StuckClient:
-    """A client that sends one frame and then never reads: every send blocks."""
-
-    def __init__(self, frame: bytes) -> None:
-        self.frames = [frame]
-        self.closed: tuple[int, str] | None = None
-        self.sent = 0
-
-    async def receive(self) -> str | bytes | None:
-        if self.frames:
-            return self.frames.pop()
-        await asyncio.Event().wait()  # the client stays connected, silent
-        return None
-
-    async def send_text(self, text: str) -> None:
-        self.sent += 1
-        await asyncio.Event().wait()
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-
-async def test_a_client_that_never_reads_is_closed_with_1008(tmp_path: Path, test_data: Path) -> None:
-    settings = PoseSettings(log_dir=tmp_path, backend="mediapipe", stream_send_timeout_s=0.3)
-    registry = CollectorRegistry()
-    hub = StreamHub(
-        settings, StreamMetrics(registry), "mediapipe", DetectorOptions.from_settings(settings, "cpu")
-    )
-    image = cv2.imread(str(test_data / "images/mediapipe_pose_test_image.jpg"))
-    client = StuckClient(cv2.imencode(".jpg", image)[1].tobytes())
-    connection = StreamConnection(hub, settings, None, "stuck", client)
-    await asyncio.wait_for(connection.serve(authorised=True), 60)
-    await hub.close()
-    assert client.sent == 1
-    assert client.closed is not None
-    assert client.closed[0] == 1008
-    assert "did not read" in client.closed[1]
-    assert registry.get_sample_value("pose_stream_websocket_errors_total", {"reason": "slow_client"}) == 1
-    assert hub.active == 0
 
 
 class CountingDetector:

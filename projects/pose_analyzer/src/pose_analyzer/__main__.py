@@ -1,7 +1,8 @@
 """``python -m pose_analyzer``: serve the API with uvicorn on the configured host and port.
 
-The process is configured here, once, before the app is imported: JSON logging (the lifespan
-does not touch the root logger) and the third-party libraries' environment.
+The process is configured here, once, before the app is imported: the C heap (``tune_allocator``),
+JSON logging (the lifespan does not touch the root logger) and the third-party libraries'
+environment.
 """
 
 import socket
@@ -11,6 +12,8 @@ import uvicorn
 
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.shutdown import ShutdownNotice
+from pose_analyzer.streaming.memory import tune_allocator
+from pose_analyzer.ws_protocol import read_deadline_protocol
 from service_kit.jsonlog import configure_logging
 from service_kit.settings import config_digest, load_settings
 from service_kit.thirdparty import configure_ultralytics
@@ -42,6 +45,7 @@ class _Server(uvicorn.Server):
 
 
 def main() -> None:
+    tune_allocator()  # before threads allocate: what ended streams free can go back to the OS
     settings = load_settings(PoseSettings)
     configure_logging(SERVICE, settings.log_level, settings.log_dir, config_digest(settings))
     configure_ultralytics(settings.cache_dir)
@@ -55,6 +59,8 @@ def main() -> None:
         log_config=None,
         ws_max_size=max(WS_MIN_MAX_SIZE, WS_HEADROOM * settings.max_frame_bytes),
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
+        # Pings behind the answers with a pong deadline of the send timeout (see ws_protocol).
+        ws=read_deadline_protocol(settings.stream_send_timeout_s),
     )
     listener = config.bind_socket()
     if settings.socket_send_buffer_bytes:

@@ -35,7 +35,8 @@ sent twice or after the first frame, an unknown exercise or session get an ``err
 the stream stays open.  The stream is closed (with a reason) for: a binary message that is
 not a decodable image (1003); a frame over the size limit (1009); a missing/wrong API key,
 too many streams, an invalid or busy stream id, or a client that does not read its answers
-within the send timeout (1008); a failure of the service itself (1011).
+within the send timeout (1008: the service pings behind its answers, a pong not back within the
+timeout closes the stream within timeout + ping interval); a failure of the service itself (1011).
 """
 
 from __future__ import annotations

@@ -43,11 +43,12 @@ class PoseSettings(ServiceSettings):
     # on 2 cores: 2 slots 0.86 of the bare loop's fps at 84 ms p50, 3 slots 0.94 at 114 ms,
     # unbounded 0.96 at 141 ms.
     stream_compute_slots: int = Field(default=0, ge=0, le=256)
-    # A client that does not read an answer within this time is closed with 1008.
+    # A client that does not read an answer within this time is closed with 1008: pings go out
+    # behind the answers every quarter of it (at most 1 s), each pong due within it (ws_protocol).
     stream_send_timeout_s: float = Field(default=5.0, gt=0)
     # Kernel send buffer of the service's connections (0: the OS default, which grows to 4 MiB):
-    # a client that stops reading is only noticed once this buffer and its own receive buffer
-    # are full, so a large one hides it for tens of seconds of answers.
+    # where the server cannot ping (see stream_send_timeout_s), a client that stops reading is
+    # only noticed once this buffer and its own receive buffer are full.
     socket_send_buffer_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from pose_analyzer.resources import WsResourcesDep
 from pose_analyzer.streaming.connection import StreamConnection
+from pose_analyzer.ws_protocol import READ_DEADLINE
 from service_kit.ops import websocket_authorised
 
 router = APIRouter(tags=["streams"])
@@ -33,6 +36,13 @@ class _WebSocketChannel:
 
     async def close(self, code: int, reason: str) -> None:
         await self.websocket.close(code=code, reason=reason)
+
+    async def stalled(self) -> None:
+        deadline = self.websocket.scope.get("extensions", {}).get(READ_DEADLINE)
+        if deadline is None:  # another server (or a test client): the send timeout alone guards
+            await asyncio.Event().wait()
+            return
+        await deadline["expired"].wait()
 
 
 @router.websocket("/ws/streams/{stream_id}")

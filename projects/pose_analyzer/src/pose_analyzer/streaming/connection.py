@@ -68,6 +68,10 @@ class Channel(Protocol):
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code`` and ``reason``."""
 
+    async def stalled(self) -> None:
+        """Return once the client has not read what it was sent for the send timeout (the server
+        pings behind the answers: ``pose_analyzer.ws_protocol``); never, where it cannot tell."""
+
 
 class StreamConnection:
     """Runs one connection (see ``schemas`` for the protocol); create one per WebSocket."""
@@ -104,17 +108,21 @@ class StreamConnection:
     async def send(self, text: str) -> None:
         """Send one answer, waiting at most the send timeout for a client that does not read.
 
+        A send blocks only once the socket buffers are full (seconds of answers), so this is the
+        fallback; ``Channel.stalled`` notices a client that stopped reading within the timeout.
+
         Raises:
             StreamPolicyError: the client did not take the answer in time.
         """
-        timeout = self.settings.stream_send_timeout_s
         try:
             async with self._send_lock:
-                await asyncio.wait_for(self.channel.send_text(text), timeout)
+                await asyncio.wait_for(self.channel.send_text(text), self.settings.stream_send_timeout_s)
         except TimeoutError:
-            raise StreamPolicyError(
-                f"the client did not read its answers for {timeout:g} s", "slow_client"
-            ) from None
+            raise self._slow_client() from None
+
+    def _slow_client(self) -> StreamPolicyError:
+        timeout = self.settings.stream_send_timeout_s
+        return StreamPolicyError(f"the client did not read its answers for {timeout:g} s", "slow_client")
 
     def interrupt(self, reason: str) -> None:
         """End the stream because the service stops: recorded "interrupted", closed with 1012."""
@@ -133,8 +141,9 @@ class StreamConnection:
             await self._close_for(exc)
             return
         interrupted = asyncio.ensure_future(self._interrupted.wait())
+        stalled = asyncio.ensure_future(self.channel.stalled())
         try:
-            await self._loop(interrupted)
+            await self._loop({interrupted, stalled})
         except StreamClosedError as exc:
             await self._end_for(exc)
         except Exception as exc:
@@ -142,6 +151,7 @@ class StreamConnection:
             await self._end_for(StreamClosedError(f"internal error of the service (request id {request_id})"))
         finally:
             interrupted.cancel()
+            stalled.cancel()
             await self._shutdown()
 
     async def _end_for(self, exc: StreamClosedError) -> None:
@@ -191,9 +201,9 @@ class StreamConnection:
             joined, self._joined = self._joined, None
             await joined.leave()
 
-    async def _loop(self, interrupted: asyncio.Future[Any]) -> None:
+    async def _loop(self, watches: set[asyncio.Future[Any]]) -> None:
         while True:
-            message = await self._receive(interrupted)
+            message = await self._receive(watches)
             if message is None:
                 return  # the client left; nothing to close
             if isinstance(message, bytes):
@@ -208,14 +218,15 @@ class StreamConnection:
                 self.metrics.websocket_errors.labels(err.code).inc()
                 await self.send(ErrorMessage.of(err).model_dump_json())
 
-    async def _receive(self, interrupted: asyncio.Future[Any]) -> str | bytes | None:
+    async def _receive(self, watches: set[asyncio.Future[Any]]) -> str | bytes | None:
         """The next message, or the processor's failure if it failed first.
 
         Raises:
             ServiceRestartError: the service is stopping (``interrupt``).
+            StreamPolicyError: the client stopped reading (``Channel.stalled``).
         """
         receiving = asyncio.ensure_future(self.channel.receive())
-        waits: set[asyncio.Future[Any]] = {receiving, interrupted}
+        waits: set[asyncio.Future[Any]] = {receiving, *watches}
         if self._processor is not None:
             waits.add(self._processor)
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -226,6 +237,8 @@ class StreamConnection:
             await receiving
         if self._interrupt is not None:
             raise self._interrupt
+        if any(watch.done() for watch in watches):  # not interrupted: the client stalled
+            raise self._slow_client()
         assert self._processor is not None  # the one awaitable left that can have ended
         self._processor.result()  # raises the StreamClosedError that ended it
         raise StreamClosedError("the stream's processor ended unexpectedly")
