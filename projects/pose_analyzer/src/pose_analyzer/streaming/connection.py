@@ -10,17 +10,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
 from typing import Any, Protocol
 
-import numpy as np
 from pydantic import ValidationError
 
 from pose_analyzer.detection.registry import angle_tolerance
-from pose_analyzer.engine import PoseEngine, reference_columns
+from pose_analyzer.engine import PoseEngine
 from pose_analyzer.exercises.definition import shipped_exercise
-from pose_analyzer.exercises.reference import ReferenceMotion
 from pose_analyzer.schemas import (
     CLIENT_MESSAGE,
     ErrorMessage,
@@ -30,10 +27,9 @@ from pose_analyzer.schemas import (
     StopMessage,
 )
 from pose_analyzer.settings import PoseSettings
-from pose_analyzer.storage import Database, SessionNotFoundError
+from pose_analyzer.storage import Database
 from pose_analyzer.streaming.errors import (
     FrameTooLargeError,
-    InvalidCaptureTimeError,
     ServiceRestartError,
     StorageFailedError,
     StreamClosedError,
@@ -42,18 +38,14 @@ from pose_analyzer.streaming.errors import (
 from pose_analyzer.streaming.hub import StreamHub
 from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.joint3d import Joined3D, join_3d
-from pose_analyzer.streaming.recording import StreamRecording
+from pose_analyzer.streaming.opening import CaptureClock, open_recording, reference_of
 from pose_analyzer.streaming.session import RawFrame, StreamSession
-from pose_analyzer.streaming.writer import RecordingWriter, RetryPolicy
 from pose_analyzer.types import FrameCounts
 from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 
 log = logging.getLogger(__name__)
 
 NORMAL_CLOSURE = 1000
-# Capture times are seconds of the client's clock; no clock in use counts past 1e12 s (31 700
-# years), and beyond 2**53 a float cannot even tell consecutive seconds apart.
-MAX_ABS_CAPTURE_TS = 1e12
 
 
 class Channel(Protocol):
@@ -99,7 +91,7 @@ class StreamConnection:
         self._sequence = 0
         self._send_lock = asyncio.Lock()
         self._end: tuple[str, str] = ("completed", "client disconnected")
-        self._last_capture_ts = -math.inf
+        self._clock = CaptureClock()
         # Set by ``interrupt`` (the service is stopping): the receive loop ends with it.
         self._interrupt: ServiceRestartError | None = None
         self._interrupted = asyncio.Event()
@@ -282,40 +274,12 @@ class StreamConnection:
     async def _start(self, message: StartMessage, announce: bool = True) -> None:
         exercise = shipped_exercise(message.exercise)
         session_id = self._session_of(message)
-        reference = None
-        if message.reference_rep is not None:
-            ref = message.reference_rep
-            try:
-                reference = ReferenceMotion(
-                    tuple(ref.angles), np.asarray(ref.series, dtype=np.float64), ref.tolerance_deg
-                )
-                reference_columns(reference)
-            except ValueError as exc:
-                raise InvalidInputError(f"invalid reference rep: {exc}", code="invalid_reference") from None
+        reference = reference_of(message)
         path = self.hub.path(message.backend)
         counts = FrameCounts()
-        recording = None
-        if self.database is not None:
-            try:
-                recording = await asyncio.to_thread(
-                    StreamRecording.open,
-                    self.database,
-                    self.stream_id,
-                    path.backend,
-                    message.exercise,
-                    session_id,
-                    counts,
-                    message.person_of_interest,
-                )
-            except SessionNotFoundError as exc:
-                raise InvalidInputError(str(exc), code="unknown_session") from None
-        writer = None
-        if recording is not None and self.database is not None:
-            retry = RetryPolicy(self.settings.stream_commit_attempts, self.settings.stream_commit_backoff_s)
-            writer = RecordingWriter(
-                recording, self.database, self.settings.stream_flush_interval_s, retry=retry
-            )
-            writer.start()
+        recording, writer = await open_recording(
+            self.database, self.settings, self.stream_id, path.backend, message, session_id, counts
+        )
         try:
             if message.rig is not None or message.camera is not None:
                 self._joined = await join_3d(
@@ -381,10 +345,7 @@ class StreamConnection:
         self._sequence += 1
         header, self._header = self._header, None
         now = time.time()
-        capture_ts = now
-        if header is not None and header.capture_ts is not None:
-            capture_ts = self._checked_capture_ts(header.capture_ts)
-        self._last_capture_ts = capture_ts
+        capture_ts = self._clock.take(header.capture_ts if header is not None else None, now)
         self.session.offer(
             RawFrame(
                 data=data,
@@ -394,23 +355,6 @@ class StreamConnection:
                 received_perf=time.perf_counter(),
             )
         )
-
-    def _checked_capture_ts(self, capture_ts: float) -> float:
-        """The client's capture time, if it is one rep timing can use.
-
-        Raises:
-            InvalidCaptureTimeError: not finite, beyond +-1e12 s, or earlier than the previous frame's.
-        """
-        if not math.isfinite(capture_ts) or abs(capture_ts) >= MAX_ABS_CAPTURE_TS:
-            raise InvalidCaptureTimeError(
-                f"capture_ts must be a finite number of seconds below {MAX_ABS_CAPTURE_TS:g} in size"
-            )
-        if capture_ts < self._last_capture_ts:
-            raise InvalidCaptureTimeError(
-                f"capture_ts went backwards ({capture_ts:.6f} s after {self._last_capture_ts:.6f} s); "
-                "it must not decrease within a stream"
-            )
-        return capture_ts
 
     async def _stop(self) -> None:
         self._end = ("completed", "stopped by the client")
