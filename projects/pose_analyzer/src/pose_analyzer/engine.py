@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES
-from pose_analyzer.biomechanics.measures import body_measures
-from pose_analyzer.biomechanics.person import person_angles_and_com
+from pose_analyzer.biomechanics.measures import body_measures_xy
+from pose_analyzer.biomechanics.person import angles_and_com
 from pose_analyzer.biomechanics.symmetry import symmetry_indices
 from pose_analyzer.cuts import FrameCutDetector, box_jump
 from pose_analyzer.detection.base import Detector
@@ -64,7 +64,7 @@ class _TrackState:
     smoother: KeypointSmoother
     counter: RepCounter | None
     last_seen: float
-    previous_angles: FloatArray | None = None
+    previous_angles: list[float] | None = None
     previous_t: float | None = None
     previous_box: tuple[float, float, float, float] | None = None
     confirmed: bool = False
@@ -198,7 +198,7 @@ class PoseEngine:
             return False
         if image.size == 0:
             return False
-        # The detector samples its own thumbnail (0.08 ms at 640x360; see cuts.py).
+        # The detector samples its own 64x64 thumbnail (see cuts.py for its cost).
         return self._cut_detector.update(image)
 
     def _cut_track(self, state: _TrackState, t: float) -> None:
@@ -243,14 +243,19 @@ class PoseEngine:
         mid = time.perf_counter()
         timings["smooth"] += (mid - start) * 1000.0
 
-        values, com = person_angles_and_com(keypoints)
-        angles = dict(zip(ANGLE_NAMES, values.tolist(), strict=True))
+        # Plain floats from one ``tolist``: angles, centre, measures and rates of a single person
+        # cost less so than as numpy calls on (21, 2) arrays (see biomechanics/person.py).
+        xy = keypoints[:, :2]
+        values, com = angles_and_com(xy.tolist())
+        angles = dict(zip(ANGLE_NAMES, values, strict=True))
         velocity: dict[str, float] = {}
-        if state.previous_angles is not None and state.previous_t is not None and t > state.previous_t:
-            rates = (values - state.previous_angles) / (t - state.previous_t)
-            velocity = dict(zip(ANGLE_NAMES, rates.tolist(), strict=True))
+        previous = state.previous_angles
+        if previous is not None and state.previous_t is not None and t > state.previous_t:
+            dt = t - state.previous_t
+            velocity = {name: (v - p) / dt for name, v, p in zip(ANGLE_NAMES, values, previous, strict=True)}
         state.previous_angles, state.previous_t = values, t
-        measures = {**body_measures(keypoints), **symmetry_indices(angles)}
+        x, y = xy.T.tolist()
+        measures = {**body_measures_xy(x, y), **symmetry_indices(angles)}
         end = time.perf_counter()
         timings["biomechanics"] += (end - mid) * 1000.0
 
@@ -258,7 +263,7 @@ class PoseEngine:
             person=smoothed,
             angles=angles,
             angular_velocity=velocity,
-            center_of_mass=_point_or_none(com),
+            center_of_mass=com,
             measures=measures,
         )
         if state.counter is not None:
@@ -268,7 +273,7 @@ class PoseEngine:
             means = (confidence.sum(axis=1) / 3).tolist()
             visibility = dict(zip(self._driver_sides, means, strict=True))
             if self.reference is not None:
-                state.history.append((t, values[self._reference_columns]))
+                state.history.append((t, np.array(values)[self._reference_columns]))
                 while state.history and t - state.history[0][0] > self._history_s:
                     state.history.popleft()
             rep = state.counter.update(t, angles, measures, visibility, keypoints=keypoints)
@@ -356,11 +361,6 @@ def reference_columns(reference: ReferenceMotion | None) -> npt.NDArray[np.intp]
 def _is_box(box: tuple[float, float, float, float]) -> bool:
     x1, y1, x2, y2 = box
     return all(math.isfinite(v) for v in box) and x2 > x1 and y2 > y1
-
-
-def _point_or_none(point: FloatArray) -> tuple[float, float] | None:
-    x, y = point.tolist()
-    return None if math.isnan(x) or math.isnan(y) else (x, y)
 
 
 def detect_and_analyse(detector: Detector, engine: PoseEngine, frame: Frame) -> FrameAnalysis:

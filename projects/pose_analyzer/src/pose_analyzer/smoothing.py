@@ -113,27 +113,30 @@ class OneEuroFilter:
         dt = t - self._t
         if dt <= 0:
             raise ValueError(f"timestamps must increase (previous {self._t}, now {t})")
-        # Runs per person per frame on (21, 2) arrays, where numpy's per-call overhead
-        # outweighs the arithmetic: few calls, scalars in plain floats (same IEEE results).
-        fresh = np.isnan(self._x) & ~np.isnan(x)
-        prev = np.where(fresh, x, self._x)
+        # Runs per person per frame on (21, 2) arrays, where numpy's per-call overhead outweighs
+        # the arithmetic: as few calls as give the filter's results, scalars in plain floats.
+        # A signal that was NaN restarts where it is now: its previous value is the new one and
+        # its rate 0 (the rate stored for a NaN is 0 already, see below).
+        prev = np.where(np.isnan(self._x), x, self._x)
         step = x - prev
-        dx = step / (dt * scale)
-        alpha_d = 1.0 / (1.0 + (1.0 / (2.0 * math.pi * self.d_cutoff)) / dt)
-        dx_hat = np.where(fresh, 0.0, self._dx + alpha_d * (dx - self._dx))
-        cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)
-        x_hat: FloatArray = prev + _alpha(cutoff, dt) * step
-        self._x, self._dx, self._t = x_hat, _nan_to_zero(dx_hat), t
+        alpha_d = 1.0 / (1.0 + (1.0 / (_TWO_PI * self.d_cutoff)) / dt)
+        dx_hat = step / (dt * scale)
+        dx_hat -= self._dx
+        dx_hat *= alpha_d
+        dx_hat += self._dx
+        # alpha = 1 / (1 + tau / dt) with tau = 1 / (2 pi cutoff): 1 / (1 + 1 / a) with
+        # a = 2 pi dt cutoff, cutoff = min_cutoff + beta |rate|.
+        a = np.abs(dx_hat)
+        a *= _TWO_PI * dt * self.beta
+        a += _TWO_PI * dt * self.min_cutoff
+        np.reciprocal(a, out=a)
+        a += 1.0
+        step /= a
+        x_hat: FloatArray = prev + step
+        # A NaN (or infinite) rate is stored as 0: the signal restarts from rest.
+        dx_hat[~np.isfinite(dx_hat)] = 0.0
+        self._x, self._dx, self._t = x_hat, dx_hat, t
         return x_hat
-
-
-def _nan_to_zero(values: FloatArray) -> FloatArray:
-    """``np.nan_to_num`` at a fraction of its cost when nothing is infinite (the usual case)."""
-    nan = np.isnan(values)
-    out = np.where(nan, 0.0, values)
-    if np.isinf(out).any():
-        return np.asarray(np.nan_to_num(values))
-    return out
 
 
 def person_scale(keypoints: FloatArray) -> float:
@@ -183,28 +186,34 @@ class KeypointSmoother:
         if self._last_t is not None and timestamp <= self._last_t:
             # A stream restarted or a frame arrived twice: start over rather than fail.
             self.reset()
-        # Per person per frame on 21 points: the steps below are written as few numpy
-        # calls as give the same results as the plain formulas (see person_scale).
+        # Per person per frame on 21 points: as few numpy calls as give the results of the plain
+        # per-keypoint formulas (tests/unit/pose_analyzer/test_perf_equivalence.py).
+        confidence = keypoints[:, 2]
         xy = keypoints[:, :2].astype(np.float64)
-        nan_xy = np.isnan(xy)
-        seen = (keypoints[:, 2] >= c.min_confidence) & ~(nan_xy[:, 0] | nan_xy[:, 1])
-        scale = _visible_scale(keypoints[seen, :2])
+        # Confident, and both coordinates present (x + y is NaN, unequal to itself, when either is).
+        both = np.add(xy[:, 0], xy[:, 1])
+        seen = confidence >= c.min_confidence
+        seen &= both == both
+        scale = _visible_scale(xy[seen])
         if self._last is not None:
-            # Speed since the keypoint was last accepted; one already dropped to NaN
-            # (a long gap) has nothing to be judged against and is taken as it is.
-            elapsed = np.maximum(timestamp - self._seen_t, 1e-6)
+            # Speed since the keypoint was last accepted, over max_speed: |moved|^2 against
+            # (max_speed * scale * elapsed)^2.  One already dropped to NaN (a long gap) has
+            # nothing to be judged against (NaN compares False) and is taken as it is.
             moved = xy - self._last
-            squared = moved * moved
-            with np.errstate(invalid="ignore"):
-                speed = np.sqrt(squared[:, 0] + squared[:, 1]) / scale / elapsed
-            seen &= ~(speed > c.max_speed)
-        self._seen_t = np.where(seen, timestamp, self._seen_t)
-        self._missing = np.where(seen, 0, self._missing + 1)
+            moved *= moved
+            limit = np.maximum(timestamp - self._seen_t, 1e-6)
+            limit *= c.max_speed * scale
+            limit *= limit
+            seen &= ~(np.add(moved[:, 0], moved[:, 1]) > limit)
+        self._seen_t[seen] = timestamp
+        self._missing += 1
+        self._missing[seen] = 0
         unseen = ~seen
         if self._last is not None:
-            hold = unseen & (self._missing <= c.max_hold_frames)
-            xy[hold] = self._last[hold]
-            xy[unseen & ~hold] = np.nan
+            # Held at the last smoothed position, or NaN after max_hold_frames (only an unseen
+            # keypoint has a count above 0).
+            xy[unseen] = self._last[unseen]
+            xy[self._missing > c.max_hold_frames] = np.nan
         else:
             xy[unseen] = np.nan
         if c.enabled:
@@ -213,5 +222,5 @@ class KeypointSmoother:
         self._last = xy
         out = np.empty_like(keypoints, dtype=np.float32)
         out[:, :2] = xy
-        out[:, 2] = keypoints[:, 2]
+        out[:, 2] = confidence
         return out
