@@ -117,15 +117,15 @@ class PoseEngine:
             self._history_s = self.exercise.max_rep_s * steps + 1.0
         self._driver_sides, self._driver_keypoints = self._driver_triples()
 
-    def _driver_triples(self) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
-        """The sides of the driver angle and their keypoints (one row per side), whose confidence
+    def _driver_triples(self) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+        """The sides of the driver angle and their keypoints (one triple per side), whose confidence
         picks the 'best' side."""
         if self.exercise is None:
-            return (), np.empty((0, 3), dtype=np.intp)
+            return (), ()
         name = self.exercise.driver.angle
         sides = tuple(side for side in ("left", "right") if f"{side}_{name}" in JOINT_ANGLES)
-        rows = [JOINT_ANGLES[f"{side}_{name}"] for side in sides]
-        return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
+        triples = tuple((int(a), int(b), int(c)) for a, b, c in (JOINT_ANGLES[f"{s}_{name}"] for s in sides))
+        return sides, triples
 
     def _compare_with_reference(self, state: _TrackState, rep: RepRecord) -> None:
         """Score ``rep`` against the reference over the frames of its span.
@@ -254,7 +254,7 @@ class PoseEngine:
             dt = t - state.previous_t
             velocity = {name: (v - p) / dt for name, v, p in zip(ANGLE_NAMES, values, previous, strict=True)}
         state.previous_angles, state.previous_t = values, t
-        x, y = xy.T.tolist()
+        x, y, confidence = keypoints.T.tolist()
         measures = {**body_measures_xy(x, y), **symmetry_indices(angles)}
         end = time.perf_counter()
         timings["biomechanics"] += (end - mid) * 1000.0
@@ -267,11 +267,11 @@ class PoseEngine:
             measures=measures,
         )
         if state.counter is not None:
-            # Mean confidence of each side's three keypoints, in the keypoints' dtype as
-            # ndarray.mean would give it, with one reduction for both sides.
-            confidence = person.keypoints[:, 2][self._driver_keypoints]
-            means = (confidence.sum(axis=1) / 3).tolist()
-            visibility = dict(zip(self._driver_sides, means, strict=True))
+            # Mean confidence of each side's three keypoints (the smoother keeps the detector's).
+            visibility = {
+                side: (confidence[a] + confidence[b] + confidence[c]) / 3
+                for side, (a, b, c) in zip(self._driver_sides, self._driver_keypoints, strict=True)
+            }
             if self.reference is not None:
                 state.history.append((t, np.array(values)[self._reference_columns]))
                 while state.history and t - state.history[0][0] > self._history_s:
