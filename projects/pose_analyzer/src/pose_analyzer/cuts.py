@@ -107,7 +107,8 @@ def box_jump(previous: Box, current: Box, max_shift: float = 0.5, max_scale: flo
     """
     for box in (previous, current):
         x1, y1, x2, y2 = box
-        if not all(math.isfinite(v) for v in box) or x2 <= x1 or y2 <= y1:
+        # The sum is finite only when every coordinate is (per frame: one call, not four).
+        if not math.isfinite(x1 + y1 + x2 + y2) or x2 <= x1 or y2 <= y1:
             raise ValueError(f"a box is (x1, y1, x2, y2) with x2 > x1 and y2 > y1, got {box}")
     px1, py1, px2, py2 = previous
     cx1, cy1, cx2, cy2 = current

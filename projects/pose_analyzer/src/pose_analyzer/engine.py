@@ -360,7 +360,7 @@ def reference_columns(reference: ReferenceMotion | None) -> npt.NDArray[np.intp]
 
 def _is_box(box: tuple[float, float, float, float]) -> bool:
     x1, y1, x2, y2 = box
-    return all(math.isfinite(v) for v in box) and x2 > x1 and y2 > y1
+    return math.isfinite(x1 + y1 + x2 + y2) and x2 > x1 and y2 > y1
 
 
 def detect_and_analyse(detector: Detector, engine: PoseEngine, frame: Frame) -> FrameAnalysis:
