@@ -23,12 +23,12 @@ else
   RUN = env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 endif
 
-# System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server); installed when missing.
-TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux
+# System packages the test suite uses (browser, Prometheus, video tools, PostgreSQL server, HAProxy); installed when missing.
+TEST_SYSTEM_PACKAGES := chromium prometheus ffmpeg postgresql tmux haproxy
 
 .PHONY: help install lock validate validate-cuda download-models test test-simd lint format run-pose run-vram \
 	run-all stop-all dev-session bench bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint \
-	bench-swap bench-training bench-estimate bench-decode-checks gpu-check observe compose-up compose-down clean
+	bench-swap bench-training bench-estimate bench-decode-checks gpu-check observe fleet-targets compose-up compose-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -116,6 +116,11 @@ bench-decode-checks: install ## cost of the truncated-JPEG check in decode_frame
 
 observe: ## Prometheus from the local install against the running services (make run-all first)
 	@bash scripts/observe.sh
+
+fleet-targets: ## Prometheus targets of every box: HOSTS="box1 box2" or INVENTORY=file (docs/fleet-observability.md)
+	@if [ -n "$(INVENTORY)" ]; then $(PYTHON) scripts/fleet_targets.py --inventory "$(INVENTORY)"; \
+	elif [ -n "$(HOSTS)" ]; then $(PYTHON) scripts/fleet_targets.py --hosts "$(HOSTS)"; \
+	else echo 'usage: make fleet-targets HOSTS="box1 box2"  or  INVENTORY=path (docs/fleet-observability.md)' >&2; exit 2; fi
 
 compose-up: ## both services, Prometheus and Grafana with Docker Compose
 	docker compose -f docker/compose.yml up -d --build

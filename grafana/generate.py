@@ -13,110 +13,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import common, prometheus, stat, timeseries
-from grafana_foundation_sdk.builders.dashboard import Dashboard as DashboardBuilder
-from grafana_foundation_sdk.builders.dashboard import QueryVariable, Row
+from grafana_foundation_sdk.builders.dashboard import Row
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.common import (
-    BigValueColorMode,
-    BigValueGraphMode,
-    LegendDisplayMode,
-    LegendPlacement,
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+# The sibling modules, also when this file is loaded by its path (tests/unit/observability).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fleet_row import with_fleet_row
+from panels import (
+    BOX,
+    DASHBOARDS_DIR,
+    GPU,
+    INSTANCE,
+    POSE,
+    POSE_STREAM,
+    base,
+    box_variable,
+    graph,
+    numbered,
+    single_stat,
+    variable,
 )
-from grafana_foundation_sdk.models.dashboard import (
-    Dashboard,
-    DataSourceRef,
-    VariableRefresh,
-    VariableSort,
-)
-
-DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
-# The datasource uid provisioned in grafana/provisioning/datasources/prometheus.yml.
-DATASOURCE = DataSourceRef(type_val="prometheus", uid="prometheus")
-POSE = 'instance=~"$instance"'
-POSE_STREAM = 'instance=~"$instance", stream=~"$stream"'
-GPU = 'instance=~"$instance", gpu=~"$gpu"'
-
-
-def query(expr: str, legend: str, ref_id: str = "A") -> prometheus.Dataquery:
-    """One range query on the provisioned Prometheus."""
-    return (
-        prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id).range().datasource(DATASOURCE)
-    )
-
-
-def graph(title: str, unit: str, *targets: tuple[str, str], description: str = "") -> timeseries.Panel:
-    """A time series panel with one query per ``(expr, legend)``, lettered A, B, ..."""
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .unit(unit)
-        .datasource(DATASOURCE)
-        .height(8)
-        .span(12)
-        .line_width(1)
-        .fill_opacity(10)
-        .legend(
-            common.VizLegendOptions()
-            .show_legend(True)
-            .display_mode(LegendDisplayMode.LIST)
-            .placement(LegendPlacement.BOTTOM)
-        )
-    )
-    if description:
-        panel = panel.description(description)
-    for index, (expr, legend) in enumerate(targets):
-        panel = panel.with_target(query(expr, legend, chr(ord("A") + index)))
-    return panel
-
-
-def single_stat(title: str, unit: str, expr: str, legend: str) -> stat.Panel:
-    """A stat panel showing the latest value of ``expr``."""
-    return (
-        stat.Panel()
-        .title(title)
-        .unit(unit)
-        .datasource(DATASOURCE)
-        .height(4)
-        .span(6)
-        .graph_mode(BigValueGraphMode.AREA)
-        .color_mode(BigValueColorMode.VALUE)
-        .with_target(query(expr, legend))
-    )
-
-
-def variable(name: str, label: str, label_query: str) -> QueryVariable:
-    """A multi-value template variable filled by ``label_values(...)``, "All" meaning any value."""
-    return (
-        QueryVariable(name)
-        .label(label)
-        .query(label_query)
-        .datasource(DATASOURCE)
-        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
-    )
-
-
-def base(uid: str, title: str, tags: list[str]) -> DashboardBuilder:
-    return (
-        DashboardBuilder(title)
-        .uid(uid)
-        .tags(tags)
-        .timezone("browser")
-        .time("now-30m", "now")
-        .refresh("10s")
-        .editable()
-    )
-
-
-def numbered(dashboard: Dashboard) -> Dashboard:
-    """Give every panel and row a distinct id, in layout order (the builder leaves rows at 0)."""
-    for index, panel in enumerate(dashboard.panels or [], start=1):
-        panel.id_val = index
-    return dashboard
 
 
 def pose_analyzer_dashboard() -> Dashboard:
@@ -134,8 +51,15 @@ def pose_analyzer_dashboard() -> Dashboard:
         for q in ("p50", "p95", "p99")
     ]
     return numbered(
-        base("pose-analyzer", "pose_analyzer", ["pose_analyzer", "aiml"])
-        .with_variable(variable("instance", "Instance", "label_values(pose_stream_active_streams, instance)"))
+        with_fleet_row(
+            base("pose-analyzer", "pose_analyzer", ["pose_analyzer", "aiml"])
+            .with_variable(box_variable())
+            .with_variable(
+                variable(
+                    "instance", "Instance", f"label_values(pose_stream_active_streams{{{BOX}}}, instance)"
+                )
+            )
+        )
         .with_variable(
             variable(
                 "stream",
@@ -244,16 +168,21 @@ def pose_analyzer_dashboard() -> Dashboard:
 def gpu_optimizer_dashboard() -> Dashboard:
     """Per-GPU state from NVML, swap pools, checkpoints and profiling jobs of gpu_optimizer."""
     return numbered(
-        base("gpu-optimizer", "gpu_optimizer", ["gpu_optimizer", "aiml"])
-        .with_variable(variable("instance", "Instance", "label_values(gpuopt_gpu_count, instance)"))
-        .with_variable(variable("gpu", "GPU", 'label_values(gpu_info{instance=~"$instance"}, gpu)'))
+        with_fleet_row(
+            base("gpu-optimizer", "gpu_optimizer", ["gpu_optimizer", "aiml"])
+            .with_variable(box_variable())
+            .with_variable(
+                variable("instance", "Instance", f"label_values(gpuopt_gpu_count{{{BOX}}}, instance)")
+            )
+            .with_variable(variable("gpu", "GPU", f"label_values(gpu_info{{{INSTANCE}}}, gpu)"))
+        )
         .with_row(Row("GPUs"))
-        .with_panel(single_stat("GPUs", "none", 'sum(gpuopt_gpu_count{instance=~"$instance"})', "GPUs"))
+        .with_panel(single_stat("GPUs", "none", f"sum(gpuopt_gpu_count{{{INSTANCE}}})", "GPUs"))
         .with_panel(
             single_stat(
                 "NVML read errors per second",
                 "none",
-                'sum(rate(gpuopt_nvml_read_errors_total{instance=~"$instance"}[$__rate_interval]))',
+                f"sum(rate(gpuopt_nvml_read_errors_total{{{INSTANCE}}}[$__rate_interval]))",
                 "errors",
             )
         )
@@ -296,8 +225,7 @@ def gpu_optimizer_dashboard() -> Dashboard:
                 "Swaps per second by tier",
                 "none",
                 (
-                    "sum by (tier, direction) "
-                    '(rate(gpuopt_swaps_total{instance=~"$instance"}[$__rate_interval]))',
+                    f"sum by (tier, direction) (rate(gpuopt_swaps_total{{{INSTANCE}}}[$__rate_interval]))",
                     "{{tier}} {{direction}}",
                 ),
             )
@@ -306,8 +234,8 @@ def gpu_optimizer_dashboard() -> Dashboard:
             graph(
                 "Swap throughput and bytes held by tier",
                 "bytes",
-                ('gpuopt_swap_throughput_bytes_per_second{instance=~"$instance"}', "throughput/s {{pool}}"),
-                ('sum by (tier) (gpuopt_swap_pool_bytes{instance=~"$instance"})', "held {{tier}}"),
+                (f"gpuopt_swap_throughput_bytes_per_second{{{INSTANCE}}}", "throughput/s {{pool}}"),
+                (f"sum by (tier) (gpuopt_swap_pool_bytes{{{INSTANCE}}})", "held {{tier}}"),
             )
         )
         .with_row(Row("Checkpoints and profiling"))
@@ -315,10 +243,10 @@ def gpu_optimizer_dashboard() -> Dashboard:
             graph(
                 "Checkpoint save and verify time",
                 "s",
-                ('gpuopt_checkpoint_last_save_seconds{instance=~"$instance"}', "save {{run}}"),
+                (f"gpuopt_checkpoint_last_save_seconds{{{INSTANCE}}}", "save {{run}}"),
                 (
                     "histogram_quantile(0.95, sum by (le) "
-                    '(rate(gpuopt_checkpoint_verify_seconds_bucket{instance=~"$instance"}[$__rate_interval])))',
+                    f"(rate(gpuopt_checkpoint_verify_seconds_bucket{{{INSTANCE}}}[$__rate_interval])))",
                     "verify p95",
                 ),
             )
@@ -327,15 +255,15 @@ def gpu_optimizer_dashboard() -> Dashboard:
             graph(
                 "Checkpoint size",
                 "bytes",
-                ('gpuopt_checkpoint_last_size_bytes{instance=~"$instance"}', "newest {{run}}"),
-                ('gpuopt_checkpoint_bytes{instance=~"$instance"}', "all kept {{run}}"),
+                (f"gpuopt_checkpoint_last_size_bytes{{{INSTANCE}}}", "newest {{run}}"),
+                (f"gpuopt_checkpoint_bytes{{{INSTANCE}}}", "all kept {{run}}"),
             )
         )
         .with_panel(
             graph(
                 "Profiling jobs by state",
                 "none",
-                ('sum by (kind, state) (gpuopt_jobs_total{instance=~"$instance"})', "{{kind}} {{state}}"),
+                (f"sum by (kind, state) (gpuopt_jobs_total{{{INSTANCE}}})", "{{kind}} {{state}}"),
             )
         )
         .with_row(Row("Training runs"))
@@ -343,27 +271,25 @@ def gpu_optimizer_dashboard() -> Dashboard:
             graph(
                 "Training step",
                 "none",
-                ('gpuopt_training_step{instance=~"$instance"}', "{{run}}"),
+                (f"gpuopt_training_step{{{INSTANCE}}}", "{{run}}"),
                 description="Optimizer steps reported by the training kit (the 20 most recent runs).",
             )
         )
-        .with_panel(
-            graph("Training loss", "none", ('gpuopt_training_loss{instance=~"$instance"}', "{{run}}"))
-        )
+        .with_panel(graph("Training loss", "none", (f"gpuopt_training_loss{{{INSTANCE}}}", "{{run}}")))
         .with_panel(
             graph(
                 "Training throughput",
                 "none",
-                ('gpuopt_training_samples_per_second{instance=~"$instance"}', "samples/s {{run}}"),
+                (f"gpuopt_training_samples_per_second{{{INSTANCE}}}", "samples/s {{run}}"),
             )
         )
         .with_panel(
             graph(
                 "OOM recoveries, rollbacks and restarts",
                 "none",
-                ('gpuopt_training_oom_events_total{instance=~"$instance"}', "OOM {{run}}"),
-                ('gpuopt_training_rollbacks_total{instance=~"$instance"}', "rollbacks {{run}}"),
-                ('gpuopt_training_restarts_total{instance=~"$instance"}', "restarts {{run}}"),
+                (f"gpuopt_training_oom_events_total{{{INSTANCE}}}", "OOM {{run}}"),
+                (f"gpuopt_training_rollbacks_total{{{INSTANCE}}}", "rollbacks {{run}}"),
+                (f"gpuopt_training_restarts_total{{{INSTANCE}}}", "restarts {{run}}"),
                 description="Totals per run: micro-batch halvings, rollbacks, torchrun group restarts.",
             )
         )

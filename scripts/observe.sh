@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make observe`: Prometheus from the local install (Debian: apt-get install prometheus) with
 # prometheus/prometheus.yml and its rules, scraping the services already running on 8001/8002
-# (make run-all). Data goes to a fresh temp dir; the PID file is logs/run/prometheus.pid.
+# (make run-all), or every box listed by `make fleet-targets`: the targets are read from
+# deploy/prometheus/targets/*.json, written here for 127.0.0.1 when none exist yet.
+# Data goes to a fresh temp dir; the PID file is logs/run/prometheus.pid.
 #   PROMETHEUS_LISTEN (default 127.0.0.1:9090)   stop: kill "$(cat logs/run/prometheus.pid)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,7 @@ if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
   echo "Prometheus already runs (pid $(cat "$pid_file")): http://$listen"
   exit 0
 fi
+python3 scripts/fleet_targets.py --hosts 127.0.0.1 --if-missing
 data=$(mktemp -d "${TMPDIR:-/tmp}/aiml-prometheus.XXXXXX")
 nohup prometheus --config.file=prometheus/prometheus.yml --storage.tsdb.path="$data" \
   --web.listen-address="$listen" >logs/prometheus.log 2>&1 &

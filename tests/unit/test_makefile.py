@@ -29,6 +29,7 @@ TARGETS = [
     "help",
     "lock",
     "observe",
+    "fleet-targets",
     "compose-up",
     "compose-down",
 ]

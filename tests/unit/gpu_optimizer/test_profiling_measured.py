@@ -1,8 +1,9 @@
 """The estimate against the CPU allocator's own events (torch.profiler, profile_memory=True)
 for one real steady-state training step of ResNet-50, a GPT-2-small-like model and YOLO11n-pose.
 
-Both sides count the same bytes (tensor storages), so they agree to a few bytes; the 1%
-tolerance covers allocations the estimator does not see (CPU kernels' scratch buffers).
+Both sides count the same bytes (tensor storages, plus the convolution kernels' internal scratch,
+which the estimator measures per call on this CPU), so they agree to a few bytes where the peak
+falls between operations; the 1% tolerance covers what other kernels allocate inside a call.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def built() -> dict[str, torch.nn.Module]:
     return {"yolo11n-pose": get_model_spec("yolo11n-pose").build()}
 
 
-# YOLO11n-pose with its outputs kept is left out: the estimate is 1.3% under the measured peak
-# there (112,454,488 vs 113,951,932 bytes at 256x256), a gap not yet explained.
-CASES = [(n, s) for n in MODELS for s in SETUPS if (n, s) != ("yolo11n-pose", "output-kept")]
+# YOLO11n-pose with its outputs kept peaks inside a convolution's backward, where oneDNN's own
+# scratch (1.5 MB here) is live: without kernel_scratch.py the estimate was 1.3% under.
+CASES = [(n, s) for n in MODELS for s in SETUPS]
 
 
 @pytest.mark.parametrize(("name", "setup"), CASES)

@@ -104,7 +104,8 @@ def test_panels_use_the_provisioned_datasource_and_distinct_ids(name: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("name", "variables"), [("pose_analyzer", {"instance", "stream"}), ("gpu_optimizer", {"instance", "gpu"})]
+    ("name", "variables"),
+    [("pose_analyzer", {"box", "instance", "stream"}), ("gpu_optimizer", {"box", "instance", "gpu"})],
 )
 def test_every_variable_used_is_defined(name: str, variables: set[str]) -> None:
     data = committed(name)
@@ -148,3 +149,33 @@ def test_dashboard_provider_points_at_the_dashboards_folder() -> None:
     compose = yaml.safe_load((ROOT / "docker/compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"../grafana/dashboards:{entry['options']['path']}:ro" in mounts
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_open_with_the_same_fleet_row_filtered_by_box(name: str) -> None:
+    data = committed(name)
+    assert data["templating"]["list"][0]["name"] == "box"
+    assert data["panels"][0] == {**data["panels"][0], "type": "row", "title": "Fleet overview"}
+    fleet = [p for p in data["panels"] if p["title"].startswith("Fleet: ")]
+    others = committed(next(n for n in NAMES if n != name))["panels"]
+    assert [p["title"] for p in fleet] == [p["title"] for p in others if p["title"].startswith("Fleet: ")]
+    titles = " | ".join(p["title"] for p in fleet)
+    for words in (
+        "GPU memory",
+        "GPU utilisation",
+        "GPU temperature",
+        "GPU alerts",
+        "active streams",
+        "frames per second",
+        "p95",
+        "HAProxy",
+    ):
+        assert words in titles, words
+    for panel in fleet:
+        for target in panel["targets"]:
+            assert 'box=~"$box"' in target["expr"], (panel["title"], target["expr"])
+            assert "$instance" not in target["expr"]  # the whole fleet, whatever instance is chosen
+    # The rest of the dashboard follows the box variable too.
+    for panel in data["panels"]:
+        for target in panel.get("targets", []):
+            assert "$instance" not in target["expr"] or 'box=~"$box", instance=~"$instance"' in target["expr"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,36 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, cwd=PROM)
 
 
-def test_config_and_rule_files_are_valid() -> None:
-    done = run("check", "config", "prometheus.yml")
+def test_config_and_rule_files_are_valid(tmp_path: Path) -> None:
+    # promtool checks that the key files exist: they are written by scripts/fleet_targets.py (and
+    # ignored by git), so the check runs on a copy beside a deploy/prometheus/ with them.
+    shutil.copytree(PROM, tmp_path / "prometheus")
+    deploy = tmp_path / "deploy" / "prometheus"
+    script = ROOT / "scripts" / "fleet_targets.py"
+    fleet = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--hosts",
+            "127.0.0.1",
+            "--out",
+            str(deploy / "targets"),
+            "--keys",
+            str(deploy / "keys"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert fleet.returncode == 0, fleet.stderr
+    assert promtool is not None
+    done = subprocess.run(
+        [promtool, "check", "config", "prometheus.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path / "prometheus",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rules = sorted(str(p.relative_to(PROM)) for p in (PROM / "rules").glob("*.yml"))
     assert rules

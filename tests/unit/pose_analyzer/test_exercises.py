@@ -209,11 +209,16 @@ def test_form_faults_carry_feedback_and_lower_the_score() -> None:
 
 def test_scorer_skips_rules_without_data_and_flags_out_of_range_values() -> None:
     scorer = FormScorer(load_exercise("push_up"))
-    score, faults = scorer.score({"elbow": np.array([170.0, 120.0, 85.0, 120.0, 170.0])}, peak_index=2)
+    score, faults = scorer.score(
+        {"elbow": np.array([170.0, 170.0, 120.0, 86.0, 85.0, 86.0, 120.0, 170.0, 170.0])}, peak_index=4
+    )
     assert faults == []
     assert score == 100.0
     score, faults = scorer.score(
-        {"elbow": np.array([150.0, 95.0, 150.0]), "body_line": np.array([170.0, 140.0, 170.0])}
+        {
+            "elbow": np.array([150.0, 95.0, 95.0, 95.0, 150.0]),
+            "body_line": np.array([170.0, 140.0, 140.0, 140.0, 170.0]),
+        }
     )
     assert {f.code for f in faults} == {"shallow_depth", "hips_out_of_line", "no_lockout"}
     assert score == 0.0

@@ -147,3 +147,34 @@ def test_create_tracker_by_backend() -> None:
     assert isinstance(create_tracker("auto"), SinglePersonTracker | PoseTracker)
     with pytest.raises(ValueError, match="unknown pose backend 'openpose'"):
         create_tracker("openpose")
+
+
+def test_a_duplicate_box_never_takes_the_confirmed_person_away() -> None:
+    """The shared curl clip, frame by frame (640x360, 15 fps): YOLO boxes the athlete without
+    the barbell (x 176-374), then once twice (with it, 177-470, and without, 178-380: IoU
+    0.69, under its NMS threshold), then only with it (180-473).  The extra box opens a
+    tentative track that fits the next box better than the athlete's own track; it must not
+    take it: the athlete keeps his id (and his rep in progress), and no second person is
+    confirmed."""
+    tracker = create_tracker("yolo")
+    t = 0.0
+    athlete = None
+    for _ in range(10):
+        (person,) = tracker.update([Person(empty_keypoints(), (176.0, 1.0, 374.0, 355.0), 0.94)], t)
+        athlete = person.track_id
+        t += 1 / 15
+    assert athlete is not None
+    assert tracker.is_confirmed(athlete)
+    wide, narrow = (
+        Person(empty_keypoints(), (177.0, 1.0, 470.0, 355.0), 0.86),
+        Person(empty_keypoints(), (178.0, 1.0, 380.0, 354.0), 0.40),
+    )
+    tracker.update([wide, narrow], t)
+    assert athlete in (wide.track_id, narrow.track_id)
+    ids = set()
+    for step in range(10):
+        t += 1 / 15
+        (person,) = tracker.update([Person(empty_keypoints(), (180.0 + step, 1.0, 473.0, 356.0), 0.93)], t)
+        ids.add(person.track_id)
+    assert ids == {athlete}
+    assert [i for i in range(1, 10) if tracker.is_confirmed(i)] == [athlete]

@@ -42,6 +42,7 @@ from pose_analyzer.detection.registry import (
     AUTO,
     BACKENDS,
     UnknownBackendError,
+    angle_tolerance,
     build_detector,
     create_tracker,
     resolve_backend,
@@ -120,17 +121,18 @@ def _output_stems(files: list[Path]) -> dict[Path, str]:
 
 def _build_engine(options: AnalyzeOptions, static: bool) -> tuple[PoseEngine, Detector]:
     """A fresh engine per file: MediaPipe's tracking state and the trackers belong to one stream."""
+    tolerance = angle_tolerance(options.backend)
     if static:
         # One image: no temporal tracking in the detector and no temporal smoothing.
         detector = build_detector(options.backend, options.detector.for_still_images())
         detector.setup()
-        engine = PoseEngine(exercise=options.exercise, smoothing=SmoothingConfig(enabled=False))
+        still = SmoothingConfig(enabled=False)
+        engine = PoseEngine(exercise=options.exercise, smoothing=still, angle_tolerance_deg=tolerance)
         return engine, detector
     detector = build_detector(options.backend, options.detector)
     detector.setup()
-    engine = PoseEngine(
-        tracker=create_tracker(options.backend), exercise=options.exercise, reference=options.reference
-    )
+    tracker = create_tracker(options.backend)
+    engine = PoseEngine(tracker, options.exercise, reference=options.reference, angle_tolerance_deg=tolerance)
     return engine, detector
 
 

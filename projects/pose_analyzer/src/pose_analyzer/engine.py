@@ -37,6 +37,7 @@ from pose_analyzer.detection.base import Detector
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import ExerciseDefinition, Side, load_exercise
 from pose_analyzer.exercises.reference import ReferenceMotion
+from pose_analyzer.exercises.scoring import FormScorer
 from pose_analyzer.output import person_track_id
 from pose_analyzer.smoothing import KeypointSmoother, SmoothingConfig
 from pose_analyzer.tracking import Tracker
@@ -89,7 +90,9 @@ class PoseEngine:
     in the detector's output as track id, which is stable only for single-person
     backends.  ``person_of_interest`` is the track id ``rep_count()``/``reps()`` report
     by default.  ``detect_cuts`` (default on) runs the frame cut test on every image;
-    ``cuts`` lists the timestamps of the frames that followed a cut.
+    ``cuts`` lists the timestamps of the frames that followed a cut.  ``angle_tolerance_deg``
+    is the keypoint model's known angle error, allowed by the form scorer
+    (``detection.registry.angle_tolerance``).
     """
 
     def __init__(
@@ -100,8 +103,10 @@ class PoseEngine:
         person_of_interest: int | None = None,
         detect_cuts: bool = True,
         reference: ReferenceMotion | None = None,
+        angle_tolerance_deg: float = 0.0,
     ) -> None:
         self.tracker = tracker
+        self.angle_tolerance_deg = angle_tolerance_deg
         self.exercise = load_exercise(exercise) if isinstance(exercise, str) else exercise
         self.smoothing = smoothing or SmoothingConfig()
         self.person_of_interest = person_of_interest
@@ -209,7 +214,9 @@ class PoseEngine:
     def _state(self, track_id: int, t: float) -> _TrackState:
         state = self._tracks.get(track_id)
         if state is None:
-            counter = RepCounter(self.exercise) if self.exercise is not None else None
+            counter = None
+            if self.exercise is not None:
+                counter = RepCounter(self.exercise, FormScorer(self.exercise, self.angle_tolerance_deg))
             state = _TrackState(KeypointSmoother(self.smoothing), counter, t)
             self._tracks[track_id] = state
         elif t - state.last_seen > _SMOOTHER_EXPIRY_S:

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from pose_analyzer.detection.base import Detector
 from pose_analyzer.detection.options import DetectorOptions
-from pose_analyzer.detection.registry import BACKENDS, build_detector
+from pose_analyzer.detection.registry import BACKENDS, angle_tolerance, build_detector
 from pose_analyzer.engine import PoseEngine, detect_and_analyse
 from pose_analyzer.exercises import ExerciseDefinition
 from pose_analyzer.smoothing import SmoothingConfig
@@ -55,7 +55,11 @@ class ImageAnalyzers:
         if backend not in self._locks:
             raise ValueError(f"unknown pose backend {backend!r}; valid: {', '.join(BACKENDS)}")
         with self._locks[backend]:
-            engine = PoseEngine(exercise=exercise, smoothing=SmoothingConfig(enabled=False))
+            engine = PoseEngine(
+                exercise=exercise,
+                smoothing=SmoothingConfig(enabled=False),
+                angle_tolerance_deg=angle_tolerance(backend),
+            )
             return detect_and_analyse(self._detector(backend), engine, Frame(image=image, timestamp=0.0))
 
     def warm(self, backend: str) -> None:

@@ -196,10 +196,33 @@ class _TrackSet:
         return [t for t in self._tracks if timestamp - t.last_seen <= self._max_age_s]
 
     def _associate(self, people: list[Person], timestamp: float) -> dict[int, _Track]:
+        """Person index -> track: confirmed tracks first, then tentative ones on who is left.
+
+        A matching cascade (as DeepSORT's): a tentative track must never take a confirmed
+        person's detection.  Measured on the shared curl clip: YOLO reported the athlete
+        twice on one frame (a box with the barbell and one without, overlapping at IoU
+        0.69, just under its NMS threshold); the extra box opened a tentative track that
+        fitted the next frame's box better than the athlete's own track, took it, and the
+        athlete lost his id (and his rep in progress) mid-rep.
+        """
+        live = self._live(timestamp)
+        matched = self._assign([t for t in live if t.confirmed], people, {}, timestamp)
+        return self._assign([t for t in live if not t.confirmed], people, matched, timestamp)
+
+    def _assign(
+        self, tracks: list[_Track], people: list[Person], matched: dict[int, _Track], timestamp: float
+    ) -> dict[int, _Track]:
+        """``matched`` plus the best total-similarity assignment of ``tracks`` to the people it leaves."""
+        free = [i for i in range(len(people)) if i not in matched]
+        if not tracks or not free:
+            return matched
+        found = self._best_assignment(tracks, [people[i] for i in free], timestamp)
+        return {**matched, **{free[i]: track for i, track in found.items()}}
+
+    def _best_assignment(
+        self, tracks: list[_Track], people: list[Person], timestamp: float
+    ) -> dict[int, _Track]:
         """Person index -> track, by the best total similarity above the minimum."""
-        tracks = self._live(timestamp)
-        if not tracks or not people:
-            return {}
         score = np.array([[self._similarity(t, p, timestamp) for p in people] for t in tracks])
         if score.shape == (1, 1):
             # One track, one person (every MediaPipe frame): the assignment is that pair.

@@ -48,6 +48,7 @@ from gpu_optimizer.checkpoints.manifest import (
 )
 from gpu_optimizer.checkpoints.names import validate_name
 from gpu_optimizer.checkpoints.paths import check_contained, is_real_dir
+from gpu_optimizer.checkpoints.priority import lower_current_thread_priority
 from gpu_optimizer.checkpoints.retention import Mode
 from gpu_optimizer.checkpoints.rng import restore_rng as _restore_rng
 from gpu_optimizer.checkpoints.statetree import host_copy, move_to, to_cpu
@@ -187,6 +188,7 @@ class CheckpointManager:
             torch.cuda.synchronize()
 
         def run() -> None:
+            lower_current_thread_priority()
             try:
                 self._write(name, step, snapshot, metrics, epoch, config_digest)
             except BaseException as exc:

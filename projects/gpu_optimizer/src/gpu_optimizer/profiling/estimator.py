@@ -158,7 +158,7 @@ def estimate(
     opts = options or StepOptions()
     started = time.perf_counter()
     module = materialise(model)
-    tracker = StorageTracker()
+    tracker = StorageTracker(kernel_scratch=device == "cpu")
     fake_mode = FakeTensorMode()
     try:
         with fake_mode:
@@ -174,6 +174,7 @@ def estimate(
                 loss_fn or sum_loss,
                 opts,
             )
+            tracker.add_kernel_scratch()
             report = _report(
                 module,
                 tracker,

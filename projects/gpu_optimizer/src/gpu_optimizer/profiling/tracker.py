@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.hooks import RemovableHandle
 
+from gpu_optimizer.profiling.kernel_scratch import SCRATCH_OPS, KernelCall, measure_scratch
 from gpu_optimizer.profiling.report import Phase
 
 
@@ -51,8 +52,13 @@ class StorageTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
     the step moves on, and `track_module_forward(model)` / `saved_tensor_hooks()` around forward.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, kernel_scratch: bool = False) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        # With kernel_scratch, convolution calls are noted so that `add_kernel_scratch` can add
+        # what their CPU kernels allocate internally (see kernel_scratch.py).
+        self.kernel_calls: list[tuple[int, Phase, str | None, KernelCall]] | None = (
+            [] if kernel_scratch else None
+        )
         self.records: dict[int, StorageRecord] = {}
         self._live: dict[int, int] = {}  # storage key -> uid
         self._next_uid = 0
@@ -144,7 +150,32 @@ class StorageTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         for leaf in tree_flatten(out)[0]:
             if isinstance(leaf, torch.Tensor):
                 self._observe(leaf, "temporaries")
+        if self.kernel_calls is not None and func in SCRATCH_OPS:
+            call = KernelCall.of(func, args)
+            self.kernel_calls.append((len(self.events), self.phase, self.current_module, call))
         return out
+
+    def add_kernel_scratch(self) -> int:
+        """Measure the noted kernels' internal scratch on this CPU and splice it into the timeline
+        as allocations freed at once, right after each call's outputs. Returns the largest."""
+        if not self.kernel_calls:
+            return 0
+        scratch = measure_scratch([call for *_, call in self.kernel_calls])
+        inserts: dict[int, list[int]] = {}
+        for index, phase, module, call in self.kernel_calls:
+            if nbytes := scratch[call]:
+                uid = self._next_uid
+                self._next_uid += 1
+                self.records[uid] = StorageRecord(uid, nbytes, phase, module, "temporaries")
+                inserts.setdefault(index, []).extend((uid, -uid - 1))
+        events: list[int] = []
+        for position, event in enumerate(self.events):
+            events.extend(inserts.get(position, ()))
+            events.append(event)
+        events.extend(inserts.get(len(self.events), ()))
+        self.events = events
+        self.kernel_calls = []
+        return max(scratch.values(), default=0)
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
         self._observe(tensor, "temporaries")

@@ -17,12 +17,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from gpu_optimizer.guard import GuardAction, GuardConfig, TrainingAborted, TrainingGuard
+from gpu_optimizer.guard import GuardAction, TrainingAborted
 from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.data import StepSampler, fetch, split, to_device
 from gpu_optimizer.training.distributed import (
@@ -34,13 +34,13 @@ from gpu_optimizer.training.distributed import (
     wrap_model,
 )
 from gpu_optimizer.training.evaluation import evaluate
-from gpu_optimizer.training.logs import JsonLog, clean_json
+from gpu_optimizer.training.logs import JsonLog
 from gpu_optimizer.training.memory import SimulatedDeviceLimit, initial_micro_batch
 from gpu_optimizer.training.parts import (
-    ClipThenStep,
     TrainResult,
     abort,
     lower_learning_rate,
+    make_guard,
     optimizer_name,
     rank_log_path,
 )
@@ -106,23 +106,8 @@ class Trainer:
         use_scaler = config.precision == "fp16"
         scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
         self.scaler = scaler
-        self.guard = TrainingGuard(
-            self.model,
-            cast(
-                torch.optim.Optimizer,
-                ClipThenStep(self.optimizer, self.params, config.grad_clip_norm, self.scaler),
-            ),
-            GuardConfig(
-                config_digest=self.digest,
-                on_nonfinite=config.on_nonfinite,
-                on_exploding_gradient=config.on_exploding_gradient,
-                on_nonfinite_parameter=config.on_nonfinite_parameter,
-                on_repeated_oom=GuardAction.REDUCE_BATCH,
-                max_grad_norm=config.max_grad_norm,
-                max_consecutive_ooms=1,
-            ),
-            batch_size=self.micro_batch,
-            rollback=self._rollback,
+        self.guard = make_guard(
+            config, self.model, self.optimizer, self.params, scaler, self.micro_batch, self._rollback
         )
         self.spikes = SpikeDetector(config.spike_factor, config.spike_window, config.spike_warmup)
         self.log = JsonLog(
@@ -138,20 +123,7 @@ class Trainer:
             if config.service_url and self.ctx.is_main
             else None
         )
-        self.persist = (
-            Persistence(
-                config.checkpoint_dir,
-                config.run_name,
-                config.keep_last,
-                self.ctx,
-                self.model,
-                self.optimizer,
-                self.scheduler,
-                self.digest,
-            )
-            if config.checkpoint_dir is not None
-            else None
-        )
+        self.persist = Persistence.of_run(config, self.ctx, self.model, self.optimizer, self.scheduler)
         self.step = 0
         self.lr_scale = 1.0
         self.ooms = self.rollbacks = self.skipped = 0
@@ -159,10 +131,6 @@ class Trainer:
         self._last_saved: int | None = None
         self._last_save_time = time.monotonic()
         self.result = TrainResult(steps=0)
-
-    # -- setup ----------------------------------------------------------------------------------
-
-    # -- state ----------------------------------------------------------------------------------
 
     def _meta(self) -> dict[str, Any]:
         pos = self.sampler.position(self.step)
@@ -417,18 +385,13 @@ class Trainer:
             skipped=self.skipped,
         )
         if self.reporter is not None:
-            payload = {
-                "status": status,
-                "step": self.step,
-                "max_steps": self.config.max_steps,
-                "loss": record["loss"],
-                "samples_per_s": samples_per_s,
-                "oom_events": self.ooms,
-                "rollbacks": self.rollbacks,
-                "restarts": self.ctx.restart_count,
-                "world_size": self.ctx.world,
-                "micro_batch": self.micro_batch,
-                "config_digest": self.digest,
-                "eval": self.result.eval,
-            }
-            self.reporter.report(clean_json(payload))
+            self.reporter.report_progress(
+                status,
+                record,
+                samples_per_s=samples_per_s,
+                max_steps=self.config.max_steps,
+                restarts=self.ctx.restart_count,
+                world_size=self.ctx.world,
+                config_digest=self.digest,
+                eval_metrics=self.result.eval,
+            )

@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from gpu_optimizer.guard import EventKind, GuardAction, GuardEvent, TrainingAborted
+from gpu_optimizer.guard import (
+    EventKind,
+    GuardAction,
+    GuardConfig,
+    GuardEvent,
+    TrainingAborted,
+    TrainingGuard,
+)
 from gpu_optimizer.profiling.optimizers import OPTIMIZER_STATES
+from gpu_optimizer.training.config import TrainConfig
 
 
 @dataclass
@@ -87,3 +95,30 @@ def optimizer_name(
 
 def rank_log_path(path: Path, rank: int) -> Path:
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def make_guard(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    scaler: torch.amp.GradScaler | None,
+    batch_size: int,
+    rollback: Callable[[], None],
+) -> TrainingGuard:
+    """The guard of the kit's steps: it steps through `ClipThenStep` with the config's actions."""
+    return TrainingGuard(
+        model,
+        cast(torch.optim.Optimizer, ClipThenStep(optimizer, params, config.grad_clip_norm, scaler)),
+        GuardConfig(
+            config_digest=config.digest,
+            on_nonfinite=config.on_nonfinite,
+            on_exploding_gradient=config.on_exploding_gradient,
+            on_nonfinite_parameter=config.on_nonfinite_parameter,
+            on_repeated_oom=GuardAction.REDUCE_BATCH,
+            max_grad_norm=config.max_grad_norm,
+            max_consecutive_ooms=1,
+        ),
+        batch_size=batch_size,
+        rollback=rollback,
+    )

@@ -23,6 +23,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 
 from gpu_optimizer.checkpoints import CheckpointCorruptError, CheckpointManager
 from gpu_optimizer.checkpoints.sharded import load_sharded, save_sharded
+from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.distributed import DistContext
 
 log = logging.getLogger("gpu_optimizer.training")
@@ -102,6 +103,29 @@ class Persistence:
         )
         if ctx.distributed:
             torch.distributed.barrier()  # every rank has cleaned stale temp dirs before anyone saves
+
+    @classmethod
+    def of_run(
+        cls,
+        config: TrainConfig,
+        ctx: DistContext,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+    ) -> Persistence | None:
+        """The run's persistence, or None when the config names no checkpoint folder."""
+        if config.checkpoint_dir is None:
+            return None
+        return cls(
+            config.checkpoint_dir,
+            config.run_name,
+            config.keep_last,
+            ctx,
+            model,
+            optimizer,
+            scheduler,
+            config.digest,
+        )
 
     def save(self, step: int, meta: dict[str, Any], metrics: dict[str, float]) -> None:
         if not self.ctx.distributed:

@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from gpu_optimizer.training.logs import clean_json
+
 log = logging.getLogger("gpu_optimizer.training")
 
 
@@ -62,3 +64,35 @@ class RunReporter:
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout=10)
+
+    def report_progress(
+        self,
+        status: str,
+        record: dict[str, Any],
+        *,
+        samples_per_s: float,
+        max_steps: int,
+        restarts: int,
+        world_size: int,
+        config_digest: str,
+        eval_metrics: dict[str, float],
+    ) -> None:
+        """Send one progress line of the run's log (`record`) with the run's context."""
+        self.report(
+            clean_json(
+                {
+                    "status": status,
+                    "step": record["step"],
+                    "max_steps": max_steps,
+                    "loss": record["loss"],
+                    "samples_per_s": samples_per_s,
+                    "oom_events": record["ooms"],
+                    "rollbacks": record["rollbacks"],
+                    "restarts": restarts,
+                    "world_size": world_size,
+                    "micro_batch": record["micro_batch"],
+                    "config_digest": config_digest,
+                    "eval": eval_metrics,
+                }
+            )
+        )

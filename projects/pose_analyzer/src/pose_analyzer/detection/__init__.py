@@ -5,6 +5,7 @@ from pose_analyzer.detection.options import DetectorOptions
 from pose_analyzer.detection.registry import (
     BACKENDS,
     UnknownBackendError,
+    angle_tolerance,
     backend_spec,
     build_detector,
     create_detector,
@@ -18,6 +19,7 @@ __all__ = [
     "DetectorError",
     "DetectorOptions",
     "UnknownBackendError",
+    "angle_tolerance",
     "backend_spec",
     "build_detector",
     "check_frames",

@@ -31,13 +31,21 @@ class UnknownBackendError(InvalidInputError, ValueError):
 class BackendSpec:
     """One backend: its constructor, its options from ``DetectorOptions``, whether its frames are
     batched across streams (one shared model) or analysed per stream (one instance each, stateful),
-    and the tracker suited to it."""
+    the tracker suited to it, and its keypoint model's known angle error.
+
+    ``angle_tolerance_deg``: how far this keypoint model's joint angles are known to read
+    from those of the model the exercises' limits were written and checked with
+    (MediaPipe, hence 0 for it).  The form scorer does not report a fault on an angle
+    that is beyond its limit by less than this (``FormScorer``).  Measured by
+    ``scripts/validate_counts.py --calibrate`` on the shared clips (docs/validation.md).
+    """
 
     name: str
     batches: bool
     factory: Callable[..., Detector]
     options: Callable[[DetectorOptions], dict[str, Any]]
     tracker: Callable[[], Tracker]
+    angle_tolerance_deg: float = 0.0
 
 
 def _mediapipe(**options: Any) -> Detector:
@@ -81,9 +89,22 @@ def _pose_tracker() -> Tracker:
     return PoseTracker(confirmation=Confirmation(keep_lost_s=3.0))
 
 
+# YOLO11n-pose against MediaPipe (``scripts/validate_counts.py --calibrate``): per-rep
+# extremes of the driving angle, as the scorer reads them (3-sample median), on the 14
+# reps both count on the shared push-up, squat and curl clips; 26 extremes (two YOLO
+# push-up bottoms at 4 and 15 deg, a wrist put on the elbow, left out): median
+# |difference| 7.7 deg, 75th percentile 10.8, max 22.6.  YOLO's elbow reads 4-23 deg less
+# straight at a push-up's or curl's lockout and 10-17 deg less bent at the bottom (its
+# wrist falls short of where the hand is); its knee reads 6-15 deg deeper in a squat.
+# The tolerance is the 75th percentile, rounded: YOLO's extreme lies that close to
+# MediaPipe's on three reps out of four.
+_YOLO_ANGLE_TOLERANCE_DEG = 11.0
+
 SPECS: dict[str, BackendSpec] = {
     "mediapipe": BackendSpec("mediapipe", False, _mediapipe, _mediapipe_options, _one_person_tracker),
-    "yolo": BackendSpec("yolo", True, _yolo, _yolo_options, _pose_tracker),
+    "yolo": BackendSpec(
+        "yolo", True, _yolo, _yolo_options, _pose_tracker, angle_tolerance_deg=_YOLO_ANGLE_TOLERANCE_DEG
+    ),
 }
 BACKENDS: tuple[str, ...] = tuple(SPECS)
 
@@ -149,6 +170,15 @@ def build_detector(name: str, options: DetectorOptions) -> Detector:
     """
     spec = backend_spec(name)
     return create_detector(spec.name, **spec.options(options))
+
+
+def angle_tolerance(backend: str) -> float:
+    """The angle error (degrees) the form scorer allows ``backend``'s keypoint model (``BackendSpec``).
+
+    Raises:
+        UnknownBackendError: an unknown name.
+    """
+    return backend_spec(backend).angle_tolerance_deg
 
 
 def create_tracker(backend: str) -> Tracker:

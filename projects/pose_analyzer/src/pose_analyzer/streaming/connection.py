@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from pose_analyzer.detection.registry import angle_tolerance
 from pose_analyzer.engine import PoseEngine, reference_columns
 from pose_analyzer.exercises.definition import shipped_exercise
 from pose_analyzer.exercises.reference import ReferenceMotion
@@ -290,6 +291,7 @@ class StreamConnection:
             exercise=exercise,
             person_of_interest=message.person_of_interest,
             reference=reference,
+            angle_tolerance_deg=angle_tolerance(path.backend),
         )
         self.session = StreamSession(
             self.stream_id,
