@@ -218,26 +218,6 @@ async def test_a_second_replica_takes_the_next_batch_while_the_first_is_busy() -
     assert busy.threads.isdisjoint(spare.threads)
 
 
-async def test_frames_waiting_together_are_shared_among_the_free_replicas() -> None:
-    # Four streams answered together send their next frames together: with two replicas free,
-    # each gets half of them and both run at once (one replica taking all four left the other idle).
-    gate = threading.Event()
-    first, second = RecordingDetector(gate), RecordingDetector(gate)
-    batcher = DetectionBatcher(first, window_s=0.05, max_batch=8, replicas=[second])
-    batcher.start()
-    try:
-        answers = asyncio.gather(*(batcher.submit(Job(i)) for i in range(1, 5)))
-        # Both replicas are inside detect() at the same time (each waits for the gate).
-        assert await asyncio.to_thread(first.entered.wait, 10)
-        assert await asyncio.to_thread(second.entered.wait, 10)
-        gate.set()
-        results = await answers
-    finally:
-        await batcher.close()
-    assert (first.batches, second.batches) == ([[1, 2]], [[3, 4]])
-    assert [r.people[0].score for r in results] == [1.0, 2.0, 3.0, 4.0]
-
-
 async def test_batcher_refuses_work_when_not_running() -> None:
     batcher = DetectionBatcher(RecordingDetector())
     with pytest.raises(RuntimeError, match="not running"):
