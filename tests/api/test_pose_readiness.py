@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,22 @@ def test_readyz_is_503_before_the_models_are_warm_and_200_after(tmp_path: Path) 
         client.portal.call(resources.warm_up_done.wait)
         assert client.get("/readyz").status_code == 200
         assert resources.analyzers.setups == 1  # the still-image detector was loaded by the warm-up
+
+
+def test_the_service_process_freezes_its_start_up_objects_once_warm(tmp_path: Path) -> None:
+    # ``python -m pose_analyzer`` builds its app with freeze_gc: once the models are warm, the
+    # libraries' and models' objects leave the cyclic collector's generations (a full pass over
+    # them paused every stream).  Tests build apps without it; this one undoes its freeze.
+    gc.unfreeze()
+    try:
+        settings = _settings(tmp_path, backend="mediapipe")
+        with TestClient(create_app(settings, freeze_gc=True)) as client:
+            resources = client.app_state["resources"]
+            client.portal.call(resources.warm_up_done.wait)
+            assert client.get("/readyz").status_code == 200
+            assert gc.get_freeze_count() > 50_000
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.asyncio

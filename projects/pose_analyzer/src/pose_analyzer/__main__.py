@@ -53,7 +53,7 @@ def main() -> None:
 
     notice = ShutdownNotice()
     config = uvicorn.Config(
-        create_app(settings, shutdown=notice),
+        create_app(settings, shutdown=notice, freeze_gc=True),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.biomechanics.angles import ANGLE_NAMES, JOINT_ANGLES
-from pose_analyzer.biomechanics.measures import body_measures
-from pose_analyzer.biomechanics.person import person_angles_and_com
+from pose_analyzer.biomechanics.measures import body_measures_xy
+from pose_analyzer.biomechanics.person import angles_and_com
 from pose_analyzer.biomechanics.symmetry import symmetry_indices
 from pose_analyzer.cuts import FrameCutDetector, box_jump
 from pose_analyzer.detection.base import Detector
@@ -65,7 +65,7 @@ class _TrackState:
     smoother: KeypointSmoother
     counter: RepCounter | None
     last_seen: float
-    previous_angles: FloatArray | None = None
+    previous_angles: list[float] | None = None
     previous_t: float | None = None
     previous_box: tuple[float, float, float, float] | None = None
     confirmed: bool = False
@@ -122,15 +122,15 @@ class PoseEngine:
             self._history_s = self.exercise.max_rep_s * steps + 1.0
         self._driver_sides, self._driver_keypoints = self._driver_triples()
 
-    def _driver_triples(self) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
-        """The sides of the driver angle and their keypoints (one row per side), whose confidence
+    def _driver_triples(self) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+        """The sides of the driver angle and their keypoints (one triple per side), whose confidence
         picks the 'best' side."""
         if self.exercise is None:
-            return (), np.empty((0, 3), dtype=np.intp)
+            return (), ()
         name = self.exercise.driver.angle
         sides = tuple(side for side in ("left", "right") if f"{side}_{name}" in JOINT_ANGLES)
-        rows = [JOINT_ANGLES[f"{side}_{name}"] for side in sides]
-        return sides, np.array(rows, dtype=np.intp).reshape(len(sides), 3)
+        triples = tuple((int(a), int(b), int(c)) for a, b, c in (JOINT_ANGLES[f"{s}_{name}"] for s in sides))
+        return sides, triples
 
     def _compare_with_reference(self, state: _TrackState, rep: RepRecord) -> None:
         """Score ``rep`` against the reference over the frames of its span.
@@ -203,7 +203,7 @@ class PoseEngine:
             return False
         if image.size == 0:
             return False
-        # The detector samples its own thumbnail (0.08 ms at 640x360; see cuts.py).
+        # The detector samples its own 64x64 thumbnail (see cuts.py for its cost).
         return self._cut_detector.update(image)
 
     def _cut_track(self, state: _TrackState, t: float) -> None:
@@ -250,14 +250,19 @@ class PoseEngine:
         mid = time.perf_counter()
         timings["smooth"] += (mid - start) * 1000.0
 
-        values, com = person_angles_and_com(keypoints)
-        angles = dict(zip(ANGLE_NAMES, values.tolist(), strict=True))
+        # Plain floats from one ``tolist``: angles, centre, measures and rates of a single person
+        # cost less so than as numpy calls on (21, 2) arrays (see biomechanics/person.py).
+        xy = keypoints[:, :2]
+        values, com = angles_and_com(xy.tolist())
+        angles = dict(zip(ANGLE_NAMES, values, strict=True))
         velocity: dict[str, float] = {}
-        if state.previous_angles is not None and state.previous_t is not None and t > state.previous_t:
-            rates = (values - state.previous_angles) / (t - state.previous_t)
-            velocity = dict(zip(ANGLE_NAMES, rates.tolist(), strict=True))
+        previous = state.previous_angles
+        if previous is not None and state.previous_t is not None and t > state.previous_t:
+            dt = t - state.previous_t
+            velocity = {name: (v - p) / dt for name, v, p in zip(ANGLE_NAMES, values, previous, strict=True)}
         state.previous_angles, state.previous_t = values, t
-        measures = {**body_measures(keypoints), **symmetry_indices(angles)}
+        x, y, confidence = keypoints.T.tolist()
+        measures = {**body_measures_xy(x, y), **symmetry_indices(angles)}
         end = time.perf_counter()
         timings["biomechanics"] += (end - mid) * 1000.0
 
@@ -265,17 +270,17 @@ class PoseEngine:
             person=smoothed,
             angles=angles,
             angular_velocity=velocity,
-            center_of_mass=_point_or_none(com),
+            center_of_mass=com,
             measures=measures,
         )
         if state.counter is not None:
-            # Mean confidence of each side's three keypoints, in the keypoints' dtype as
-            # ndarray.mean would give it, with one reduction for both sides.
-            confidence = person.keypoints[:, 2][self._driver_keypoints]
-            means = (confidence.sum(axis=1) / 3).tolist()
-            visibility = dict(zip(self._driver_sides, means, strict=True))
+            # Mean confidence of each side's three keypoints (the smoother keeps the detector's).
+            visibility = {
+                side: (confidence[a] + confidence[b] + confidence[c]) / 3
+                for side, (a, b, c) in zip(self._driver_sides, self._driver_keypoints, strict=True)
+            }
             if self.reference is not None:
-                state.history.append((t, values[self._reference_columns]))
+                state.history.append((t, np.array(values)[self._reference_columns]))
                 while state.history and t - state.history[0][0] > self._history_s:
                     state.history.popleft()
             rep = state.counter.update(t, angles, measures, visibility, keypoints=keypoints)
@@ -362,12 +367,7 @@ def reference_columns(reference: ReferenceMotion | None) -> npt.NDArray[np.intp]
 
 def _is_box(box: tuple[float, float, float, float]) -> bool:
     x1, y1, x2, y2 = box
-    return all(math.isfinite(v) for v in box) and x2 > x1 and y2 > y1
-
-
-def _point_or_none(point: FloatArray) -> tuple[float, float] | None:
-    x, y = point.tolist()
-    return None if math.isnan(x) or math.isnan(y) else (x, y)
+    return math.isfinite(x1 + y1 + x2 + y2) and x2 > x1 and y2 > y1
 
 
 def detect_and_analyse(detector: Detector, engine: PoseEngine, frame: Frame) -> FrameAnalysis:

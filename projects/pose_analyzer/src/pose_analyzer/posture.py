@@ -63,11 +63,14 @@ def posture_measures(keypoints: FloatArray, min_confidence: float = 0.0) -> dict
 
     Keypoints with a confidence at or below ``min_confidence`` count as unseen.
     """
-    kps = np.asarray(keypoints, dtype=np.float64)
-    xy = kps[:, :2].copy()
-    if kps.shape[1] > 2:
-        xy[kps[:, 2] <= min_confidence] = np.nan
-    x, y = xy.T.tolist()
+    # Plain floats from one ``tolist``: per person per frame, numpy's call overhead would cost
+    # more than the arithmetic.
+    columns = np.asarray(keypoints).T.tolist()
+    x, y = columns[0], columns[1]
+    if len(columns) > 2:
+        seen = [not c <= min_confidence for c in columns[2]]  # a NaN confidence is kept, as before
+        x = [v if ok else math.nan for v, ok in zip(x, seen, strict=True)]
+        y = [v if ok else math.nan for v, ok in zip(y, seen, strict=True)]
     sx, sy = _mid(x, y, K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
     hx, hy = _mid(x, y, K.LEFT_HIP, K.RIGHT_HIP)
     trunk = math.hypot(sx - hx, sy - hy)

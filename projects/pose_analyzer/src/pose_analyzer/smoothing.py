@@ -67,29 +67,29 @@ class SmoothingConfig:
             raise ValueError("max_speed must be positive (person sizes per second)")
 
 
-def _alpha(cutoff: FloatArray, dt: float) -> FloatArray:
-    """Smoothing factor of an exponential filter with the given cutoffs (Hz) at step dt (s)."""
-    tau = 1.0 / (_TWO_PI * cutoff)
-    return np.asarray(1.0 / (1.0 + tau / dt))
-
-
 class OneEuroFilter:
     """A One Euro filter over an array of independent signals, updated all at once.
 
     ``filter(values, t)`` takes any array shape (kept from the first call) and returns
     the filtered array.  NaN entries pass through as NaN and restart their signal.
+
+    The state is kept in plain floats: the filter runs per person per frame on 42 signals,
+    where numpy's per-call overhead (several microseconds a call once the pose model's
+    inference has flushed the CPU's caches) costs more than the arithmetic.
     """
 
     def __init__(self, min_cutoff: float = 0.05, beta: float = 80.0, d_cutoff: float = 1.0) -> None:
         self.min_cutoff = min_cutoff
         self.beta = beta
         self.d_cutoff = d_cutoff
-        self._x: FloatArray | None = None
-        self._dx: FloatArray | None = None
+        self._shape: tuple[int, ...] | None = None
+        self._x: list[float] = []
+        self._dx: list[float] = []
         self._t: float | None = None
 
     def reset(self) -> None:
-        self._x = self._dx = None
+        self._shape = None
+        self._x, self._dx = [], []
         self._t = None
 
     def filter(self, values: FloatArray, t: float, scale: float = 1.0) -> FloatArray:
@@ -101,74 +101,69 @@ class OneEuroFilter:
         Raises:
             ValueError: the shape changed, or time did not move forward.
         """
-        return np.array(self._step(np.asarray(values, dtype=np.float64), t, scale), dtype=np.float64)
+        array = np.asarray(values, dtype=np.float64)
+        if self._shape is not None and array.shape != self._shape:
+            raise ValueError(f"shape changed from {self._shape} to {array.shape}")
+        self._shape = array.shape
+        return np.array(self.step(array.ravel().tolist(), t, scale), dtype=np.float64).reshape(array.shape)
 
-    def _step(self, x: FloatArray, t: float, scale: float) -> FloatArray:
-        """``filter`` on float64 ``x`` without the defensive copy (callers must not modify the result)."""
-        if self._x is None or self._t is None or self._dx is None:
-            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
-            return x.copy()
-        if x.shape != self._x.shape:
-            raise ValueError(f"shape changed from {self._x.shape} to {x.shape}")
+    def step(self, x: list[float], t: float, scale: float = 1.0) -> list[float]:
+        """``filter`` on a flat list of signals (the same length each call); returns a new list.
+
+        Raises:
+            ValueError: the length changed, or time did not move forward.
+        """
+        if self._t is None:
+            self._x, self._dx, self._t = list(x), [0.0] * len(x), t
+            return list(x)
+        if len(x) != len(self._x):
+            raise ValueError(f"shape changed from {len(self._x)} to {len(x)} signals")
         dt = t - self._t
         if dt <= 0:
             raise ValueError(f"timestamps must increase (previous {self._t}, now {t})")
-        # Runs per person per frame on (21, 2) arrays, where numpy's per-call overhead
-        # outweighs the arithmetic: few calls, scalars in plain floats (same IEEE results).
-        fresh = np.isnan(self._x) & ~np.isnan(x)
-        prev = np.where(fresh, x, self._x)
-        step = x - prev
-        dx = step / (dt * scale)
-        alpha_d = 1.0 / (1.0 + (1.0 / (2.0 * math.pi * self.d_cutoff)) / dt)
-        dx_hat = np.where(fresh, 0.0, self._dx + alpha_d * (dx - self._dx))
-        cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)
-        x_hat: FloatArray = prev + _alpha(cutoff, dt) * step
-        self._x, self._dx, self._t = x_hat, _nan_to_zero(dx_hat), t
-        return x_hat
-
-
-def _nan_to_zero(values: FloatArray) -> FloatArray:
-    """``np.nan_to_num`` at a fraction of its cost when nothing is infinite (the usual case)."""
-    nan = np.isnan(values)
-    out = np.where(nan, 0.0, values)
-    if np.isinf(out).any():
-        return np.asarray(np.nan_to_num(values))
-    return out
-
-
-def person_scale(keypoints: FloatArray) -> float:
-    """The person's size in pixels: the mean of the visible keypoints' box width and height."""
-    xy = keypoints[:, :2]
-    ok = ~np.isnan(xy).any(axis=1)
-    return _visible_scale(xy[ok])
-
-
-def _visible_scale(xy: FloatArray) -> float:
-    """``person_scale`` of the visible points only, shaped (N, 2) in the keypoints' dtype."""
-    if xy.shape[0] < 2:
-        return 1.0
-    span = np.maximum.reduce(xy, axis=0) - np.minimum.reduce(xy, axis=0)
-    # span.mean() without its Python wrapper: the sum halved (exactly, in any float dtype).
-    return max(float(np.add.reduce(span)) / 2, 1.0)
+        alpha_d = 1.0 / (1.0 + (1.0 / (_TWO_PI * self.d_cutoff)) / dt)
+        rate_scale = dt * scale
+        # alpha = 1 / (1 + tau / dt) with tau = 1 / (2 pi cutoff) is 1 / (1 + 1 / a) with
+        # a = 2 pi dt cutoff = a_min + a_beta |rate|.
+        a_min = _TWO_PI * dt * self.min_cutoff
+        a_beta = _TWO_PI * dt * self.beta
+        out = []
+        rates = []
+        for value, previous, rate in zip(x, self._x, self._dx, strict=True):
+            # A signal that was NaN restarts where it is now (its stored rate is 0 already).
+            prev = value if previous != previous else previous
+            step = value - prev
+            rate_hat = rate + alpha_d * (step / rate_scale - rate)
+            out.append(prev + step / (1.0 + 1.0 / (a_min + a_beta * abs(rate_hat))))
+            # A NaN (or infinite) rate is stored as 0: the signal restarts from rest.
+            rates.append(rate_hat if math.isfinite(rate_hat) else 0.0)
+        self._x, self._dx, self._t = out, rates, t
+        return list(out)
 
 
 class KeypointSmoother:
-    """Gates and smooths one person's (NUM_KEYPOINTS, 3) keypoints frame after frame."""
+    """Gates and smooths one person's (NUM_KEYPOINTS, 3) keypoints frame after frame.
+
+    In plain floats from one ``tolist`` (see ``OneEuroFilter``); tests/unit/pose_analyzer/
+    test_perf_equivalence.py checks it against the per-keypoint formulas.
+    """
 
     def __init__(self, config: SmoothingConfig | None = None) -> None:
         self.config = config or SmoothingConfig()
         c = self.config
         self._filter = OneEuroFilter(c.min_cutoff, c.beta, c.d_cutoff)
-        self._last: FloatArray | None = None
-        self._missing = np.zeros(NUM_KEYPOINTS, dtype=np.int64)
-        self._seen_t = np.zeros(NUM_KEYPOINTS, dtype=np.float64)
+        # The last output's (x, y) per keypoint; frames each keypoint has been unseen; when it was
+        # last accepted.
+        self._last: list[tuple[float, float]] | None = None
+        self._missing = [0] * NUM_KEYPOINTS
+        self._seen_t = [0.0] * NUM_KEYPOINTS
         self._last_t: float | None = None
 
     def reset(self) -> None:
         """Forget the history: the next frame is taken as it is."""
         self._filter.reset()
         self._last = None
-        self._missing[:] = 0
+        self._missing = [0] * NUM_KEYPOINTS
         self._last_t = None
 
     def update(self, keypoints: FloatArray, timestamp: float) -> FloatArray:
@@ -183,35 +178,52 @@ class KeypointSmoother:
         if self._last_t is not None and timestamp <= self._last_t:
             # A stream restarted or a frame arrived twice: start over rather than fail.
             self.reset()
-        # Per person per frame on 21 points: the steps below are written as few numpy
-        # calls as give the same results as the plain formulas (see person_scale).
-        xy = keypoints[:, :2].astype(np.float64)
-        nan_xy = np.isnan(xy)
-        seen = (keypoints[:, 2] >= c.min_confidence) & ~(nan_xy[:, 0] | nan_xy[:, 1])
-        scale = _visible_scale(keypoints[seen, :2])
-        if self._last is not None:
-            # Speed since the keypoint was last accepted; one already dropped to NaN
-            # (a long gap) has nothing to be judged against and is taken as it is.
-            elapsed = np.maximum(timestamp - self._seen_t, 1e-6)
-            moved = xy - self._last
-            squared = moved * moved
-            with np.errstate(invalid="ignore"):
-                speed = np.sqrt(squared[:, 0] + squared[:, 1]) / scale / elapsed
-            seen &= ~(speed > c.max_speed)
-        self._seen_t = np.where(seen, timestamp, self._seen_t)
-        self._missing = np.where(seen, 0, self._missing + 1)
-        unseen = ~seen
-        if self._last is not None:
-            hold = unseen & (self._missing <= c.max_hold_frames)
-            xy[hold] = self._last[hold]
-            xy[unseen & ~hold] = np.nan
-        else:
-            xy[unseen] = np.nan
+        rows = keypoints.tolist()
+        # Confident, and both coordinates present (NaN is unequal to itself).
+        seen = [conf >= c.min_confidence and x == x and y == y for x, y, conf in rows]
+        scale = _visible_scale([r for r, ok in zip(rows, seen, strict=True) if ok])
+        last, missing, seen_t = self._last, self._missing, self._seen_t
+        flat: list[float] = []
+        for i, (x, y, _) in enumerate(rows):
+            ok = seen[i]
+            if last is not None and ok:
+                # Speed since the keypoint was last accepted; one already dropped to NaN (a long
+                # gap) has nothing to be judged against (NaN compares False) and is taken as it is.
+                lx, ly = last[i]
+                elapsed = max(timestamp - seen_t[i], 1e-6)
+                ok = not math.hypot(x - lx, y - ly) / scale / elapsed > c.max_speed
+            if ok:
+                seen_t[i] = timestamp
+                missing[i] = 0
+            else:
+                missing[i] += 1
+                # Held at the last smoothed position, then NaN after max_hold_frames.
+                x, y = last[i] if last is not None and missing[i] <= c.max_hold_frames else _NAN_POINT
+            flat.append(x)
+            flat.append(y)
         if c.enabled:
-            xy = self._filter._step(xy, timestamp, scale)
+            flat = self._filter.step(flat, timestamp, scale)
         self._last_t = timestamp
-        self._last = xy
+        self._last = list(zip(flat[0::2], flat[1::2], strict=True))
         out = np.empty_like(keypoints, dtype=np.float32)
-        out[:, :2] = xy
+        out[:, :2] = np.reshape(flat, (NUM_KEYPOINTS, 2))
         out[:, 2] = keypoints[:, 2]
         return out
+
+
+_NAN_POINT = (math.nan, math.nan)
+
+
+def person_scale(keypoints: FloatArray) -> float:
+    """The person's size in pixels: the mean of the visible keypoints' box width and height."""
+    rows = np.asarray(keypoints, dtype=np.float64)[:, :2].tolist()
+    return _visible_scale([r for r in rows if r[0] == r[0] and r[1] == r[1]])
+
+
+def _visible_scale(points: list[list[float]]) -> float:
+    """``person_scale`` of the visible points only, as ``[x, y, ...]`` rows."""
+    if len(points) < 2:
+        return 1.0
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    return max((max(xs) - min(xs) + (max(ys) - min(ys))) / 2, 1.0)

@@ -44,9 +44,14 @@ def _nanmean(a: float, b: float) -> float:
 
 def body_measures(keypoints: FloatArray) -> dict[str, float]:
     """The ``MEASURE_NAMES`` of one person's (NUM_KEYPOINTS, 2 or 3) keypoints; NaN where unseen."""
+    x, y = np.asarray(keypoints, dtype=np.float64)[:, :2].T.tolist()
+    return body_measures_xy(x, y)
+
+
+def body_measures_xy(x: list[float], y: list[float]) -> dict[str, float]:
+    """``body_measures`` of one person's keypoint coordinates as plain lists (the engine's path)."""
     # Plain floats on a handful of named points: per person per frame, numpy's call
     # overhead would cost more than the arithmetic.
-    x, y = np.asarray(keypoints, dtype=np.float64)[:, :2].T.tolist()
     knee_w = abs(x[K.LEFT_KNEE] - x[K.RIGHT_KNEE])
     ankle_w = abs(x[K.LEFT_ANKLE] - x[K.RIGHT_ANKLE])
     shoulder_w = abs(x[K.LEFT_SHOULDER] - x[K.RIGHT_SHOULDER])

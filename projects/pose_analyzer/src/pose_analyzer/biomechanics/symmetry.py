@@ -13,6 +13,8 @@ from pose_analyzer.biomechanics.angles import JOINT_ANGLES
 FloatArray = npt.NDArray[np.floating[Any]]
 
 PAIRED_JOINTS: tuple[str, ...] = tuple(sorted({name.split("_", 1)[1] for name in JOINT_ANGLES}))
+# (output name, left angle, right angle) per paired joint.
+_PAIR_NAMES = tuple((f"{joint}_symmetry", f"left_{joint}", f"right_{joint}") for joint in PAIRED_JOINTS)
 
 
 def symmetry_index(left: FloatArray | float, right: FloatArray | float) -> FloatArray | float:
@@ -32,10 +34,10 @@ def symmetry_index(left: FloatArray | float, right: FloatArray | float) -> Float
 def symmetry_indices(angles: dict[str, float]) -> dict[str, float]:
     """Symmetry index of each left/right joint pair in ``angles``, keyed ``<joint>_symmetry``."""
     out = {}
-    for joint in PAIRED_JOINTS:
+    for name, left_name, right_name in _PAIR_NAMES:
         # Plain floats: this runs per person per frame, where numpy's call overhead dominates.
-        left = abs(angles.get(f"left_{joint}", math.nan))
-        right = abs(angles.get(f"right_{joint}", math.nan))
+        left = abs(angles.get(left_name, math.nan))
+        right = abs(angles.get(right_name, math.nan))
         mean = 0.5 * (left + right)
-        out[f"{joint}_symmetry"] = 100.0 * abs(left - right) / mean if mean > 0 else math.nan
+        out[name] = 100.0 * abs(left - right) / mean if mean > 0 else math.nan
     return out

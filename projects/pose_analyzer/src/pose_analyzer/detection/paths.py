@@ -16,8 +16,10 @@ decoded, detected and analysed:
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -74,15 +76,21 @@ class DetectionPath(Protocol):
 
 
 class _OwnDetector:
-    """A per-stream detector: the job runs in a worker thread once a compute slot is free."""
+    """A per-stream detector: the job runs in a worker thread of the path once a compute slot is free."""
 
     def __init__(
-        self, backend: str, detector: Detector, compute: asyncio.Semaphore, observe: InferenceObserver
+        self,
+        backend: str,
+        detector: Detector,
+        compute: asyncio.Semaphore,
+        observe: InferenceObserver,
+        workers: ThreadPoolExecutor,
     ) -> None:
         self.backend = backend
         self._detector = detector
         self._compute = compute
         self._observe = observe
+        self._workers = workers
         # A cancelled stream may close its detector while a worker thread is still inside
         # detect(); the lock makes close wait for it.
         self._in_use = threading.Lock()
@@ -93,7 +101,8 @@ class _OwnDetector:
 
     async def run(self, take: Callable[[], FrameJob[T]]) -> T:
         async with self._compute:
-            return await asyncio.to_thread(self._run_now, take())
+            job = take()
+            return await asyncio.get_running_loop().run_in_executor(self._workers, self._run_now, job)
 
     def release_now(self) -> None:
         with self._in_use:
@@ -104,24 +113,40 @@ class _OwnDetector:
 
 
 class PerStreamPath:
-    """One detector instance per stream (see the module doc)."""
+    """One detector instance per stream (see the module doc).
+
+    The frames run in the path's own worker threads (``workers`` of them, as many as frames may
+    be in analysis at once), not in the event loop's default pool: that pool also runs the
+    database writers' commits, and a frame queued behind a burst of commits (every stream
+    flushing at once, each waiting for the database's lock) was answered hundreds of ms late.
+    """
 
     batches = False
 
     def __init__(
-        self, backend: str, options: DetectorOptions, compute: asyncio.Semaphore, observe: InferenceObserver
+        self,
+        backend: str,
+        options: DetectorOptions,
+        compute: asyncio.Semaphore,
+        observe: InferenceObserver,
+        workers: int | None = None,
     ) -> None:
         self.backend = backend
         self._options = options
         self._compute = compute
         self._observe = observe
+        count = workers if workers is not None else (os.cpu_count() or 1) + 1
+        if count < 1:
+            raise ValueError(f"workers must be >= 1, got {count}")
+        # Threads start on first use; ``close`` ends them.
+        self._workers = ThreadPoolExecutor(max_workers=count, thread_name_prefix=f"detect-{backend}")
 
     def tracker(self) -> Tracker:
         return backend_spec(self.backend).tracker()
 
     def own(self, detector: Detector) -> StreamDetector:
         """A stream's handle on ``detector`` (set up), bounded by the path's compute slots."""
-        return _OwnDetector(self.backend, detector, self._compute, self._observe)
+        return _OwnDetector(self.backend, detector, self._compute, self._observe, self._workers)
 
     async def open_stream(self) -> StreamDetector:
         detector = build_detector(self.backend, self._options)
@@ -133,7 +158,8 @@ class PerStreamPath:
         await handle.release()
 
     async def close(self) -> None:
-        return None
+        """End the worker threads (streams have released their detectors first)."""
+        await asyncio.to_thread(self._workers.shutdown, True)
 
 
 class _SharedDetector:
@@ -221,6 +247,7 @@ def open_path(
     observe_inference: InferenceObserver,
     observe_batch: BatchObserver,
     batch_replicas: int = 1,
+    compute_slots: int | None = None,
 ) -> DetectionPath:
     """The detection path of ``backend``, as its spec says (per stream, or shared and batched).
 
@@ -230,4 +257,4 @@ def open_path(
     spec = backend_spec(backend)
     if spec.batches:
         return SharedBatchPath(spec.name, options, batch_window_s, max_batch, observe_batch, batch_replicas)
-    return PerStreamPath(spec.name, options, compute, observe_inference)
+    return PerStreamPath(spec.name, options, compute, observe_inference, workers=compute_slots)

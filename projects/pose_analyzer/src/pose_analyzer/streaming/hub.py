@@ -105,6 +105,7 @@ class StreamHub:
                 observe_inference=inference.observe,
                 observe_batch=observe_batch,
                 batch_replicas=self._batch_replicas(),
+                compute_slots=self.compute_slots,
             )
             self._paths[name] = path
         return path
