@@ -13,15 +13,17 @@ Typical use::
 
 from pose_analyzer.storage.database import Database, create_database
 from pose_analyzer.storage.errors import RecorderClosedError, SessionNotFoundError, StorageError
-from pose_analyzer.storage.recorder import StreamRecorder
-from pose_analyzer.storage.repository import (
+from pose_analyzer.storage.info import (
     AnglePoint,
     ExerciseSummary,
     FaultCount,
-    Interrupted,
     RepInfo,
     SessionInfo,
     StreamInfo,
+)
+from pose_analyzer.storage.recorder import StreamRecorder
+from pose_analyzer.storage.repository import (
+    Interrupted,
     add_stream,
     angle_series,
     end_session,

@@ -25,8 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from pose_analyzer.output import person_track_id
 from pose_analyzer.storage.database import Database
 from pose_analyzer.storage.errors import RecorderClosedError, StorageError
+from pose_analyzer.storage.info import StreamInfo
 from pose_analyzer.storage.models import STREAM_STATUSES, AngleSecond, StreamRecord, utc_now
-from pose_analyzer.storage.repository import StreamInfo, add_stream, check_rep, record_rep, stream_info
+from pose_analyzer.storage.repository import add_stream, check_rep, record_rep, stream_info
 from pose_analyzer.types import FrameAnalysis, FrameCounts, RepRecord
 
 # Angle seconds this far behind the newest one are dropped from memory after a flush; a frame that

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from pose_analyzer.storage.errors import SessionNotFoundError
+from pose_analyzer.storage.info import (
+    AnglePoint,
+    ExerciseSummary,
+    FaultCount,
+    RepInfo,
+    SessionInfo,
+    StreamInfo,
+)
 from pose_analyzer.storage.models import (
     SESSION_STATUSES,
     AnalysisSession,
@@ -28,83 +35,6 @@ from pose_analyzer.storage.models import (
 from pose_analyzer.types import Fault, RepRecord
 
 INTERRUPTED_REASON = "the process stopped while the stream was open; data not yet flushed was lost"
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    id: int
-    session_id: str
-    stream_id: str
-    backend: str
-    started_at: datetime
-    ended_at: datetime | None
-    frames_received: int
-    frames_processed: int
-    frames_dropped: int
-    status: str
-    close_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    id: str
-    created_at: datetime
-    ended_at: datetime | None
-    exercise: str | None
-    status: str
-    meta: dict[str, Any]
-    streams: tuple[StreamInfo, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RepInfo:
-    """A stored rep: ``start_s``/``end_s`` are seconds since its stream's first analysed frame."""
-
-    stream_id: str
-    track_id: int
-    exercise: str
-    index: int
-    start_s: float
-    end_s: float
-    range_of_motion_deg: float
-    tempo_s: float
-    score: float  # NaN: no form rule could be measured
-    faults: tuple[Fault, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class FaultCount:
-    code: str
-    message: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExerciseSummary:
-    """What one exercise of a session amounted to, over all its streams and tracks."""
-
-    exercise: str
-    reps: int
-    mean_score: float | None  # None when no rep of it could be scored
-    mean_tempo_s: float
-    min_range_of_motion_deg: float
-    mean_range_of_motion_deg: float
-    max_range_of_motion_deg: float
-    common_faults: tuple[FaultCount, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AnglePoint:
-    """One second of one joint angle of one track: ``second`` counts from the stream's first frame."""
-
-    stream_id: str
-    track_id: int
-    angle: str
-    second: int
-    mean_deg: float
-    min_deg: float
-    max_deg: float
-    count: int
 
 
 def stream_info(row: StreamRecord) -> StreamInfo:
