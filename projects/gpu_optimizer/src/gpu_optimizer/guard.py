@@ -120,7 +120,7 @@ class GuardedStep:
         """Check gradients (finite, norm under the limit), step the optimizer, check parameters."""
         guard = self._guard
         grads = [p.grad for p in guard.params if p.grad is not None]
-        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        norm = total_norm(grads)
         self.grad_norm = norm
         if not math.isfinite(norm):
             guard._answer(
@@ -261,6 +261,30 @@ class TrainingGuard:
         raise _StepRejected
 
 
+def total_norm(tensors: Sequence[torch.Tensor]) -> float:
+    """The 2-norm of all `tensors` together (NaN/Inf when any element is).
+
+    The guard takes it twice a step, so plain tensors take the short way: one fused per-tensor
+    norm per (device, dtype) group and one norm of those, without `get_total_norm`'s generic
+    dispatch (which cost about 5% of a small model's CPU step). Tensor subclasses (FSDP2's
+    DTensor) go through `get_total_norm`, which knows how to reduce them.
+    """
+    if not tensors:
+        return 0.0
+    if any(type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter for t in tensors):
+        with torch.no_grad():
+            return float(torch.nn.utils.get_total_norm([t.detach() for t in tensors]))
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    with torch.no_grad():
+        squares = 0.0
+        for group in groups.values():
+            part = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(group))))
+            squares += part * part
+    return math.sqrt(squares)
+
+
 def _nonfinite_tensors(params: Sequence[torch.Tensor]) -> list[int]:
     """Indices of the tensors holding NaN/Inf.
 
@@ -269,9 +293,7 @@ def _nonfinite_tensors(params: Sequence[torch.Tensor]) -> list[int]:
     """
     if not params:
         return []
-    with torch.no_grad():
-        total = float(torch.nn.utils.get_total_norm([p.detach() for p in params]))
-    if math.isfinite(total):
+    if math.isfinite(total_norm(params)):
         return []
     return [i for i, p in enumerate(params) if not bool(torch.isfinite(p.detach()).all())]
 

@@ -65,6 +65,9 @@ def fetch(dataset: Dataset[Any] | Sequence[Any], indices: torch.Tensor) -> Any:
 
 
 def split(indices: torch.Tensor, micro_batch: int) -> list[torch.Tensor]:
+    """Micro-batches of at most `micro_batch` indices (the whole batch when it fits)."""
+    if micro_batch >= len(indices):
+        return [indices]
     return list(torch.split(indices, micro_batch))
 
 

@@ -280,7 +280,9 @@ class Trainer:
                     self.memory_limit.check(len(micro))
                 batch = to_device(fetch(self.train_set, micro), self.ctx.device)
                 with no_grad_sync(self.model, i == len(micros) - 1), self._autocast():
-                    loss = self.loss_fn(self.model, batch) * (len(micro) / per_rank)
+                    loss = self.loss_fn(self.model, batch)
+                    if len(micros) > 1:
+                        loss = loss * (len(micro) / per_rank)
                     total += loss.detach().double()
                     scaled = self.scaler.scale(loss) if self.scaler is not None else loss
                     torch.autograd.backward(scaled)
