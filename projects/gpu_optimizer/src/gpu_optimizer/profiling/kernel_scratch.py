@@ -149,16 +149,22 @@ def _scratch_by_label(roots: Sequence[Any]) -> dict[int, int]:
     return found
 
 
-def _scratch_of(event: Any) -> int:
+def allocation_peak(roots: Sequence[Any]) -> tuple[int, int]:
+    """(peak, final) of the running sum of the allocator events below the profiler `roots`."""
     allocations: list[tuple[int, int]] = []
-    pending = list(event.children)
+    pending = list(roots)
     while pending:
-        child = pending.pop()
-        pending.extend(child.children)
-        if child.typed[0] == _EventType.Allocation:
-            allocations.append((child.start_time_ns, int(child.typed[1].alloc_size)))
+        event = pending.pop()
+        pending.extend(event.children)
+        if event.typed[0] == _EventType.Allocation:
+            allocations.append((event.start_time_ns, int(event.typed[1].alloc_size)))
     current = peak = 0
     for _, nbytes in sorted(allocations):
         current += nbytes
         peak = max(peak, current)
-    return max(0, peak - current)
+    return peak, current
+
+
+def _scratch_of(event: Any) -> int:
+    peak, kept = allocation_peak(event.children)
+    return max(0, peak - kept)

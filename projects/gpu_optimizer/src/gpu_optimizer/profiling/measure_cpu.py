@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
 from gpu_optimizer.profiling.estimator import LossFn, sum_loss
+from gpu_optimizer.profiling.kernel_scratch import allocation_peak
 from gpu_optimizer.profiling.optimizers import build_optimizer
 from gpu_optimizer.profiling.options import StepOptions
 
@@ -34,17 +34,7 @@ def profiler_peak(run: Callable[[], Any]) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
     assert prof.profiler is not None
-    pending = list(prof.profiler.kineto_results.experimental_event_tree())
-    events: list[tuple[int, int]] = []
-    while pending:
-        event = pending.pop()
-        pending.extend(event.children)
-        if event.typed[0] == _EventType.Allocation:
-            events.append((event.start_time_ns, int(event.typed[1].alloc_size)))
-    current = peak = 0
-    for _, nbytes in sorted(events):
-        current += nbytes
-        peak = max(peak, current)
+    peak, _ = allocation_peak(prof.profiler.kineto_results.experimental_event_tree())
     return peak
 
 
