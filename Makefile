@@ -86,7 +86,7 @@ stop-all: ## stop exactly the services run-all started
 dev-session: install ## tmux session with windows pose, vram, monitor
 	@bash scripts/dev_session.sh
 
-bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap bench-training bench-estimate bench-decode-checks bench-triangulation bench-multiview ## every benchmark; each prints one JSON line last
+bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap bench-training bench-estimate bench-decode-checks bench-triangulation bench-multiview bench-fleet ## every benchmark; each prints one JSON line last
 
 bench-pose-engine: install ## engine overhead vs inference on real frames
 	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
