@@ -30,8 +30,6 @@ import socket
 import statistics
 import tempfile
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,26 +59,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def replica_for(fleet: Any, session_id: str) -> str:
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{fleet.port}/readyz?session_id={session_id}", timeout=5
-    ) as r:
-        return str(r.headers["X-Pose-Replica"])
-
-
-def wait_routed(fleet: Any, names: set[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    ids = [str(uuid.UUID(int=i)) for i in range(64)]
-    while time.monotonic() < deadline:
-        try:
-            if {replica_for(fleet, i) for i in ids} >= names:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"HAProxy does not route to all of {sorted(names)}")
-
-
 def source(width: int, every: int) -> FrameSource:
     return FrameSource(str(CLIP), max_width=width, as_fast_as_possible=True, every=every, loop=True)
 
@@ -106,7 +84,7 @@ async def answered_fps(
 async def throughput(fleet: Any, seconds: float, width: int, every: int) -> dict[str, Any]:
     via = ClientConfig(fleet.url, exercise="squat")
     session_id = await CameraSession(via, {"x": source(width, every)}).open()
-    replica = replica_for(fleet, session_id)
+    replica = fleet.replica_for(session_id)
     direct = ClientConfig(f"ws://127.0.0.1:{fleet.replicas[replica]}", exercise="squat")
     runs: dict[str, list[float]] = {"direct": [], "via": []}
     for _ in range(2):
@@ -155,7 +133,7 @@ async def failovers(fleet: Any, kills: int, width: int, every: int) -> tuple[Cam
             )
             fleet.start_replica(int(victim[1:]), ENV)
             await asyncio.to_thread(fleet.wait_ready, [victim])
-            await asyncio.to_thread(wait_routed, fleet, set(fleet.replicas))
+            await asyncio.to_thread(fleet.wait_routed, set(fleet.replicas))
     finally:
         stop.set()
         await running
@@ -222,7 +200,7 @@ def main() -> None:
     fleet = fleet_script.Fleet(state, free_port(), free_port(), free_port(), free_port())
     try:
         fleet.start(3, env=ENV)
-        wait_routed(fleet, {"r1", "r2", "r3"})
+        fleet.wait_routed({"r1", "r2", "r3"})
         result = asyncio.run(main_async(args, fleet))
     finally:
         fleet.stop()

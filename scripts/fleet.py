@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from string import Template
 
@@ -251,6 +252,25 @@ class Fleet:
         return [line for line in lines if line.split()[1].endswith(port) and line.split()[3] == "0A"]
 
     # -- all ------------------------------------------------------------------------------------
+    def replica_for(self, session_id: str, port: int | None = None) -> str:
+        """The replica HAProxy routes ``session_id`` to (its X-Pose-Replica answer header)."""
+        url = f"http://127.0.0.1:{port or self.port}/readyz?session_id={session_id}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.headers["X-Pose-Replica"])
+
+    def wait_routed(self, names: set[str], timeout: float = 60.0) -> None:
+        """Until HAProxy routes to every replica in ``names`` (its health checks marked them up)."""
+        deadline = time.monotonic() + timeout
+        ids = [str(uuid.UUID(int=i)) for i in range(64)]
+        while time.monotonic() < deadline:
+            try:
+                if {self.replica_for(i) for i in ids} >= names:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"HAProxy does not route to all of {sorted(names)}")
+
     def start(self, replicas: int, env: dict[str, str] | None = None, timeout: float = 180.0) -> None:
         self.start_postgres()
         names = [self.start_replica(i, env) for i in range(1, replicas + 1)]

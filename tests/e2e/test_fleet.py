@@ -18,7 +18,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,32 +67,11 @@ def fleet() -> Iterator[Any]:
     fleet.replica_port = free_port()
     try:
         fleet.start(3, env={"POSE_BACKEND": "mediapipe"})
-        wait_routed(fleet, {"r1", "r2", "r3"})
+        fleet.wait_routed({"r1", "r2", "r3"})
         yield fleet
     finally:
         fleet.stop()
         shutil.rmtree(state, ignore_errors=True)
-
-
-def replica_for(fleet: Any, session_id: str, port: int | None = None) -> str:
-    """The replica HAProxy routes ``session_id`` to (its X-Pose-Replica answer header)."""
-    url = f"http://127.0.0.1:{port or fleet.port}/readyz?session_id={session_id}"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return str(resp.headers["X-Pose-Replica"])
-
-
-def wait_routed(fleet: Any, names: set[str], timeout: float = 60.0) -> None:
-    """Until HAProxy routes to every replica in ``names`` (its health checks marked them up)."""
-    deadline = time.monotonic() + timeout
-    ids = [str(uuid.UUID(int=i)) for i in range(64)]
-    while time.monotonic() < deadline:
-        try:
-            if {replica_for(fleet, i) for i in ids} >= names:
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"HAProxy does not route to all of {sorted(names)}")
 
 
 def squat(test_data: Path) -> FrameSource:
@@ -189,14 +167,14 @@ def test_a_fourth_replica_takes_only_the_sessions_the_hash_gives_it(fleet: Any) 
         for name in set(fleet.replicas) - live:
             fleet.start_replica(int(name[1:]), {"POSE_BACKEND": "mediapipe"})
         fleet.wait_ready(sorted(fleet.replicas))
-        wait_routed(fleet, set(fleet.replicas))
-    before = {i: replica_for(fleet, i) for i in ids}
+        fleet.wait_routed(set(fleet.replicas))
+    before = {i: fleet.replica_for(i) for i in ids}
     assert set(before.values()) == {"r1", "r2", "r3"}
     fleet.start_replica(4, {"POSE_BACKEND": "mediapipe"})
     fleet.wait_ready(["r4"])
     fleet.start_haproxy()  # the new HAProxy takes over the port; the old one finishes its streams
-    wait_routed(fleet, {"r1", "r2", "r3", "r4"})
-    after = {i: replica_for(fleet, i) for i in ids}
+    fleet.wait_routed({"r1", "r2", "r3", "r4"})
+    after = {i: fleet.replica_for(i) for i in ids}
     moved = {i for i in ids if after[i] != before[i]}
     assert moved, "the 4th replica got no session"
     assert {after[i] for i in moved} == {"r4"}, "a session moved between the old replicas"
@@ -242,7 +220,7 @@ def test_a_rolling_restart_ends_no_stream_and_loses_no_rep(fleet: Any, test_data
     for name in set(fleet.replicas) - live:  # a replica an earlier test killed
         fleet.start_replica(int(name[1:]), {"POSE_BACKEND": "mediapipe"})
     fleet.wait_ready(sorted(fleet.replicas))
-    wait_routed(fleet, set(fleet.replicas))
+    fleet.wait_routed(set(fleet.replicas))
     config = ClientConfig(fleet.url, exercise="squat", max_backoff_s=0.5)
 
     def looped() -> FrameSource:
@@ -261,7 +239,7 @@ def test_a_rolling_restart_ends_no_stream_and_loses_no_rep(fleet: Any, test_data
         assert fleet.live_pid(name) is None, f"{name} did not exit after SIGTERM"
         fleet.start_replica(int(name[1:]), {"POSE_BACKEND": "mediapipe"})
         fleet.wait_ready([name])
-        wait_routed(fleet, set(fleet.replicas))
+        fleet.wait_routed(set(fleet.replicas))
 
     async def roll() -> None:
         while not all(s.answered >= 10 for session in sessions for s in session.stats.values()):
