@@ -28,10 +28,10 @@ from pose_analyzer.multiview.rig import CameraRig, RigError
 from pose_analyzer.resources import DatabaseDep
 from pose_analyzer.storage import Database
 from pose_analyzer.storage.rigs import RigNotFoundError, StoredRig, delete_rig, get_rig, list_rigs, put_rig
+from service_kit.bodylimit import read_body_limited
 from service_kit.errors import (
     InvalidInputError,
     NotFoundError,
-    PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
 from service_kit.ops import require_api_key
@@ -116,17 +116,6 @@ def _parse_text(text: str, fmt: str) -> CameraRig:
     return parse_rig_text(text, fmt)
 
 
-async def _body(request: Request) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_RIG_BYTES:
-            raise PayloadTooLargeError(f"a rig is at most {MAX_RIG_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _store(database: Database, name: str, rig: CameraRig) -> tuple[StoredRig, bool]:
     with database.session() as db:
         return put_rig(db, name, rig_to_dict(rig), len(rig))
@@ -144,7 +133,7 @@ async def put(
     database: DatabaseDep,
     fmt: Annotated[str | None, Query(alias="format", description=f"one of {', '.join(RIG_FORMATS)}")] = None,
 ) -> RigOut:
-    raw = await _body(request)
+    raw = await read_body_limited(request, MAX_RIG_BYTES)
     rig = parse_upload(raw, request.headers.get("content-type", ""), fmt)
     stored, created = await asyncio.to_thread(_store, database, name, rig)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
