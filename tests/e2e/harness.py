@@ -7,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,3 +90,28 @@ def start_process(module: str, prefix: str, port: int, workdir: Path, **env: str
         service.stop()
         raise
     return service
+
+
+def run_concurrently(run: Callable[[str], Any], names: Iterable[str], timeout: float = 300) -> dict[str, Any]:
+    """``run(name)`` for every name at once, one thread each; their results by name.
+
+    Raises the first exception a thread raised (after all threads ended), so a failing client
+    fails the test with its own error.
+    """
+    results: dict[str, Any] = {}
+    failures: list[BaseException] = []
+
+    def one(name: str) -> None:
+        try:
+            results[name] = run(name)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    if failures:
+        raise failures[0]
+    return results

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from pose_analyzer.multiview.biomechanics3d import SEGMENT_NAMES, coefficient_of_variation, segment_lengths
 from pose_analyzer.storage import create_database, start_session
 from tests.clips import encoded_frames
-from tests.e2e.harness import StartService, http_json
+from tests.e2e.harness import StartService, http_json, run_concurrently
 
 WIDTH = 480  # downscaled from 1080 x 1920: the service scales keypoints back to the rig's size
 FRAMES = 33  # every third frame of the 100-frame clips: all of the movement
@@ -102,23 +102,10 @@ def test_four_cameras_stream_one_3d_session_and_bad_3d_streams_are_closed_alone(
     jobs["no-such-rig"] = ({"type": "start", "rig": "nowhere", "camera": "cam01"}, frame)
     backwards = [(1.0, frame[0][1]), (0.5, frame[1][1])]
     jobs["backwards"] = ({"type": "start", "session_id": other, "rig": "demo", "camera": "cam01"}, backwards)
-    results: dict[str, dict[str, Any]] = {}
-    failures: list[BaseException] = []
-
     together = threading.Barrier(len(CAMERAS))
-
-    def run(name: str) -> None:
-        try:
-            results[name] = stream(f"{base}/{name}", *jobs[name], together if name in CAMERAS else None)
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not failures, failures
+    results = run_concurrently(
+        lambda name: stream(f"{base}/{name}", *jobs[name], together if name in CAMERAS else None), jobs
+    )
 
     code, reason = results["no-such-camera"]["close"]
     assert code == 1008

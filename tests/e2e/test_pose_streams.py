@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from websockets.sync.client import connect
 
 from pose_analyzer.storage import angle_series, create_database, list_reps, list_sessions, start_session
 from tests.clips import encoded_frames as _encoded_frames
-from tests.e2e.harness import StartService
+from tests.e2e.harness import StartService, run_concurrently
 
 WIDTH = 480
 CAMERA_FRAMES = 20
@@ -81,21 +80,7 @@ def test_four_cameras_and_an_exercise_clip_at_once(
         **{name: (frames, {"type": "start", "session_id": multicam}) for name, frames in cameras.items()},
         "curl": (curl, {"type": "start", "exercise": "biceps_curl"}),
     }
-    results: dict[str, dict[str, Any]] = {}
-    failures: list[BaseException] = []
-
-    def run(name: str) -> None:
-        try:
-            results[name] = stream_and_wait(f"{base}/ws/streams/{name}", *jobs[name])
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not failures, failures
+    results = run_concurrently(lambda name: stream_and_wait(f"{base}/ws/streams/{name}", *jobs[name]), jobs)
 
     for name, (frames, _) in jobs.items():
         answers, stopped = results[name]["answers"], results[name]["stopped"]
