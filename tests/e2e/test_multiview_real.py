@@ -74,5 +74,8 @@ def test_the_person_is_where_the_cameras_look(series: MultiviewSeries) -> None:
     trial), nose 1.3-1.9 m up, hips within 0.5 m of where the four optical axes meet."""
     assert 0.0 < np.nanmedian(series.points[:, 15:17, 2]) < 0.35
     assert 1.3 < np.nanmedian(series.points[:, 0, 2]) < 1.9
+    # Standing upright: nose above shoulders above hips above knees (COCO ids 0, 5-6, 11-12, 13-14).
+    heights = [np.nanmedian(series.points[:, ids, 2]) for ids in ([0], [5, 6], [11, 12], [13, 14])]
+    assert heights == sorted(heights, reverse=True), heights
     hips = np.nanmedian(series.points[:, 11:13, :2], axis=(0, 1))
     assert np.linalg.norm(hips - CAPTURE_CENTRE[:2]) < 0.5
