@@ -1,5 +1,6 @@
 """Nothing lost, nothing misreported: reps committed before they are announced, a failed commit
-reported (1011) and recorded, a service stop recorded as interrupted (1012), bad capture times
+reported (1011) and recorded, a service stop draining (running streams finish, new ones refused
+with 1013) and recording what its grace cut as interrupted (1012), bad capture times
 refused as the client's fault (1008).  Real MediaPipe, real SQLite files, real locks."""
 
 from __future__ import annotations
@@ -114,17 +115,49 @@ def test_a_locked_database_at_stop_gets_an_error_and_the_stream_recorded_failed(
 def test_a_service_stop_interrupts_open_streams_with_1012(tmp_path: Path, frames: list[bytes]) -> None:
     db_file = tmp_path / "pose.db"
     notice = ShutdownNotice()
-    with make_client(db_file, shutdown=notice) as client, client.websocket_connect("/ws/streams/live") as ws:
+    with (
+        make_client(db_file, shutdown=notice, drain_grace_s=0) as client,
+        client.websocket_connect("/ws/streams/live") as ws,
+    ):
         assert send_frame(ws, 0.0, frames[0])["type"] == "frame"
-        notice.fire()  # what the server does on SIGTERM
+        notice.fire()  # what the server does on SIGTERM; no grace: the stream is cut at once
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert client.get("/readyz").status_code == 503
+        assert notice.drained.wait(timeout=30)  # its end committed: the server may stop
+        ((status, reason),) = rows(db_file, "SELECT status, close_reason FROM streams")
     assert closed.value.code == 1012
     assert "restarting" in closed.value.reason
-    ((status, reason),) = rows(db_file, "SELECT status, close_reason FROM streams")
     assert (status, "restarting" in reason) == ("interrupted", True)
     assert rows(db_file, "SELECT status FROM sessions") == [("interrupted",)]
+
+
+def test_a_draining_service_finishes_running_streams_and_refuses_new_ones(
+    tmp_path: Path, frames: list[bytes]
+) -> None:
+    db_file = tmp_path / "pose.db"
+    notice = ShutdownNotice()
+    with make_client(db_file, shutdown=notice, drain_grace_s=60) as client:
+        with client.websocket_connect("/ws/streams/running") as ws:
+            assert send_frame(ws, 0.0, frames[0])["type"] == "frame"
+            notice.fire()
+            assert send_frame(ws, 0.1, frames[1])["type"] == "frame"  # still served
+            ready = client.get("/readyz")
+            assert (ready.status_code, ready.json()["error"]["message"]) == (503, "draining")
+            with (
+                client.websocket_connect("/ws/streams/late") as late,
+                pytest.raises(WebSocketDisconnect) as refused,
+            ):
+                late.receive_json()
+            assert send_frame(ws, 0.2, frames[2])["type"] == "frame"
+            assert not notice.drained.is_set()  # a stream runs: the server must wait
+            ws.send_text(json.dumps({"type": "stop"}))
+            stopped = ws.receive_json()
+        assert notice.drained.wait(timeout=30)
+    assert (refused.value.code, "no new streams" in refused.value.reason) == (1013, True)
+    assert (stopped["type"], stopped["frames_processed"]) == ("stopped", 3)
+    # Only the running stream was recorded (the refused one never got that far), and it completed.
+    assert rows(db_file, "SELECT stream_id, status FROM streams") == [("running", "completed")]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ JSON logging (the lifespan does not touch the root logger) and the third-party l
 environment.
 """
 
+import math
 import socket
+import time
 from types import FrameType
 
 import uvicorn
@@ -31,17 +33,45 @@ WS_MIN_MAX_SIZE = 64 * 1024 * 1024
 WS_PER_MESSAGE_DEFLATE = False
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, telling the app when a stop signal arrives (before it closes connections,
-    so open streams are recorded as interrupted and closed with 1012 and a reason)."""
+# After a stop signal the server waits for the app to drain (streams get ``drain_grace_s`` to end,
+# then those left are closed and their ends committed); this long beyond the grace it stops anyway
+# (a commit stuck on the database), and uvicorn's own graceful shutdown, which follows the drain,
+# gets as long again for the last requests.  The process exits within drain_grace_s + 2 x this.
+DRAIN_CLOSE_S = 15
 
-    def __init__(self, config: uvicorn.Config, notice: ShutdownNotice) -> None:
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, draining on the first stop signal (SIGTERM, SIGINT) before it shuts down.
+
+    uvicorn's own shutdown closes every connection at once (WebSockets with 1012 and no reason),
+    so the first signal only tells the app (``ShutdownNotice``), which drains while the server
+    still answers (``/readyz`` 503 for the balancer, new streams refused with 1013); once the app
+    marked the notice drained, or ``drain_limit_s`` passed, the server shuts down as uvicorn does.
+    A second signal stops at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, notice: ShutdownNotice, drain_limit_s: float) -> None:
         super().__init__(config)
         self.notice = notice
+        self.drain_limit_s = drain_limit_s
+        self._stop_signal: int | None = None
+        self._drain_deadline = 0.0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.notice.fire()
+        if self._stop_signal is None and not self.should_exit:
+            self._stop_signal = sig
+            self._drain_deadline = time.monotonic() + self.drain_limit_s
+            self.notice.fire()
+            return
         super().handle_exit(sig, frame)
+
+    def _drained(self) -> bool:
+        return self.notice.drained.is_set() or time.monotonic() > self._drain_deadline
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_signal is not None and not self.should_exit and self._drained():
+            super().handle_exit(self._stop_signal, None)
+        return await super().on_tick(counter)
 
 
 def main() -> None:
@@ -61,13 +91,15 @@ def main() -> None:
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
         # Pings behind the answers with a pong deadline of the send timeout (see ws_protocol).
         ws=read_deadline_protocol(settings.stream_send_timeout_s),
+        timeout_graceful_shutdown=DRAIN_CLOSE_S,
     )
     listener = config.bind_socket()
     if settings.socket_send_buffer_bytes:
         # Accepted connections inherit it: answers a client does not read back up within a few
         # hundred KiB, so the send timeout notices it (see the setting).
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer_bytes)
-    _Server(config, notice).run(sockets=[listener])
+    drain_limit_s = math.ceil(settings.drain_grace_s) + DRAIN_CLOSE_S
+    _Server(config, notice, drain_limit_s).run(sockets=[listener])
 
 
 if __name__ == "__main__":

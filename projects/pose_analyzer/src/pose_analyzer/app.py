@@ -61,7 +61,8 @@ async def warm_up(resources: PoseResources, freeze_gc: bool = False) -> None:
         if freeze_gc:
             gc.collect()  # garbage first, so that only what lives on is frozen
             gc.freeze()
-        ops.mark_ready()
+        if not resources.streams.draining:  # a SIGTERM during the warm-up: stay 503
+            ops.mark_ready()
         log.info("pose models loaded and warmed", extra={"backend": resources.backend})
     finally:
         resources.warm_up_done.set()
@@ -71,18 +72,32 @@ RESTART_REASON = "the service is restarting; reconnect when it is ready again"
 
 
 def _drain_on(notice: ShutdownNotice, resources: PoseResources, stack: AsyncExitStack) -> None:
-    """On ``notice``: /readyz says draining and every open stream ends as interrupted (1012)."""
+    """On ``notice``: /readyz says draining at once, new streams are refused, running ones get
+    ``drain_grace_s`` to end, those left are interrupted (1012); then the notice is marked drained
+    (the server stops)."""
     loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
 
-    def drain() -> None:
+    async def drain() -> None:
+        grace = resources.settings.drain_grace_s
         resources.ops.mark_not_ready("draining")
-        count = resources.streams.interrupt_all(RESTART_REASON)
-        log.info("service stopping: open streams interrupted", extra={"streams": count})
+        log.info("service stopping: draining", extra={"streams": resources.streams.active, "grace_s": grace})
+        try:
+            cut = await resources.streams.drain(grace, RESTART_REASON)
+            log.info("service drained", extra={"interrupted_streams": cut})
+        finally:
+            notice.mark_drained()
+
+    def start_drain() -> None:
+        task = loop.create_task(drain(), name="pose-drain")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     def on_notice() -> None:  # called in the signal handler: only hand over to the loop
-        loop.call_soon_threadsafe(drain)
+        loop.call_soon_threadsafe(start_drain)
 
     stack.callback(notice.subscribe(on_notice))
+    stack.callback(lambda: [task.cancel() for task in list(tasks)])  # the lifespan ended first
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

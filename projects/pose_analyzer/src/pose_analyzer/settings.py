@@ -50,6 +50,12 @@ class PoseSettings(ServiceSettings):
     # where the server cannot ping (see stream_send_timeout_s), a client that stops reading is
     # only noticed once this buffer and its own receive buffer are full.
     socket_send_buffer_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
+    # On SIGTERM the service drains: /readyz answers 503 (the balancer sends no new streams), new
+    # streams are refused (1013), and running ones are served until they end or this grace period
+    # passes; those still open then are closed with 1012 (recorded "interrupted", every announced
+    # rep committed) and the process exits.  Keep the orchestrator's stop timeout (docker compose
+    # stop_grace_period, scripts/fleet.py stop) above it plus DRAIN_CLOSE_S (``__main__``).
+    drain_grace_s: float = Field(default=10.0, ge=0, le=600)
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)
     # A failed commit of a stream is tried this many times in all, waiting stream_commit_backoff_s

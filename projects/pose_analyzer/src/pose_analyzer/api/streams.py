@@ -8,6 +8,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from pose_analyzer.resources import WsResourcesDep
 from pose_analyzer.streaming.connection import StreamConnection
+from pose_analyzer.streaming.errors import ClientGoneError
 from pose_analyzer.ws_protocol import READ_DEADLINE
 from service_kit.ops import websocket_authorised
 
@@ -32,7 +33,10 @@ class _WebSocketChannel:
         return str(message.get("text") or "")
 
     async def send_text(self, text: str) -> None:
-        await self.websocket.send_text(text)
+        try:
+            await self.websocket.send_text(text)
+        except WebSocketDisconnect as exc:  # Starlette's word for a send on a lost connection
+            raise ClientGoneError(f"the connection is gone ({exc.code})") from None
 
     async def close(self, code: int, reason: str) -> None:
         await self.websocket.close(code=code, reason=reason)

@@ -1,7 +1,7 @@
 """The life of one stream connection: admit, receive, validate, answer, close with a code and reason.
 
-It talks to the client through a small ``Channel`` (the WebSocket route adapts Starlette's
-WebSocket to it), so it knows nothing of FastAPI and tests can drive it directly.
+It talks to the client through a small ``Channel`` (``channel.py``; the WebSocket route adapts
+Starlette's WebSocket to it), so it knows nothing of FastAPI and tests can drive it directly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,7 +28,9 @@ from pose_analyzer.schemas import (
 )
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import Database
+from pose_analyzer.streaming.channel import Channel
 from pose_analyzer.streaming.errors import (
+    ClientGoneError,
     FrameTooLargeError,
     ServiceRestartError,
     StorageFailedError,
@@ -46,23 +48,6 @@ from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 log = logging.getLogger(__name__)
 
 NORMAL_CLOSURE = 1000
-
-
-class Channel(Protocol):
-    """The client side of a stream as the connection needs it."""
-
-    async def receive(self) -> str | bytes | None:
-        """The next text or binary message; None when the client has gone."""
-
-    async def send_text(self, text: str) -> None:
-        """Send one text message."""
-
-    async def close(self, code: int, reason: str) -> None:
-        """Close with ``code`` and ``reason``."""
-
-    async def stalled(self) -> None:
-        """Return once the client has not read what it was sent for the send timeout (the server
-        pings behind the answers: ``pose_analyzer.ws_protocol``); never, where it cannot tell."""
 
 
 class StreamConnection:
@@ -123,7 +108,11 @@ class StreamConnection:
             self._interrupted.set()
 
     async def serve(self, authorised: bool) -> None:
-        """Run the connection to its end; never raises for the client's faults."""
+        """Run the connection to its end; never raises for the client's faults.
+
+        A stream the service cannot take (no key, a busy id, the limit, a draining service) is
+        refused with its close code before anything is recorded.
+        """
         try:
             if not authorised:
                 raise StreamPolicyError("missing or wrong API key", "unauthorized")
@@ -132,10 +121,21 @@ class StreamConnection:
             self._count(exc)
             await self._close_for(exc)
             return
+        try:
+            await self._serve_admitted()
+        finally:
+            self.hub.ended()  # after its end is committed: a draining service may exit now
+
+    async def _serve_admitted(self) -> None:
         interrupted = asyncio.ensure_future(self._interrupted.wait())
         stalled = asyncio.ensure_future(self.channel.stalled())
         try:
             await self._loop({interrupted, stalled})
+        except ClientGoneError:
+            # The connection went while we sent: the client left (nothing to close), or the
+            # service stopped under it.  Not the stream's failure.
+            if self._interrupt is not None:
+                self._end = ("interrupted", str(self._interrupt))
         except StreamClosedError as exc:
             await self._end_for(exc)
         except Exception as exc:
@@ -149,6 +149,8 @@ class StreamConnection:
     async def _end_for(self, exc: StreamClosedError) -> None:
         self._count(exc)
         self._end = ("interrupted" if isinstance(exc, ServiceRestartError) else "failed", str(exc))
+        if isinstance(exc, ServiceRestartError):
+            await self._finish_frames()
         if isinstance(exc, StorageFailedError | ServiceRestartError):
             # The database is what failed, or the process is going away: the client hears at
             # once, then the stream's end is recorded (retried by the writer).
@@ -162,6 +164,16 @@ class StreamConnection:
             # connection may be torn down (and this task cancelled) at any moment.
             await self._shutdown()
             await self._close_for(exc)
+
+    async def _finish_frames(self) -> None:
+        """Answer the frame in analysis and the one waiting (with any rep they complete, committed
+        first) before the stream is cut, so that every rep the service stored was announced too;
+        bounded by the send timeout."""
+        if self.session is None or self._processor is None or self._processor.done():
+            return
+        self.session.slot.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._processor), self.settings.stream_send_timeout_s)
 
     def _count(self, exc: StreamClosedError) -> None:
         self.metrics.websocket_errors.labels(exc.metric_reason).inc()

@@ -4,7 +4,8 @@ They are ``ServiceError``s (``service_kit.errors``), so the same failure reads t
 over HTTP (``POST /api/analyze`` refuses an undecodable image with 415
 ``unsupported_image``) and over the WebSocket (closed with 1003, reason and code alike).
 The close codes are the protocol's (RFC 6455): 1003 unsupported data, 1008 policy
-violation, 1009 message too big, 1011 the server's own failure.  Nothing here knows FastAPI.
+violation, 1009 message too big, 1011 the server's own failure, 1012 service restart, 1013 try
+again later.  Nothing here knows FastAPI.
 """
 
 from __future__ import annotations
@@ -95,3 +96,22 @@ class ServiceRestartError(StreamClosedError):
     status_code = 503
     close_code = CLOSE_SERVICE_RESTART
     code = "service_restart"
+
+
+# RFC 6455 "try again later": this replica takes no new streams; another one (or this one once
+# restarted) will.
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class ServiceUnavailableError(StreamClosedError):
+    """A new stream refused before anything is recorded: the service is draining (SIGTERM) or its
+    models could not be loaded (503, 1013); the client reconnects, through the balancer elsewhere."""
+
+    status_code = 503
+    close_code = CLOSE_TRY_AGAIN_LATER
+    code = "unavailable"
+
+
+class ClientGoneError(Exception):
+    """The connection is gone (the client left, or the server dropped it): nothing can be sent on
+    it any more.  Not the stream's failure: it ends as when the client disconnects."""

@@ -13,7 +13,7 @@ from pose_analyzer.detection.paths import DetectionPath, StreamDetector, open_pa
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.multiview.session3d import Live3DSessions
 from pose_analyzer.settings import PoseSettings
-from pose_analyzer.streaming.errors import ServerFailureError, StreamPolicyError
+from pose_analyzer.streaming.errors import ServerFailureError, ServiceUnavailableError, StreamPolicyError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ class StreamHub:
         self._options = options
         # Each open stream's ``interrupt(reason)``: called when the service stops.
         self._streams: dict[str, Callable[[str], None]] = {}
+        # Connections admitted and not yet ``ended`` (their end committed): what a drain waits for.
+        self._connections = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.draining = False
         self._paths: dict[str, DetectionPath] = {}
         # The open 3D sessions (streams that named a rig), by database session id.
         self.sessions3d = Live3DSessions()
@@ -55,9 +60,18 @@ class StreamHub:
     def register(self, stream_id: str, interrupt: Callable[[str], None]) -> None:
         """Admit ``stream_id``; ``interrupt(reason)`` is called if the service stops meanwhile.
 
+        Every admitted stream must call ``ended`` once its end is committed.
+
         Raises:
+            ServiceUnavailableError: the service drains (``drain``): nothing is recorded.
             StreamPolicyError: an invalid id, one already streaming, or ``max_streams`` reached.
         """
+        if self.draining:
+            raise ServiceUnavailableError(
+                "the service is shutting down and takes no new streams; reconnect (another replica "
+                "or this one once restarted will take the stream)",
+                "draining",
+            )
         if not STREAM_ID.match(stream_id):
             raise StreamPolicyError(
                 "stream id must be 1-64 characters of letters, digits, '_', '-', '.', ':'",
@@ -68,11 +82,38 @@ class StreamHub:
         if len(self._streams) >= self.max_streams:
             raise StreamPolicyError(f"too many streams: the limit is {self.max_streams}", "too_many_streams")
         self._streams[stream_id] = interrupt
+        self._connections += 1
+        self._idle.clear()
         self.metrics.active_streams.set(len(self._streams))
 
     def unregister(self, stream_id: str) -> None:
+        """Free ``stream_id`` (its connection is ending; it calls ``ended`` once that is committed)."""
         self._streams.pop(stream_id, None)
         self.metrics.active_streams.set(len(self._streams))
+
+    def ended(self) -> None:
+        """A connection admitted by ``register`` is over, its end committed (or given up)."""
+        self._connections -= 1
+        if self._connections <= 0:
+            self._connections = 0
+            self._idle.set()
+
+    async def drain(self, grace_s: float, reason: str) -> int:
+        """Take no new streams, let the open ones run until they end or ``grace_s`` passes, then
+        interrupt those left (``interrupt_all``) and wait until their ends are committed.
+
+        Returns how many streams had to be interrupted.
+        """
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            pass
+        else:
+            return 0
+        count = self.interrupt_all(reason)
+        await self._idle.wait()
+        return count
 
     def interrupt_all(self, reason: str) -> int:
         """Tell every open stream that the service stops (they end as "interrupted"); returns how many."""
