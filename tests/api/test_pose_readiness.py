@@ -1,4 +1,5 @@
-"""``/readyz`` tells the truth: 503 until the models are loaded and warmed, 503 again while draining."""
+"""``/readyz`` tells the truth: 503 until the models are loaded and warmed, 503 again while draining
+(404 while draining when asked for it, as HAProxy's disable-on-404 check does)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def test_readyz_is_503_while_the_models_cannot_load_and_healthz_still_answers(tm
         assert error["code"] == "not_ready"
         assert "yolo models could not be loaded" in error["message"]
         assert str(tmp_path) not in error["message"]  # the reason, not the exception's text
+        # Not draining: HAProxy's check (draining_status=404) must mark it down too.
+        assert client.get("/readyz?draining_status=404").status_code == 503
         assert client.get("/healthz").status_code == 200
         assert client.get("/api/status").json()["ready"] is False
 
@@ -79,5 +82,11 @@ async def test_readyz_is_503_once_the_service_drains(tmp_path: Path) -> None:
             assert (await client.get("/readyz")).status_code == 200
     async with httpx.AsyncClient(transport=transport, base_url="http://pose") as client:
         drained = await client.get("/readyz")
+        # HAProxy's check asks for 404 while draining (disable-on-404: no new streams, the
+        # running ones kept); any other value is refused.
+        for_haproxy = await client.get("/readyz", params={"draining_status": 404})
+        unknown = await client.get("/readyz", params={"draining_status": 200})
     assert drained.status_code == 503
     assert drained.json()["error"]["message"] == "draining"
+    assert for_haproxy.status_code == 404
+    assert unknown.status_code == 422

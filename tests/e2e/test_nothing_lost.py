@@ -1,7 +1,8 @@
 """A real pose_analyzer process killed and stopped under a streaming client: nothing announced is lost.
 
-SIGKILL right after reps were announced, SIGTERM mid-stream, and a chaos run (three SIGKILLs at
-random moments, each followed by a restart on the same database file).
+SIGKILL right after reps were announced, SIGTERM mid-stream (the stream drains to its stop, or is
+cut with 1012 once the grace passes), and a chaos run (three SIGKILLs at random moments, each
+followed by a restart on the same database file).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import random
 import signal
 import sqlite3
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,20 +119,85 @@ def test_reps_announced_before_a_sigkill_are_stored_after_the_restart(
     assert statuses(db_file, "sessions") == ["interrupted"]
 
 
-def test_sigterm_mid_stream_closes_with_1012_and_records_the_stream_interrupted(
+def readyz_status(service: RunningService) -> int:
+    try:
+        with urllib.request.urlopen(f"{service.url}/readyz", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def until_draining(service: RunningService) -> None:
+    """Wait until the signalled service says so on /readyz (the drain starts within a tick)."""
+    deadline = time.monotonic() + 30
+    while readyz_status(service) != 503:
+        assert time.monotonic() < deadline, "/readyz still 200 after SIGTERM"
+        time.sleep(0.05)
+
+
+def test_sigterm_drains_a_running_stream_until_its_stop_and_refuses_new_ones(
     start_service: StartService, tmp_path: Path, squats: list[tuple[float, bytes]]
 ) -> None:
     db_file = tmp_path / "pose.db"
-    service = start_pose(start_service, db_file)
-    with connect_to(service, "stopped") as ws:
-        start_squats(ws)
-        for capture_ts, data in squats[:3]:
-            send_frame(ws, capture_ts, data)
+    grace_s = 90  # far more than the test needs: the process must exit once the stream stopped
+    service = start_service(
+        "pose_analyzer",
+        "POSE_",
+        backend="mediapipe",
+        database_url=f"sqlite:///{db_file}",
+        drain_grace_s=str(grace_s),
+    )
+    announced: Announced = set()
+    frames = iter(squats)
+    with connect_to(service, "draining") as ws:
+        session_id = start_squats(ws)
+        for capture_ts, data in frames:
+            announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+            if announced:
+                break
         service.process.send_signal(signal.SIGTERM)
-        close = close_of(ws)
+        until_draining(service)
+        with connect_to(service, "late") as late:
+            refused = close_of(late)
+        before = len(announced)
+        for capture_ts, data in frames:  # still served: on to the next rep
+            announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+            if len(announced) > before:
+                break
+        assert service.process.poll() is None  # a stream runs: the service waits for it
+        ws.send(json.dumps({"type": "stop"}))
+        stopped = json.loads(ws.recv(timeout=60))
+    service.process.wait(timeout=grace_s / 3)  # exits once drained, long before the grace ends
+    assert (refused.code, "no new streams" in refused.reason) == (1013, True)
+    assert len(announced) > before >= 1
+    assert (stopped["type"], stopped["rep_count"]) == ("stopped", len(announced))
+    rows = stored(db_file)
+    assert announced == set(rows)
+    assert len(rows) == len(set(rows))
+    assert statuses(db_file, "streams") == ["completed"]  # the refused stream was never recorded
+
+
+def test_sigterm_closes_a_stream_still_open_after_the_grace_with_1012_as_interrupted(
+    start_service: StartService, tmp_path: Path, squats: list[tuple[float, bytes]]
+) -> None:
+    db_file = tmp_path / "pose.db"
+    service = start_service(
+        "pose_analyzer", "POSE_", backend="mediapipe", database_url=f"sqlite:///{db_file}", drain_grace_s="1"
+    )
+    announced: Announced = set()
+    with connect_to(service, "stopped") as ws:
+        session_id = start_squats(ws)
+        for capture_ts, data in squats:
+            announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+            if announced:
+                break
+        service.process.send_signal(signal.SIGTERM)
+        close = close_of(ws)  # the client sends nothing more: the grace passes
     service.process.wait(timeout=60)
     assert close.code == 1012
     assert "restarting" in close.reason
+    assert announced
+    assert announced <= set(stored(db_file))
     assert statuses(db_file, "streams") == ["interrupted"]
     assert statuses(db_file, "sessions") == ["interrupted"]
 

@@ -80,7 +80,7 @@ def _drain_on(notice: ShutdownNotice, resources: PoseResources, stack: AsyncExit
 
     async def drain() -> None:
         grace = resources.settings.drain_grace_s
-        resources.ops.mark_not_ready("draining")
+        resources.ops.mark_draining()
         log.info("service stopping: draining", extra={"streams": resources.streams.active, "grace_s": grace})
         try:
             cut = await resources.streams.drain(grace, RESTART_REASON)
@@ -164,7 +164,7 @@ def create_app(
             try:
                 yield {"ops": resources.ops, "resources": resources}
             finally:
-                resources.ops.mark_not_ready("draining")
+                resources.ops.mark_draining()
                 log.info("service stopping")
 
     app = FastAPI(

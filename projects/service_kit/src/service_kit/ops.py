@@ -32,7 +32,7 @@ from prometheus_client import (
 )
 
 from service_kit.buildinfo import BuildInfo, build_info
-from service_kit.errors import UnauthorizedError, error_body
+from service_kit.errors import InvalidInputError, UnauthorizedError, error_body
 from service_kit.hardware import host_hardware
 from service_kit.jsonlog import configure_logging
 from service_kit.settings import ServiceSettings, config_digest
@@ -51,6 +51,8 @@ class ServiceOps:
     started_at: float = field(default_factory=time.time)
     ready: bool = False
     not_ready_reason: str = "starting"
+    # Stopping: running work finishes, new work goes elsewhere (see /readyz's draining_status).
+    draining: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     details_provider: Callable[[], dict[str, Any]] | None = None
 
@@ -59,6 +61,11 @@ class ServiceOps:
 
     def mark_not_ready(self, reason: str) -> None:
         self.ready, self.not_ready_reason = False, reason
+
+    def mark_draining(self) -> None:
+        """Not ready for good: the service is stopping and lets running work finish."""
+        self.mark_not_ready("draining")
+        self.draining = True
 
 
 def new_registry(service: str, build: BuildInfo) -> CollectorRegistry:
@@ -134,10 +141,17 @@ def ops_router() -> APIRouter:
     @router.get(
         "/readyz", summary="Models and database are ready", responses={503: {"description": "not ready"}}
     )
-    def readyz(ops: OpsDep) -> Response:
+    def readyz(ops: OpsDep, draining_status: int = 503) -> Response:
+        """200 when ready, else 503 with the reason.  ``draining_status=404`` is for HAProxy's
+        ``http-check disable-on-404``: a draining service then answers 404, which takes it out of
+        load balancing but keeps its established connections (streams finish), where a 503
+        marks it down and ``on-marked-down shutdown-sessions`` would cut them."""
+        if draining_status not in (404, 503):
+            raise InvalidInputError("draining_status must be 404 or 503", code="invalid_draining_status")
         if ops.ready:
             return JSONResponse({"status": "ready", "service": ops.service})
-        return JSONResponse(error_body("not_ready", ops.not_ready_reason), status_code=503)
+        status = draining_status if ops.draining else 503
+        return JSONResponse(error_body("not_ready", ops.not_ready_reason), status_code=status)
 
     guarded = [Depends(require_ops_key)]
 
