@@ -27,6 +27,7 @@ def status(code: int) -> InvalidStatus:
     ("exc", "expected"),
     [
         (closed(1012, "the service is restarting"), True),
+        (closed(1013, "the service is shutting down and takes no new streams"), True),  # draining
         (closed(1011, "internal error"), True),
         (ConnectionClosedError(None, None), True),  # connection lost without a close frame (1006)
         (closed(1008, "stream 'a' is already streaming"), True),
