@@ -277,8 +277,11 @@ class Fleet:
         self.start_haproxy()
         self.wait_ready(names, timeout)
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (then SIGKILL after ``timeout``) the recorded HAProxy and replicas, stop PostgreSQL."""
+    def stop(self, timeout: float = 45.0) -> None:
+        """SIGTERM (then SIGKILL after ``timeout``) the recorded HAProxy and replicas, stop PostgreSQL.
+
+        ``timeout`` leaves a replica its drain (POSE_DRAIN_GRACE_S, 10 s by default, plus the close).
+        """
         for name in sorted(self.pids()):
             if name == "postgres":
                 continue

@@ -64,12 +64,14 @@ def test_haproxy_is_the_only_public_entry_of_the_fleet(compose: dict[str, Any]) 
     assert haproxy["depends_on"]["pose_replica"]["condition"] == "service_healthy"
     (published,) = haproxy["ports"]
     assert published.endswith(":8000")
-    # The documented minimal config matches: a :8000 frontend, the replicas by DNS, checks on /readyz.
+    # The documented minimal config matches: a :8000 frontend, the replicas by DNS, checks on /readyz
+    # that keep a draining replica's streams (404 while draining, disable-on-404).
     header = COMPOSE.read_text().split("\nname:", 1)[0]
     for line in (
         "bind :8000",
         "bind :8404",
-        "option httpchk GET /readyz",
+        "http-check disable-on-404",
+        "http-check send meth GET uri /readyz?draining_status=404",
         "pose_replica:8001",
         "prometheus-exporter",
     ):
