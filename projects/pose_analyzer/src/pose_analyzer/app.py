@@ -96,8 +96,12 @@ def _drain_on(notice: ShutdownNotice, resources: PoseResources, stack: AsyncExit
     def on_notice() -> None:  # called in the signal handler: only hand over to the loop
         loop.call_soon_threadsafe(start_drain)
 
+    def cancel_drain() -> None:  # the lifespan ended first (a second signal)
+        for task in list(tasks):
+            task.cancel()
+
     stack.callback(notice.subscribe(on_notice))
-    stack.callback(lambda: [task.cancel() for task in list(tasks)])  # the lifespan ended first
+    stack.callback(cancel_drain)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

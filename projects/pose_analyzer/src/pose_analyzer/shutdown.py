@@ -20,7 +20,6 @@ class ShutdownNotice:
         self._callbacks: list[Callable[[], None]] = []
         # Re-entrant: a signal handler may fire on the thread that is subscribing.
         self._lock = threading.RLock()
-        self.fired = threading.Event()
         self.drained = threading.Event()
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -37,7 +36,6 @@ class ShutdownNotice:
     def fire(self) -> None:
         with self._lock:
             callbacks = list(self._callbacks)
-        self.fired.set()
         if not callbacks:
             self.drained.set()
         for callback in callbacks:
