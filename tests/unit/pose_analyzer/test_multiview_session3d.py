@@ -137,3 +137,18 @@ async def test_a_failed_store_reaches_every_stream_of_the_group(rig: CameraRig) 
         *(live.submit(cam, STORE_BATCH / 30, views[cam]) for cam in two), return_exceptions=True
     )
     assert all(isinstance(r, StorageError) for r in results), results
+
+
+def test_a_cropped_camera_keeps_its_pixels_square_and_a_scaled_copy_is_scaled_per_axis() -> None:
+    keypoints = np.array([[400.0, 800.0, 0.9]] * 21, dtype=np.float32)
+    person = Person(keypoints, (0.0, 0.0, 1.0, 1.0), 0.9, 1)
+
+    def scaled(width: int, height: int) -> np.ndarray:
+        view = view_of(FrameAnalysis(0, 0.0, width, height, [PersonAnalysis(person, {})]), (1088, 1920))
+        assert view.keypoints is not None
+        return view.keypoints[0, :2]
+
+    # 1080 x 1920 video of a 1088 x 1920 calibration, sent 480 px wide: one scale, that of the height.
+    assert scaled(480, 853) == pytest.approx([400 * 1920 / 853, 800 * 1920 / 853])
+    # The same camera's full 1088 px width, sent 480 px wide (rounded to 847 rows): per axis.
+    assert scaled(480, 847) == pytest.approx([400 * 1088 / 480, 800 * 1920 / 847])
