@@ -93,6 +93,36 @@ async def test_a_silent_camera_does_not_stall_the_others(rig: CameraRig) -> None
     assert live.sync.sync[rig.names[3]].missed == 1
 
 
+async def test_a_camera_that_dropped_the_moment_unanalysed_is_not_waited_for(rig: CameraRig) -> None:
+    live = _session(rig, [], deadline_s=3600.0)  # no timer can decide it here
+    truth = random_people(np.random.default_rng(4), 1)[0]
+    pixels = project_all(rig, truth)
+    views = {
+        cam: view_of(_analysis(pixels[c], rig.camera(cam).image_size), rig.camera(cam).image_size)
+        for c, cam in enumerate(rig.names)
+    }
+    for cam in rig.names:
+        live.received(cam, 0.0)
+    present, dropping = rig.names[:3], rig.names[3]
+    waiting = [asyncio.ensure_future(live.submit(cam, 0.0, views[cam])) for cam in present]
+    await asyncio.sleep(0)
+    assert not any(f.done() for f in waiting)  # the fourth camera's frame may still come
+    live.received(dropping, 1 / 30)  # its slot replaced that frame by a newer one
+    live.dropped(dropping, 0.0)
+    moments = await asyncio.gather(*waiting)
+    assert all(m is moments[0] for m in moments)
+    assert moments[0] is not None
+    assert moments[0].cameras == present
+    assert moments[0].missing == (dropping,)
+    # The dropping camera's next frame waits for its own moment with the others.
+    later = asyncio.ensure_future(live.submit(dropping, 1 / 30, views[dropping]))
+    await asyncio.sleep(0)
+    assert not later.done()
+    for cam in rig.names:
+        await live.leave(cam, f"stream-{cam}")
+    assert await later is None  # alone in its group: nothing to triangulate
+
+
 async def test_a_clock_going_back_is_refused_for_its_camera_only(rig: CameraRig) -> None:
     live = _session(rig, [])
     for cam in rig.names[1:]:

@@ -147,6 +147,7 @@ class Live3DSession:
     _grouper: FrameGrouper[_Waiting] = field(init=False)
     _counter: RepCounter | None = field(init=False)
     _timer: asyncio.TimerHandle | None = field(init=False, default=None)
+    _concluding: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     _unstored: list[Point3DFrame] = field(init=False, default_factory=list)
     _storing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     # One triangulator per set of cameras seen together (constants prepared once).
@@ -192,6 +193,23 @@ class Live3DSession:
         await self._conclude(groups)
         self._arm()
         return await future
+
+    def received(self, camera: str, capture_ts: float) -> None:
+        """``camera``'s stream received a frame (before analysing it): see ``FrameGrouper.received``."""
+        self._decided(self._grouper.received(camera, capture_ts, time.monotonic()))
+
+    def dropped(self, camera: str, capture_ts: float) -> None:
+        """``camera``'s stream dropped a frame unanalysed: its group need not wait for it."""
+        self._decided(self._grouper.dropped(camera, capture_ts, time.monotonic()))
+
+    def _decided(self, groups: list[FrameGroup[_Waiting]]) -> None:
+        """Conclude ``groups`` decided outside ``submit`` (called from a stream's receiving side)."""
+        if not groups:
+            return
+        task = asyncio.get_running_loop().create_task(self._conclude(groups))
+        self._concluding.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._concluding.discard)
+        self._arm()
 
     async def leave(self, camera: str, stream_id: str) -> bool:
         """The stream of ``camera`` ended; returns True when no stream is left (store the rest)."""
