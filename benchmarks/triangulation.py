@@ -5,8 +5,10 @@ one person, four synchronised cameras), decoded and downscaled to ``--max-width`
 clock starts.  Each camera has its own MediaPipe instance, as a live session or the offline
 CLI does.  Per group, the four ``detect`` calls are timed together, then the 3D work on
 their output: ``Triangulator`` (undistortion, weighted DLT, left/right swap check, outlier
-rejection, reprojection errors) plus ``analyse_pose_3d`` (angles, measures, segment lengths,
-centre of mass) plus the live One Euro smoothing.  The first ``--warmup`` groups are left out.
+rejection, reprojection errors) plus the bone-length prior (``BoneLengthPrior``: learn the
+segment lengths, refine the limbs, re-measure their errors) plus ``analyse_pose_3d`` (angles,
+measures, segment lengths, centre of mass) plus the live One Euro smoothing.  The first
+``--warmup`` groups are left out.
 
 Goal (issue 12): ``triangulation_vs_detection`` = 3D time / detection time, summed over the
 same groups, at most 0.02.
@@ -31,6 +33,7 @@ import numpy as np
 from pose_analyzer.detection.mediapipe import MediaPipeDetector
 from pose_analyzer.keypoints import NUM_KEYPOINTS
 from pose_analyzer.multiview.biomechanics3d import TrajectorySmoother3D, analyse_pose_3d
+from pose_analyzer.multiview.bones import BoneLengthPrior
 from pose_analyzer.multiview.calibration_io import read_rig
 from pose_analyzer.multiview.offline import CameraVideo, match_videos
 from pose_analyzer.multiview.rig import CameraRig
@@ -62,6 +65,7 @@ def measure_triangulation(
     rig = CameraRig(tuple(v.camera for v in videos))
     tri = Triangulator(rig, rig.names)
     smoother = TrajectorySmoother3D()
+    bones = BoneLengthPrior()
     detect_s: list[float] = []
     three_d_s: list[float] = []
     try:
@@ -80,7 +84,7 @@ def measure_triangulation(
                     points2d[c] = kps[:, :2] * np.array(down) * np.array(video.scale)
                     conf[c] = kps[:, 2]
             begin_3d = time.perf_counter()
-            result = tri(points2d, conf)
+            result = bones(tri(points2d, conf), tri)
             smoothed = smoother.update(result.points, group[0].timestamp)
             analyse_pose_3d(smoothed)
             done = time.perf_counter()

@@ -150,12 +150,9 @@ def test_four_cameras_stream_one_3d_session_and_bad_3d_streams_are_closed_alone(
         f"p95 {np.percentile(errors, 95):.2f} px; bone CV {json.dumps({b: round(cv[b], 4) for b in BONES})}; "
         f"max angle step between moments (deg) {json.dumps({a: round(v, 1) for a, v in jumps.items()})}"
     )
-    # Thighs, shanks and upper arms within 10 %; the forearms are not: measured 0.094-0.103 (left)
-    # and 0.115-0.116 (right), the wrists of the clip's last frames triangulated from two cameras
-    # that agree on a wrong point (docs/live3d.md).  Held near their measured level so they cannot
-    # get worse unnoticed.
-    assert all(cv[bone] <= 0.10 for bone in BONES if not bone.endswith("forearm")), cv
-    assert max(cv["left_forearm"], cv["right_forearm"]) <= 0.15, cv
+    # The bound: every bone within 10 % (measured 2.2-6.7 %, the left forearm highest,
+    # with the session's bone-length prior; 3.6-11.5 % without it, docs/live3d.md).
+    assert all(cv[bone] <= 0.10 for bone in BONES), cv
     for m in moments.values():
         seen = [p for p in m["keypoints"] if p is not None]
         assert len(seen) >= 12

@@ -93,6 +93,36 @@ async def test_a_silent_camera_does_not_stall_the_others(rig: CameraRig) -> None
     assert live.sync.sync[rig.names[3]].missed == 1
 
 
+async def test_a_camera_that_dropped_the_moment_unanalysed_is_not_waited_for(rig: CameraRig) -> None:
+    live = _session(rig, [], deadline_s=3600.0)  # no timer can decide it here
+    truth = random_people(np.random.default_rng(4), 1)[0]
+    pixels = project_all(rig, truth)
+    views = {
+        cam: view_of(_analysis(pixels[c], rig.camera(cam).image_size), rig.camera(cam).image_size)
+        for c, cam in enumerate(rig.names)
+    }
+    for cam in rig.names:
+        live.received(cam, 0.0)
+    present, dropping = rig.names[:3], rig.names[3]
+    waiting = [asyncio.ensure_future(live.submit(cam, 0.0, views[cam])) for cam in present]
+    await asyncio.sleep(0)
+    assert not any(f.done() for f in waiting)  # the fourth camera's frame may still come
+    live.received(dropping, 1 / 30)  # its slot replaced that frame by a newer one
+    live.dropped(dropping, 0.0)
+    moments = await asyncio.gather(*waiting)
+    assert all(m is moments[0] for m in moments)
+    assert moments[0] is not None
+    assert moments[0].cameras == present
+    assert moments[0].missing == (dropping,)
+    # The dropping camera's next frame waits for its own moment with the others.
+    later = asyncio.ensure_future(live.submit(dropping, 1 / 30, views[dropping]))
+    await asyncio.sleep(0)
+    assert not later.done()
+    for cam in rig.names:
+        await live.leave(cam, f"stream-{cam}")
+    assert await later is None  # alone in its group: nothing to triangulate
+
+
 async def test_a_clock_going_back_is_refused_for_its_camera_only(rig: CameraRig) -> None:
     live = _session(rig, [])
     for cam in rig.names[1:]:
@@ -137,3 +167,18 @@ async def test_a_failed_store_reaches_every_stream_of_the_group(rig: CameraRig) 
         *(live.submit(cam, STORE_BATCH / 30, views[cam]) for cam in two), return_exceptions=True
     )
     assert all(isinstance(r, StorageError) for r in results), results
+
+
+def test_a_cropped_camera_keeps_its_pixels_square_and_a_scaled_copy_is_scaled_per_axis() -> None:
+    keypoints = np.array([[400.0, 800.0, 0.9]] * 21, dtype=np.float32)
+    person = Person(keypoints, (0.0, 0.0, 1.0, 1.0), 0.9, 1)
+
+    def scaled(width: int, height: int) -> np.ndarray:
+        view = view_of(FrameAnalysis(0, 0.0, width, height, [PersonAnalysis(person, {})]), (1088, 1920))
+        assert view.keypoints is not None
+        return view.keypoints[0, :2]
+
+    # 1080 x 1920 video of a 1088 x 1920 calibration, sent 480 px wide: one scale, that of the height.
+    assert scaled(480, 853) == pytest.approx([400 * 1920 / 853, 800 * 1920 / 853])
+    # The same camera's full 1088 px width, sent 480 px wide (rounded to 847 rows): per axis.
+    assert scaled(480, 847) == pytest.approx([400 * 1088 / 480, 800 * 1920 / 847])

@@ -147,3 +147,44 @@ def test_only_joined_cameras_are_waited_for() -> None:
     assert group.missing == ("c", "d")
     with pytest.raises(UnknownCameraError):
         grouper.add_camera("z")
+
+
+def test_a_group_goes_out_once_a_reporting_camera_cannot_send_to_it() -> None:
+    grouper: FrameGrouper[str] = FrameGrouper(("a", "b", "c"), deadline_s=10.0)
+    # Each stream reports what it receives; b's slot replaces its frame of t=0 by t=1 unanalysed.
+    for cam in ("a", "b", "c"):
+        assert grouper.received(cam, 0.0, now=0.0) == []
+    assert grouper.received("b", PERIOD, now=0.001) == []
+    assert grouper.add("a", 0.0, "a0", now=0.02) == []
+    assert grouper.add("c", 0.0, "c0", now=0.03) == []
+    # b still has t=0 in analysis as far as the grouper knows: the group waits ...
+    assert grouper.next_deadline() == pytest.approx(10.02)
+    # ... until b says it dropped it: b has moved past t=0 and has nothing of it left.
+    (group,) = grouper.dropped("b", 0.0, now=0.031)
+    assert set(group.frames) == {"a", "c"}
+    assert group.missing == ("b",)
+    assert not group.timed_out
+    assert group.triangulable
+    # b's frame of t=1 is in analysis: the next group waits for it, then is whole.
+    assert grouper.received("a", PERIOD, now=0.04) == []
+    assert grouper.received("c", PERIOD, now=0.04) == []
+    assert grouper.add("a", PERIOD, "a1", now=0.05) == []
+    assert grouper.add("c", PERIOD, "c1", now=0.05) == []
+    (whole,) = grouper.add("b", PERIOD, "b1", now=0.06)
+    assert set(whole.frames) == {"a", "b", "c"}
+
+
+def test_a_camera_that_received_nothing_later_is_still_waited_for() -> None:
+    grouper: FrameGrouper[str] = FrameGrouper(("a", "b"), deadline_s=0.5)
+    grouper.received("a", 0.0, now=0.0)
+    grouper.received("b", 0.0, now=0.0)
+    grouper.add("a", 0.0, "a0", now=0.01)
+    # b dropped t=0 but has received nothing later: a frame of this moment may still come.
+    assert grouper.dropped("b", 0.0, now=0.02) == []
+    assert grouper.received("b", 0.01, now=0.03) == []  # within the window: it may be this moment's
+    (group,) = grouper.add("b", 0.01, "b0", now=0.04)
+    assert set(group.frames) == {"a", "b"}
+    with pytest.raises(UnknownCameraError):
+        grouper.received("z", 0.0, now=0.05)
+    with pytest.raises(UnknownCameraError):
+        grouper.dropped("z", 0.0, now=0.05)

@@ -39,6 +39,7 @@ from pose_analyzer.smoothing import OneEuroFilter, SmoothingConfig
 
 FloatArray = npt.NDArray[np.float64]
 Z_UP: tuple[float, float, float] = (0.0, 0.0, 1.0)
+_Z_UNIT = np.array(Z_UP)
 
 # Rigid segments whose length should not change over a clip (name -> proximal, distal).
 SEGMENTS: dict[str, tuple[K, K]] = {
@@ -62,6 +63,8 @@ _DIST = np.array([t[2] for t in JOINT_ANGLES.values()], dtype=np.intp)
 
 
 def _unit_up(up: npt.ArrayLike) -> FloatArray:
+    if up is Z_UP:  # the default, once per group for every measure: no need to normalise it again
+        return _Z_UNIT
     u = np.asarray(up, dtype=np.float64).reshape(3)
     norm = float(np.linalg.norm(u))
     if not norm > 0:
@@ -114,16 +117,26 @@ def _mid(p: FloatArray, left: K, right: K) -> FloatArray:
 def joint_angles_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> FloatArray:
     """All ``ANGLE_NAMES`` angles (..., len(ANGLE_NAMES)) in degrees of points (..., NUM_KEYPOINTS, 3)."""
     p = np.asarray(points, dtype=np.float64)
-    joints = angle_between(p[..., _PROX, :] - p[..., _VERT, :], p[..., _DIST, :] - p[..., _VERT, :])
     hips, shoulders, ears = (
         _mid(p, K.LEFT_HIP, K.RIGHT_HIP),
         _mid(p, K.LEFT_SHOULDER, K.RIGHT_SHOULDER),
         _mid(p, K.LEFT_EAR, K.RIGHT_EAR),
     )
     trunk = shoulders - hips
-    lean = angle_between(trunk, np.broadcast_to(_unit_up(up), trunk.shape))
-    neck = angle_between(hips - shoulders, ears - shoulders)
-    return np.concatenate([joints, lean[..., None], neck[..., None]], axis=-1)
+    # One angle_between call for the joints, the trunk lean and the neck (per pose, each call's
+    # overhead costs more than its arithmetic).
+    first = np.concatenate(
+        [p[..., _PROX, :] - p[..., _VERT, :], trunk[..., None, :], (hips - shoulders)[..., None, :]], axis=-2
+    )
+    second = np.concatenate(
+        [
+            p[..., _DIST, :] - p[..., _VERT, :],
+            np.broadcast_to(_unit_up(up), trunk.shape)[..., None, :],
+            (ears - shoulders)[..., None, :],
+        ],
+        axis=-2,
+    )
+    return angle_between(first, second)
 
 
 def segment_lengths(points: npt.ArrayLike) -> FloatArray:

@@ -4,7 +4,8 @@ Each stream analyses its own frames in 2D as before; then it hands the frame's p
 person first: the stream's first confirmed person) to the session's ``Live3DSession`` and waits
 for the frame's group (``sync.FrameGrouper``: all cameras present, a camera known to have dropped
 that moment, or the deadline).  A group seen by two cameras or more is triangulated
-(``triangulation.Triangulator``), its trajectory smoothed (``TrajectorySmoother3D``), its 3D
+(``triangulation.Triangulator``), its limbs refined with the person's learnt segment lengths
+(``bones.BoneLengthPrior``), its trajectory smoothed (``TrajectorySmoother3D``), its 3D
 joint angles and measures taken (``biomechanics3d``) and fed to the session's own rep counter
 (the exercise YAML unchanged); every stream in the group gets the
 same ``Moment3D`` with its answer.  Moments are stored as ``frames_3d`` rows, in batches, off
@@ -31,6 +32,7 @@ import numpy.typing as npt
 from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import load_exercise
 from pose_analyzer.multiview.biomechanics3d import TrajectorySmoother3D, analyse_pose_3d
+from pose_analyzer.multiview.bones import BoneLengthPrior
 from pose_analyzer.multiview.rig import CameraRig, RigError
 from pose_analyzer.multiview.sync import FrameGroup, FrameGrouper
 from pose_analyzer.multiview.triangulation import Triangulator
@@ -92,12 +94,24 @@ class Moment3D:
 
 
 def view_of(analysis: FrameAnalysis, image_size: tuple[int, int]) -> View:
-    """The analysis' first person, scaled from the analysed frame to the camera's calibrated size."""
+    """The analysis' first person, in the pixels of the camera's calibrated image.
+
+    A frame with the calibrated aspect ratio (to a pixel of rounding) is a scaled copy: each
+    axis is scaled.  Any other frame was cropped before it was scaled (the demo rig's cam01 and
+    cam02 film 1080 px of a 1088 px wide calibration): one scale, that of the axis not cropped
+    (the smaller ratio), from the top-left corner, i.e. the camera's pixels as they are, as
+    Pose2Sim and ``offline.calibration_scale`` take them.  (Stretching x by 1088/1080 instead
+    put points up to 8 px off and raised the demo's reprojection errors.)
+    """
     if not analysis.people or analysis.width <= 0 or analysis.height <= 0:
         return View(None)
     keypoints = np.asarray(analysis.people[0].person.keypoints, dtype=np.float64).copy()
-    keypoints[:, 0] *= image_size[0] / analysis.width
-    keypoints[:, 1] *= image_size[1] / analysis.height
+    (fw, fh), (cw, ch) = (analysis.width, analysis.height), image_size
+    sx, sy = cw / fw, ch / fh
+    if abs(fw * ch / cw - fh) > 1.0 and abs(fh * cw / ch - fw) > 1.0:
+        sx = sy = min(sx, sy)
+    keypoints[:, 0] *= sx
+    keypoints[:, 1] *= sy
     return View(keypoints)
 
 
@@ -133,11 +147,14 @@ class Live3DSession:
     _grouper: FrameGrouper[_Waiting] = field(init=False)
     _counter: RepCounter | None = field(init=False)
     _timer: asyncio.TimerHandle | None = field(init=False, default=None)
+    _concluding: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     _unstored: list[Point3DFrame] = field(init=False, default_factory=list)
     _storing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     # One triangulator per set of cameras seen together (constants prepared once).
     _triangulators: dict[tuple[str, ...], Triangulator] = field(init=False, default_factory=dict)
     _smoother: TrajectorySmoother3D = field(init=False, default_factory=TrajectorySmoother3D)
+    # The person's limb lengths, learnt from the well-triangulated groups, refine every group.
+    _bones: BoneLengthPrior = field(init=False, default_factory=BoneLengthPrior)
 
     def __post_init__(self) -> None:
         self._grouper = FrameGrouper(self.rig.names, self.tolerance_s, self.deadline_s, active=())
@@ -176,6 +193,23 @@ class Live3DSession:
         await self._conclude(groups)
         self._arm()
         return await future
+
+    def received(self, camera: str, capture_ts: float) -> None:
+        """``camera``'s stream received a frame (before analysing it): see ``FrameGrouper.received``."""
+        self._decided(self._grouper.received(camera, capture_ts, time.monotonic()))
+
+    def dropped(self, camera: str, capture_ts: float) -> None:
+        """``camera``'s stream dropped a frame unanalysed: its group need not wait for it."""
+        self._decided(self._grouper.dropped(camera, capture_ts, time.monotonic()))
+
+    def _decided(self, groups: list[FrameGroup[_Waiting]]) -> None:
+        """Conclude ``groups`` decided outside ``submit`` (called from a stream's receiving side)."""
+        if not groups:
+            return
+        task = asyncio.get_running_loop().create_task(self._conclude(groups))
+        self._concluding.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._concluding.discard)
+        self._arm()
 
     async def leave(self, camera: str, stream_id: str) -> bool:
         """The stream of ``camera`` ended; returns True when no stream is left (store the rest)."""
@@ -251,7 +285,7 @@ class Live3DSession:
         triangulator = self._triangulators.get(names)
         if triangulator is None:
             triangulator = self._triangulators[names] = Triangulator(self.rig, names)
-        result = triangulator(stacked[:, :, :2], stacked[:, :, 2])
+        result = self._bones(triangulator(stacked[:, :, :2], stacked[:, :, 2]), triangulator)
         # Points, angles and reps from the smoothed trajectory, as a 2D stream's keypoints are
         # smoothed; the reprojection errors are those of the triangulation itself.
         smoothed = self._smoother.update(result.points, group.capture_ts)

@@ -8,7 +8,12 @@ holds the frames not yet grouped and emits a ``FrameGroup`` as soon as it is dec
   when it was captured within ``tolerance_s`` after that moment (default: half the frame period,
   estimated from the streams' own capture times);
 - a camera is decided for the group when it has a member frame, or a frame captured after the
-  group's window (it dropped that moment: captures never go back, so nothing will come);
+  group's window (it dropped that moment: captures never go back, so nothing will come), or
+  when its stream says it cannot send one: a stream that reports what it receives
+  (``received``) and what it drops unanalysed (``dropped``, its latest-frame-wins slot replaced
+  the frame) is decided as soon as it has received a frame captured after the window and has
+  none at or before the window end still in analysis.  So a group of the cameras present goes
+  out as soon as it cannot get more, not when the dropping camera's next frame is analysed;
 - a group whose cameras are all decided goes out at once; otherwise it goes out with the cameras
   present once its oldest frame has waited ``deadline_s`` (arrival clock), so a lagging or
   silent camera never stalls the others.
@@ -21,6 +26,7 @@ the caller arms a timer for ``next_deadline()``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from collections import deque
@@ -118,6 +124,10 @@ class FrameGrouper(Generic[T]):
         self._active = set(names if active is None else active)
         self._pending: dict[str, deque[TimedFrame[T]]] = {name: deque() for name in names}
         self.sync: dict[str, CameraSync] = {name: CameraSync() for name in names}
+        # Streams that report their frames: capture times received and not yet added or dropped
+        # (in analysis or waiting for it), and the latest capture time received.
+        self._in_analysis: dict[str, deque[float]] = {name: deque() for name in names}
+        self._received_until: dict[str, float] = dict.fromkeys(names, -math.inf)
 
     @property
     def period_s(self) -> float:
@@ -150,8 +160,49 @@ class FrameGrouper(Generic[T]):
             state.intervals.append(capture_ts - state.last_capture_ts)
         state.last_capture_ts = capture_ts
         self._active.add(camera)
+        self._settle(camera, capture_ts)
         self._pending[camera].append(TimedFrame(camera, capture_ts, now, payload))
         return self._decide(now)
+
+    def received(self, camera: str, capture_ts: float, now: float) -> list[FrameGroup[T]]:
+        """``camera``'s stream received a frame captured at ``capture_ts`` (before analysing it).
+
+        Optional: a stream that reports its frames lets groups go out without waiting for its
+        next analysed frame (module doc).  Returns the groups this decided.
+
+        Raises:
+            UnknownCameraError: ``camera`` is not one of the grouper's.
+        """
+        if camera not in self.sync:
+            raise UnknownCameraError(f"no camera {camera!r}; the session has {', '.join(self.cameras)}")
+        if capture_ts >= self._received_until[camera]:  # a clock going back is refused by ``add``
+            self._received_until[camera] = capture_ts
+            self._in_analysis[camera].append(capture_ts)
+        return self._decide(now)
+
+    def dropped(self, camera: str, capture_ts: float, now: float) -> list[FrameGroup[T]]:
+        """``camera``'s stream dropped its frame of ``capture_ts`` unanalysed; returns the groups decided.
+
+        Raises:
+            UnknownCameraError: ``camera`` is not one of the grouper's.
+        """
+        if camera not in self.sync:
+            raise UnknownCameraError(f"no camera {camera!r}; the session has {', '.join(self.cameras)}")
+        with contextlib.suppress(ValueError):
+            self._in_analysis[camera].remove(capture_ts)
+        return self._decide(now)
+
+    def _settle(self, camera: str, capture_ts: float) -> None:
+        """Frames of ``camera`` up to ``capture_ts`` are no longer in analysis (this one was added)."""
+        waiting = self._in_analysis[camera]
+        while waiting and waiting[0] <= capture_ts:
+            waiting.popleft()
+
+    def _cannot_send(self, camera: str, end: float) -> bool:
+        """``camera`` will send no frame captured at or before ``end``: it received a later one and
+        has none up to ``end`` in analysis (only known for streams that report their frames)."""
+        waiting = self._in_analysis[camera]
+        return self._received_until[camera] > end and not (waiting and waiting[0] <= end)
 
     def expire(self, now: float) -> list[FrameGroup[T]]:
         """The groups whose deadline passed by ``now`` (call it when ``next_deadline`` comes)."""
@@ -175,6 +226,7 @@ class FrameGrouper(Generic[T]):
     def leave(self, camera: str, now: float) -> list[FrameGroup[T]]:
         """``camera`` sends no more (its stream ended): groups stop waiting for it."""
         self._active.discard(camera)
+        self._in_analysis[camera].clear()
         return self._decide(now)
 
     def flush(self) -> list[FrameGroup[T]]:
@@ -192,7 +244,8 @@ class FrameGrouper(Generic[T]):
             undecided = [
                 name
                 for name in self._active
-                if not self._pending[name]  # has neither a member nor a later frame yet
+                # has neither a member nor a later frame yet, and may still send a member
+                if not self._pending[name] and not self._cannot_send(name, end)
             ]
             if undecided:
                 oldest = min(q[0].arrived for q in self._pending.values() if q and q[0].capture_ts <= end)

@@ -85,6 +85,12 @@ class Triangulation:
     swapped: tuple[str, ...] = ()
     # (C, K) raw reprojection error of each used camera, NaN elsewhere.
     camera_error_px: FloatArray | None = None
+    # The inputs as triangulated, left/right labels corrected: raw pixels (C, K, 2), normalised
+    # undistorted coordinates (C, K, 2, zero where unseen) and weights (C, K); for refinements
+    # (``bones.BoneLengthPrior``) that re-solve points against the same observations.
+    pixels: FloatArray | None = None
+    normalised: FloatArray | None = None
+    weights: FloatArray | None = None
 
 
 def solve_dlt(extrinsics: FloatArray, xy: FloatArray, weights: FloatArray) -> FloatArray:
@@ -134,6 +140,8 @@ class Triangulator:
         self.outlier_px = float(outlier_px)
         self.extrinsics = np.stack([np.hstack([c.rotation, c.translation[:, None]]) for c in self._cams])
         self._k = np.stack([c.matrix for c in self._cams])  # (C, 3, 3)
+        # Pixels per unit of normalised coordinates (the mean of fx and fy), per camera.
+        self.focal_px = 0.5 * (self._k[:, 0, 0] + self._k[:, 1, 1])
         dist = np.stack([c.distortion for c in self._cams])  # (C, 5): k1, k2, p1, p2, k3
         k = self._k
         self._model = tuple(v[:, None] for v in (dist[:, 0], dist[:, 1], dist[:, 4], k[:, 0, 0], k[:, 0, 1]))
@@ -161,20 +169,24 @@ class Triangulator:
         check = self.swap_sides and pts.shape[1] == NUM_KEYPOINTS and n_cams > MIN_CAMERAS
         state = self._swapped if check and self._swapped.shape == (n_cams,) else np.zeros(n_cams, dtype=bool)
         reject = np.isfinite(self.outlier_px) and n_cams > MIN_CAMERAS
-        table = self._table([_mirror_cameras(a, state) for a in raw], every_subset=reject)
+        inputs = [_mirror_cameras(a, state) for a in raw]
+        table = self._table(inputs, every_subset=reject)
         if check:
             # table[1][:, 0] and table[2][0]: the errors and cameras of the plain DLT (all cameras)
             better = self._side_swaps(raw, state, table[1][:, 0], table[2][0])
             if (better != state).any():
                 state = better
-                table = self._table([_mirror_cameras(a, state) for a in raw], every_subset=reject)
+                inputs = [_mirror_cameras(a, state) for a in raw]
+                table = self._table(inputs, every_subset=reject)
             self._swapped = state
         swapped = tuple(name for name, f in zip(self.cameras, state, strict=True) if f)
         points, used, err = self._choose(*table)
         n = used.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_err = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / n, np.nan)
-        return Triangulation(points, mean_err, used, swapped, np.where(used, err, np.nan))
+        return Triangulation(
+            points, mean_err, used, swapped, np.where(used, err, np.nan), inputs[0], inputs[1], inputs[2]
+        )
 
     def _linear(
         self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray

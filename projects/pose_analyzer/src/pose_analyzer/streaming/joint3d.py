@@ -90,6 +90,14 @@ class Joined3D:
             ) from exc
         return Pose3DOut.of(moment) if moment is not None else None
 
+    def received(self, capture_ts: float) -> None:
+        """The stream received a frame captured at ``capture_ts`` (not analysed yet)."""
+        self.live.received(self.camera, capture_ts)
+
+    def dropped(self, capture_ts: float) -> None:
+        """The stream's latest-frame-wins slot replaced its frame of ``capture_ts`` unanalysed."""
+        self.live.dropped(self.camera, capture_ts)
+
     async def leave(self) -> None:
         """The stream ended: the session stops waiting for its camera (stored when the last leaves)."""
         try:

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from pose_analyzer.detection.paths import StreamDetector
 from pose_analyzer.engine import PoseEngine
@@ -30,8 +31,19 @@ log = logging.getLogger(__name__)
 
 SendFn = Callable[[str], Awaitable[None]]
 MAX_AWAITING_GROUPS = 4
-# A 3D session's part of an answer: (capture time, the frame's analysis) -> its moment, if any.
-Joint3DFn = Callable[[float, FrameAnalysis], Awaitable[Pose3DOut | None]]
+
+
+class Joint3D(Protocol):
+    """A stream's part in a 3D session (``streaming.joint3d.Joined3D``)."""
+
+    def __call__(self, capture_ts: float, analysis: FrameAnalysis) -> Awaitable[Pose3DOut | None]:
+        """The frame's moment, if any, once its synchronised group is decided."""
+
+    def received(self, capture_ts: float) -> None:
+        """A frame arrived (its group knows the camera has moved on to it)."""
+
+    def dropped(self, capture_ts: float) -> None:
+        """A frame was replaced unanalysed (its group need not wait for it)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -104,7 +116,7 @@ class StreamSession:
         counts: FrameCounts | None = None,
         decode_limits: DecodeLimits | None = None,
         rep_offset: int = 0,
-        joint: Joint3DFn | None = None,
+        joint: Joint3D | None = None,
     ) -> None:
         # Reps the stream's label had in its session before this connection (it came back after
         # a lost connection): the answers' rep_count goes on from there.
@@ -119,6 +131,7 @@ class StreamSession:
         self.writer = writer
         self.counts = counts if counts is not None else FrameCounts()
         self.slot: LatestSlot[RawFrame] = LatestSlot()
+        self._offered_ts = 0.0  # the capture time of the frame offered last
         self._closed = False
         self._released = False
         label = metrics.stream_label(stream_id)
@@ -131,9 +144,15 @@ class StreamSession:
         """Hand a new frame to the stream; a frame still waiting is dropped (and counted)."""
         self.counts.received += 1
         self._received.inc()
-        if self.slot.put(frame):
+        replaced = self.slot.put(frame)  # True: it replaced the frame offered before, never taken
+        replaced_ts, self._offered_ts = self._offered_ts, frame.capture_ts
+        if self.joint is not None:
+            self.joint.received(frame.capture_ts)
+        if replaced:
             self.counts.dropped += 1
             self._dropped.inc()
+            if self.joint is not None:
+                self.joint.dropped(replaced_ts)
 
     def _take(self) -> _FrameJob:
         raw, dropped = self.slot.take_nowait()
