@@ -5,10 +5,10 @@ each camera's people shuffled, 2 px Gaussian noise added (a keypoint outside a f
 as a detector would report it) and one person dropped from one camera.  Bounds:
 
 - association: every group must be exactly the detections of one person, and each person
-  seen by two cameras or more one group.  Two people half a metre apart lie 20-360 px off
-  each other's epipolar lines on this rig (the closest pair, 17 px, is two people on one
-  epipolar plane of cam01/cam02, which the three-camera cross check separates), the same
-  person 2 sigma ~ 3 px on average, against the 20 px threshold;
+  seen by two cameras or more one group.  Two people 0.8 m apart cost 11-250 px (Sampson
+  distance) on this rig, 95 px in the median; the cheapest pairs are two people near one
+  epipolar plane of a camera pair, which the cross check over the other cameras separates.
+  The same person costs about sigma (0.8-2 px) against the 20 px threshold;
 - triangulation: each keypoint within 6 sqrt(lambda_max(S)) of the truth, S the first-order
   covariance of the cameras that saw it (the bound of test_multiview_triangulation,
   derived in docs/multiview.md), which fails with probability 6e-8 per point;
@@ -92,7 +92,7 @@ def test_noiseless_people_lie_on_each_others_epipolar_lines(rig: CameraRig) -> N
     # never of every pair: some camera pair tells them apart by far more than the cross check's
     # 2 x threshold, so they are never grouped.
     assert all(max(v) > 2 * associator.threshold_px for v in apart.values())
-    assert np.median([c for v in apart.values() for c in v]) > 5 * associator.threshold_px
+    assert np.median([c for v in apart.values() for c in v]) > 4 * associator.threshold_px
     # F of (a, b) is F of (b, a) transposed, up to sign (both are normalised).
     f_ab = fundamental_matrix(rig.cameras[0], rig.cameras[1])
     f_ba = fundamental_matrix(rig.cameras[1], rig.cameras[0])

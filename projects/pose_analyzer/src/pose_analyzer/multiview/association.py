@@ -8,9 +8,15 @@ two cameras or more:
    ``F_ij`` of the calibrated cameras maps a point of camera i to its epipolar line in camera
    j, on undistorted pixels (``cv2.undistortPoints`` with ``P = K``).  The cost of detection a
    of camera i against detection b of camera j is the median, over the keypoints confident in
-   both (confidence >= ``min_confidence``), of the symmetric epipolar distance
-   ``(d(x_j, F x_i) + d(x_i, F^T x_j)) / 2`` in pixels.  The median rather than the mean:
-   one wrong limb (a wrist put on the other person) must not hide a match.  The cost is also
+   both (confidence >= ``min_confidence``), of the Sampson distance
+   ``|x_j^T F x_i| / sqrt(|(F x_i)_12|^2 + |(F^T x_j)_12|^2)`` in pixels: to first order, the
+   smallest move of the two points that puts them on each other's epipolar lines.  Not the
+   symmetric epipolar distance: for two cameras facing each other across the subject
+   (cam01 and cam04 of the demo rig) a point lies near the epipole, where its epipolar line
+   turns a lot for a small move, and YOLO's points of one person read 50-180 px off each
+   other's lines there; their Sampson distance is a third smaller, and it stays near the
+   pixel noise for exact geometry.  The median rather than the mean: one wrong limb (a wrist
+   put on the other person) must not hide a match.  The cost is also
    taken with b's left and right labels exchanged, and the smaller kept: a detector that sees
    a person from behind often swaps them (the triangulator corrects it afterwards), and that
    is still the same person.  Fewer than ``min_common`` common keypoints: no cost (inf).
@@ -43,10 +49,10 @@ from pose_analyzer.multiview.triangulation import DEFAULT_MIN_CONFIDENCE, MIRROR
 
 FloatArray = npt.NDArray[np.float64]
 
-# Pose2Sim's association threshold on the same demo rig (reproj_error_threshold_association):
-# real detections of one person lie within a few pixels of each other's epipolar lines (the
-# shared clip's mean reprojection error is 7 px); two people half a metre apart, 3-4 m from
-# the cameras, are a hundred pixels and more apart.
+# Pose2Sim's association threshold on the same demo rig (reproj_error_threshold_association).
+# On the shared clip YOLO's athlete costs 2-15 px between most camera pairs (up to 48 px between
+# the facing cam01/cam04, which then leaves one camera out), the operator behind him 25 px and
+# more from him; synthetic people 0.8 m apart cost 95 px in the median.
 DEFAULT_THRESHOLD_PX = 20.0
 # A median over fewer points says little: two keypoints could match by chance.
 DEFAULT_MIN_COMMON = 4
@@ -163,15 +169,17 @@ def _epipolar_cost(
     okb: npt.NDArray[np.bool_],
     min_common: int,
 ) -> FloatArray:
-    """Median symmetric epipolar distance (Na, Nb) over the keypoints both see; inf below ``min_common``."""
+    """Median Sampson distance (Na, Nb) over the keypoints both see; inf below ``min_common``."""
     lines_b = xa @ f.T  # (Na, K, 3): epipolar lines of a's points in camera b
     lines_a = xb @ f  # (Nb, K, 3): epipolar lines of b's points in camera a
     algebraic = np.abs(np.einsum("akc,bkc->abk", lines_b, xb))  # |x_b^T F x_a|
+    gradient = (lines_b[..., 0] ** 2 + lines_b[..., 1] ** 2)[:, None, :] + (
+        lines_a[..., 0] ** 2 + lines_a[..., 1] ** 2
+    )[None, :, :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        d_b = algebraic / np.hypot(lines_b[..., 0], lines_b[..., 1])[:, None, :]
-        d_a = algebraic / np.hypot(lines_a[..., 0], lines_a[..., 1])[None, :, :]
+        sampson = algebraic / np.sqrt(gradient)
     both = oka[:, None, :] & okb[None, :, :]
-    dist = np.where(both, 0.5 * (d_a + d_b), np.inf)
+    dist = np.where(both, sampson, np.inf)
     dist = np.where(np.isnan(dist), np.inf, dist)
     n = both.sum(axis=-1)
     if dist.shape[-1] == 0:
