@@ -192,7 +192,7 @@ async def test_a_single_person_session_reports_one_person_with_id_0(rig: CameraR
     live = _session(rig, [])
     truth = random_people(np.random.default_rng(8), 1)[0]
     pixels = project_all(rig, truth)
-    other = project_all(rig, truth + [0.5, 0.0, 0.0])
+    other = project_all(rig, truth + np.array([0.5, 0.0, 0.0]))
     views = [
         view_of(_analysis(pixels[c], cam.image_size, other[c]), cam.image_size) for c, cam in enumerate(rig)
     ]
