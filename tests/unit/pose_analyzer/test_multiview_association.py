@@ -147,6 +147,28 @@ def test_triangulated_people_are_within_the_derived_bound(rig: CameraRig) -> Non
     assert worst > 0.01  # the noise was there
 
 
+def test_a_person_split_between_camera_pairs_is_joined_again(rig: CameraRig) -> None:
+    # cam03 and cam04 see person 0 15 cm higher than cam01 and cam02 do (a detector's systematic
+    # error): the two pairs disagree by more than the threshold, so the association makes two
+    # groups of two cameras, which triangulate 15 cm apart: one person, joined again.
+    people = [_person(0.0, 0.3), _person(np.pi, -1.0)]
+    high = people[0] + np.array([0.0, 0.0, 0.15])
+    views = {}
+    for c, cam in enumerate(rig):
+        first = project_all(rig, people[0] if c < 2 else high)[c]
+        rows = [first, project_all(rig, people[1])[c]]
+        views[cam.name] = np.array([np.column_stack([r, np.ones(21)]) for r in rows])
+    groups = EpipolarAssociator(rig).associate(views)
+    assert sorted(m.cameras for m in groups if set(m.detections.values()) == {0}) == [
+        ("cam01", "cam02"),
+        ("cam03", "cam04"),
+    ]
+    found = MultiPersonTriangulator(rig)(views, 0.0)
+    assert [p.cameras for p in found] == [rig.names, rig.names]
+    joined = next(p for p in found if set(p.match.detections.values()) == {0})
+    assert np.linalg.norm(body_centre(joined.points) - body_centre(people[0])) < 0.15
+
+
 def test_ids_stay_with_their_people_over_a_sequence(rig: CameraRig) -> None:
     rng = np.random.default_rng(11)
     yaws = rng.uniform(-np.pi, np.pi, 3)

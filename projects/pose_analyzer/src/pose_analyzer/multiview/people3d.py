@@ -3,8 +3,9 @@
 ``MultiPersonTriangulator`` is the multi-person counterpart of ``Triangulator``: it takes every
 camera's list of detected people, groups them (``association.EpipolarAssociator``),
 triangulates each group with the cameras that saw it (``Triangulator``, outlier rejection and
-left/right swap correction included) and gives each 3D person an id that ``PersonIds`` keeps
-from one moment to the next.
+left/right swap correction included), joins groups of disjoint cameras that triangulate to one
+place (one person split between camera pairs, ``_join_split``) and gives each 3D person an id
+that ``PersonIds`` keeps from one moment to the next.
 
 Ids: each 3D person's body centre (the mid-hip, else the mean of its triangulated keypoints)
 is matched to the people of the previous moments by distance, one to one (Hungarian,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +48,8 @@ FloatArray = npt.NDArray[np.float64]
 DEFAULT_GATE_M = 0.3
 DEFAULT_MAX_SPEED_MPS = 3.0  # a brisk walk, and more than any exercise moves the hips
 DEFAULT_KEEP_S = 1.0
+# Mid-hips closer than this are one person (two people's hips are a body's depth apart at least).
+JOIN_M = 0.2
 
 
 @dataclass(frozen=True)
@@ -163,18 +167,48 @@ class MultiPersonTriangulator:
             ValueError: an array that is not (N, K, 3).
         """
         arrays = {name: np.asarray(v, dtype=np.float64) for name, v in people.items()}
-        found: list[tuple[Match, Triangulation]] = []
-        for match in self.associator.associate(arrays):
-            stacked = np.stack([arrays[cam][det] for cam, det in match.detections.items()])
-            triangulator = self._triangulator(match.cameras)
-            triangulator.reset()
-            result = triangulator(stacked[:, :, :2], stacked[:, :, 2])
-            if np.isfinite(result.points).all(axis=1).any():
-                found.append((match, result))
+        found = [self._triangulate(match, arrays) for match in self.associator.associate(arrays)]
+        found = self._join_split(found, arrays)
+        found = [(m, t) for m, t in found if np.isfinite(t.points).all(axis=1).any()]
         centres = np.array([body_centre(t.points) for _, t in found]).reshape(-1, 3)
         ids = self.ids.assign(centres, timestamp)
         out = [Person3D(i, m, t) for i, (m, t) in zip(ids, found, strict=True)]
         return sorted(out, key=lambda p: p.id)
+
+    def _triangulate(self, match: Match, arrays: Mapping[str, FloatArray]) -> tuple[Match, Triangulation]:
+        stacked = np.stack([arrays[cam][det] for cam, det in match.detections.items()])
+        triangulator = self._triangulator(match.cameras)
+        triangulator.reset()
+        return match, triangulator(stacked[:, :, :2], stacked[:, :, 2])
+
+    def _join_split(
+        self, found: list[tuple[Match, Triangulation]], arrays: Mapping[str, FloatArray]
+    ) -> list[tuple[Match, Triangulation]]:
+        """Groups of disjoint cameras that triangulate to one place are one person, split.
+
+        A person whose detections disagree between two camera pairs by more than the threshold
+        (YOLO's athlete on the demo's facing cam01 and cam04, up to 48 px) can come out as two
+        groups of two cameras, two 3D people at the same place; two people's mid-hips are never
+        ``JOIN_M`` apart.  Such groups are joined and triangulated again from all their cameras
+        (outlier rejection then drops the keypoints that disagree).
+        """
+        joined = True
+        while joined:
+            joined = False
+            centres = [body_centre(t.points) for _, t in found]
+            for i, j in combinations(range(len(found)), 2):
+                (a, _), (b, _) = found[i], found[j]
+                close = np.linalg.norm(centres[i] - centres[j]) < JOIN_M  # False when NaN
+                if close and not set(a.cameras) & set(b.cameras):
+                    names = self.rig.names
+                    both = {**a.detections, **b.detections}
+                    merged = Match({c: both[c] for c in names if c in both}, max(a.cost_px, b.cost_px))
+                    found = [f for k, f in enumerate(found) if k not in (i, j)] + [
+                        self._triangulate(merged, arrays)
+                    ]
+                    joined = True
+                    break
+        return found
 
     def _triangulator(self, cameras: tuple[str, ...]) -> Triangulator:
         tri = self._triangulators.get(cameras)
