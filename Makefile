@@ -86,7 +86,7 @@ stop-all: ## stop exactly the services run-all started
 dev-session: install ## tmux session with windows pose, vram, monitor
 	@bash scripts/dev_session.sh
 
-bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap bench-training bench-estimate bench-decode-checks bench-triangulation bench-multiview bench-fleet ## every benchmark; each prints one JSON line last
+bench: bench-pose-engine bench-pose-backends bench-pose-service bench-checkpoint bench-swap bench-training bench-estimate bench-decode-checks bench-triangulation bench-association bench-multiview bench-fleet ## every benchmark; each prints one JSON line last
 
 bench-pose-engine: install ## engine overhead vs inference on real frames
 	@$(RUN) python benchmarks/pose_engine.py $(ARGS)
@@ -94,6 +94,10 @@ bench-pose-engine: install ## engine overhead vs inference on real frames
 .PHONY: bench-triangulation
 bench-triangulation: install ## 3D cost of one 4-camera group (triangulate + analyse) vs detecting its 4 frames
 	@$(RUN) python benchmarks/triangulation.py $(ARGS)
+
+.PHONY: bench-association
+bench-association: install ## multi-person 3D (association, triangulation, ids) of a YOLO group vs detecting it
+	@$(RUN) python benchmarks/association.py $(ARGS)
 
 bench-pose-backends: install ## per-frame cost of MediaPipe and YOLO (ONNX single vs batched)
 	@$(RUN) python benchmarks/pose_backends.py $(ARGS)

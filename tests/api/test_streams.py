@@ -88,11 +88,16 @@ def wait_for_no_streams(client: TestClient) -> None:
 
 
 def stream_together(
-    client: TestClient, cameras: dict[str, list[bytes]], frame_s: float | None = None
+    client: TestClient,
+    cameras: dict[str, list[bytes]],
+    frame_s: float | None = None,
+    starts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Stream each camera over its own WebSocket, all starting at once; one answer per frame.
 
-    With ``frame_s`` each frame goes after a header giving it that capture period.
+    With ``frame_s`` each frame goes after a header giving it that capture period; with
+    ``starts`` a camera sends its start message (and hears ``started``) first, and stops (and
+    hears ``stopped``) last.
     """
     answers: dict[str, list[dict[str, Any]]] = {}
     failures: list[BaseException] = []
@@ -101,6 +106,10 @@ def stream_together(
     def stream(name: str, frames: list[bytes]) -> None:
         try:
             with client.websocket_connect(f"/ws/streams/{name}") as ws:
+                if starts is not None:
+                    ws.send_text(json.dumps(starts[name]))
+                    started = ws.receive_json()
+                    assert started["type"] == "started", started
                 barrier.wait(timeout=30)
                 got = []
                 for frame_id, frame in enumerate(frames, start=1):
@@ -109,6 +118,10 @@ def stream_together(
                         ws.send_text(json.dumps(header))
                     ws.send_bytes(frame)
                     got.append(ws.receive_json())
+                if starts is not None:
+                    ws.send_text(json.dumps({"type": "stop"}))
+                    while (message := ws.receive_json())["type"] != "stopped":
+                        assert message["type"] != "error", message
                 answers[name] = got
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)

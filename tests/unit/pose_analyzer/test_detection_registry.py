@@ -6,6 +6,7 @@ import pytest
 
 from pose_analyzer.detection import Detector, create_detector, resolve_backend
 from pose_analyzer.detection.mediapipe import MediaPipeDetector
+from pose_analyzer.detection.registry import multi_person
 from pose_analyzer.detection.yolo import YoloDetector
 
 
@@ -50,3 +51,10 @@ def test_create_detector_builds_the_backend_with_options() -> None:
 def test_an_option_the_backend_lacks_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="invalid options for the mediapipe backend"):
         create_detector("mediapipe", imgsz=640)
+
+
+def test_only_yolo_reports_several_people_for_3d_association() -> None:
+    assert multi_person("yolo") is True
+    assert multi_person("mediapipe") is False
+    with pytest.raises(ValueError, match="unknown pose backend"):
+        multi_person("openpose")

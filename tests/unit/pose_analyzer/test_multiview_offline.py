@@ -131,6 +131,32 @@ def test_cli_triangulates_a_few_real_frames(multicam: Path, tmp_path: Path) -> N
     overlay.release()
 
 
+def test_cli_with_yolo_writes_one_set_of_files_per_person(multicam: Path, tmp_path: Path) -> None:
+    # YOLO sees the athlete in the four cameras and an operator behind him in cam01 and cam02
+    # (test_multiview_yolo): two people, ids 0 and 1, each with its own files.
+    videos = [str(multicam / "videos" / f"cam0{i}.mp4") for i in range(1, 5)]
+    args = ["triangulate", *videos, "--rig", str(multicam / "Calib.qca.txt"), "-o", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--frames", "3", "--backend", "yolo", "--json-summary"])
+    assert result.exit_code == 0, result.output
+    people = json.loads(result.stdout.strip().splitlines()[-1])["people"]
+    assert sorted(people) == ["0", "1"]
+    for person in people.values():
+        assert person["frames"] == 3
+        assert 0 < person["reprojection_px"]["mean"] < 15
+    assert people["1"]["reprojection_px"]["by_camera"]["cam03"] is None  # cam01 and cam02 only
+    for stem in ("triangulation.person0", "triangulation.person1"):
+        _, _, values = read_trc(tmp_path / f"{stem}.trc")
+        assert values.shape == (3, 21, 3)
+        assert (tmp_path / f"{stem}.summary.json").stat().st_size > 0
+    # The two are metres apart: the operator stands behind the athlete.
+    _, _, athlete = read_trc(tmp_path / "triangulation.person0.trc")
+    _, _, operator = read_trc(tmp_path / "triangulation.person1.trc")
+    assert np.linalg.norm(np.nanmean(athlete - operator, axis=1), axis=-1).min() > 2.0
+    bad = runner.invoke(app, [*args, "--backend", "openpose"])
+    assert bad.exit_code == 2
+    assert "openpose" in bad.output
+
+
 def test_cli_bad_options_exit_2(multicam: Path, tmp_path: Path) -> None:
     videos = [str(multicam / "videos" / f"cam0{i}.mp4") for i in (1, 2)]
     bad_rig = tmp_path / "rig.toml"

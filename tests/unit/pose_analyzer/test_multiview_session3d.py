@@ -1,6 +1,7 @@
 """Live3DSession with synthetic people projected through the shared rig: the streams of one
 moment get one triangulated moment, a silent camera does not stall the others, a clock going
-back is refused for its camera only, and every moment is stored."""
+back is refused for its camera only, every moment is stored, and a multi-person session gives
+each person one id."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pose_analyzer.multiview.session3d import (
     view_of,
 )
 from pose_analyzer.multiview.sync import ClockWentBackwardsError
+from pose_analyzer.output import Pose3DOut
 from pose_analyzer.storage import StorageError
 from pose_analyzer.storage.rigs import Point3DFrame
 from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis
@@ -32,10 +34,12 @@ def rig(test_data: Path) -> CameraRig:
     return read_rig(test_data / "multicam/Calib.qca.txt")
 
 
-def _analysis(pixels: np.ndarray, size: tuple[int, int]) -> FrameAnalysis:
-    keypoints = np.column_stack([pixels / HALF, np.ones(len(pixels))]).astype(np.float32)
-    person = Person(keypoints, (0.0, 0.0, 1.0, 1.0), 0.9, 1)
-    return FrameAnalysis(0, 0.0, size[0] // HALF, size[1] // HALF, [PersonAnalysis(person, {})])
+def _analysis(pixels: np.ndarray, size: tuple[int, int], *more: np.ndarray) -> FrameAnalysis:
+    people = []
+    for track, person_pixels in enumerate((pixels, *more)):
+        keypoints = np.column_stack([person_pixels / HALF, np.ones(len(person_pixels))]).astype(np.float32)
+        people.append(PersonAnalysis(Person(keypoints, (0.0, 0.0, 1.0, 1.0), 0.9, track + 1), {}))
+    return FrameAnalysis(0, 0.0, size[0] // HALF, size[1] // HALF, people)
 
 
 def _session(rig: CameraRig, rows: list[Point3DFrame], deadline_s: float = 10.0) -> Live3DSession:
@@ -182,3 +186,66 @@ def test_a_cropped_camera_keeps_its_pixels_square_and_a_scaled_copy_is_scaled_pe
     assert scaled(480, 853) == pytest.approx([400 * 1920 / 853, 800 * 1920 / 853])
     # The same camera's full 1088 px width, sent 480 px wide (rounded to 847 rows): per axis.
     assert scaled(480, 847) == pytest.approx([400 * 1088 / 480, 800 * 1920 / 847])
+
+
+async def test_a_multi_person_session_gives_each_person_one_id(rig: CameraRig) -> None:
+    rows: list[Point3DFrame] = []
+    live = Live3DSession("s1", "demo", rig, deadline_s=10.0, store=rows.extend, multi_person=True)
+    for cam in rig.names:
+        live.join(cam, f"stream-{cam}")
+    shift = np.array([0.45, 0.0, 0.0])  # two people 0.9 m apart, still in every frame
+    a, b = (
+        p + d for p, d in zip(random_people(np.random.default_rng(4), 2, 0.0), (shift, -shift), strict=True)
+    )
+    ids: dict[str, set[int]] = {"a": set(), "b": set()}
+    for k in range(4):
+        pa, pb = project_all(rig, a), project_all(rig, b)  # standing: the smoothing stays on them
+        views = []
+        for c, cam in enumerate(rig):
+            # Each camera lists the two people in its own order, as its tracker numbered them.
+            first, second = (pa[c], pb[c]) if (c + k) % 2 else (pb[c], pa[c])
+            views.append(view_of(_analysis(first, cam.image_size, second), cam.image_size, every_person=True))
+        moments = await asyncio.gather(
+            *(live.submit(cam, k / 30, view) for cam, view in zip(rig.names, views, strict=True))
+        )
+        moment = moments[0]
+        assert moment is not None
+        assert len(moment.people) == 2
+        for person in moment.people:
+            off_a, off_b = (np.abs(person.points - p).max() for p in (a, b))
+            assert min(off_a, off_b) < 1e-3  # float32 keypoints of half-size frames
+            ids["a" if off_a < off_b else "b"].add(person.id)
+            assert person.cameras == rig.names
+        # The top-level fields are the first person's (the lowest id).
+        assert moment.person_id == moment.people[0].id == min(p.id for p in moment.people)
+        assert np.array_equal(moment.points, moment.people[0].points)
+        out = Pose3DOut.of(moment)
+        assert [p.id for p in out.people] == [p.id for p in moment.people]
+        assert out.person_id == moment.person_id
+    assert len(ids["a"]) == len(ids["b"]) == 1
+    assert ids["a"] != ids["b"]
+    for cam in rig.names:
+        await live.leave(cam, f"stream-{cam}")
+    assert [r.data["person_id"] for r in rows] == [0, 0, 0, 0]
+    other = rows[-1].data["others"]
+    assert [o["id"] for o in other] == [1]
+    second = b if ids["a"] == {0} else a
+    assert np.abs(np.array(other[0]["keypoints"]) - second).max() < 1e-3
+
+
+async def test_a_single_person_session_reports_one_person_with_id_0(rig: CameraRig) -> None:
+    live = _session(rig, [])
+    truth = random_people(np.random.default_rng(8), 1)[0]
+    pixels = project_all(rig, truth)
+    other = project_all(rig, truth + np.array([0.5, 0.0, 0.0]))
+    views = [
+        view_of(_analysis(pixels[c], cam.image_size, other[c]), cam.image_size) for c, cam in enumerate(rig)
+    ]
+    assert all(v.others == () for v in views)  # the first person only
+    moments = await asyncio.gather(
+        *(live.submit(cam, 0.0, v) for cam, v in zip(rig.names, views, strict=True))
+    )
+    moment = moments[0]
+    assert moment is not None
+    assert [p.id for p in moment.people] == [0]
+    assert np.abs(moment.points - truth).max() < 1e-3

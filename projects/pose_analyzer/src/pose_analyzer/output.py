@@ -24,7 +24,11 @@ order as ``keypoints``; null when fewer than two cameras saw it; smoothed over t
 keypoints), ``reprojection_px`` per keypoint of the triangulation itself and its mean, 3D
 ``angles`` (same names and conventions as ``angles``), the session's 3D ``rep_count``/``phase``/
 ``rep``, the ``cameras`` in the group, the ``missing`` ones, and each camera's ``lateness_ms``
-(its frame's arrival after the group's first).
+(its frame's arrival after the group's first).  ``people`` lists every triangulated person
+(``Person3DOut``: ``id``, the ``cameras`` that saw it, its ``keypoints``, ``reprojection_mean_px``
+and ``angles``), the one the top-level fields describe first (``person_id``); a single-person
+backend gives one, id 0; with a multi-person backend the people are associated across cameras
+and keep their ids from moment to moment (``multiview.people3d``).
 
 JSON has no NaN: every non-finite number becomes null here, in one place.
 """
@@ -41,6 +45,7 @@ from pose_analyzer.exercises.reference import ReferenceComparison
 from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RejectedRep, RepRecord
 
 if TYPE_CHECKING:
+    from pose_analyzer.multiview.people3d import PersonMoment
     from pose_analyzer.multiview.session3d import Moment3D
 
 
@@ -215,6 +220,30 @@ def people_out(people: Iterable[PersonAnalysis]) -> list[PersonOut]:
     return [PersonOut.of(p) for p in people]
 
 
+def _points_out(points: list[list[float]]) -> list[tuple[float, float, float] | None]:
+    return [(x, y, z) if math.isfinite(x + y + z) else None for x, y, z in points]
+
+
+class Person3DOut(_Out):
+    """One triangulated person of a 3D moment (field meanings in the module doc)."""
+
+    id: int
+    cameras: list[str]
+    keypoints: list[tuple[float, float, float] | None]
+    reprojection_mean_px: float | None
+    angles: dict[str, float | None]
+
+    @classmethod
+    def of(cls, person: PersonMoment) -> Person3DOut:
+        return cls(
+            id=person.id,
+            cameras=list(person.cameras),
+            keypoints=_points_out(person.points.tolist()),
+            reprojection_mean_px=finite(person.mean_reprojection_px),
+            angles=_finite_map(person.angles),
+        )
+
+
 class Pose3DOut(_Out):
     """One triangulated moment of a 3D session (field meanings in the module doc)."""
 
@@ -230,6 +259,8 @@ class Pose3DOut(_Out):
     rep_count: int
     phase: str
     rep: RepOut | None
+    person_id: int | None
+    people: list[Person3DOut]
 
     @classmethod
     def of(cls, moment: Moment3D) -> Pose3DOut:
@@ -241,11 +272,13 @@ class Pose3DOut(_Out):
             cameras=list(moment.cameras),
             missing=list(moment.missing),
             lateness_ms={k: round(v * 1000.0, 3) for k, v in moment.lateness_s.items()},
-            keypoints=[(x, y, z) if math.isfinite(x + y + z) else None for x, y, z in points],
+            keypoints=_points_out(points),
             reprojection_px=[finite(v) for v in errors],
             reprojection_mean_px=finite(moment.mean_reprojection_px),
             angles=_finite_map(moment.angles),
             rep_count=moment.rep_count,
             phase=moment.phase,
             rep=RepOut.of(moment.rep) if moment.rep is not None else None,
+            person_id=moment.person_id,
+            people=[Person3DOut.of(p) for p in moment.people],
         )

@@ -5,7 +5,9 @@ frame, in ``keypoints.KEYPOINT_NAMES`` order; per-keypoint reprojection error; 3
 ``/3d.trc`` as an OpenSim marker file and ``/3d.csv`` as a table (``multiview.export``, the
 offline ``triangulate`` command's writers).  Moments of a live session come at the rate the
 service kept up with, not always evenly: the TRC is written at the median rate of the moments
-(its times are frame / rate), the CSV keeps each moment's own time.
+(its times are frame / rate), the CSV keeps each moment's own time.  A moment's top-level
+keypoints are its first person's (``person_id``); a multi-person session's other people are
+in ``others`` (their ids and keypoints); the TRC and CSV hold the first person.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ router = APIRouter(prefix="/api/sessions", tags=["sessions"], dependencies=[Depe
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such session"}}
 
 
+class Other3DOut(BaseModel):
+    """Another person of a multi-person moment (``multiview.session3d.Moment3D.row``)."""
+
+    id: int
+    cameras: list[str]
+    keypoints: list[tuple[float, float, float] | None]
+
+
 class Moment3DOut(BaseModel):
     """One stored moment: ``time_s`` counts from the session's first moment."""
 
@@ -48,6 +58,8 @@ class Moment3DOut(BaseModel):
     reprojection_mean_px: float | None
     angles: dict[str, float | None]
     rep_count: int
+    person_id: int | None = None
+    others: list[Other3DOut] = []
 
 
 class Series3DOut(BaseModel):
@@ -80,6 +92,15 @@ def _moment(frame: Point3DFrame, origin: float) -> Moment3DOut:
         reprojection_mean_px=frame.reprojection_px,
         angles=data.get("angles", {}),
         rep_count=int(data.get("rep_count", 0)),
+        person_id=data.get("person_id"),
+        others=[
+            Other3DOut(
+                id=o["id"],
+                cameras=o["cameras"],
+                keypoints=[tuple(p) if p is not None else None for p in o["keypoints"]],
+            )
+            for o in data.get("others", [])
+        ],
     )
 
 

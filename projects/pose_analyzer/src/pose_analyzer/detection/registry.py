@@ -38,6 +38,9 @@ class BackendSpec:
     (MediaPipe, hence 0 for it).  The form scorer does not report a fault on an angle
     that is beyond its limit by less than this (``FormScorer``).  Measured by
     ``scripts/validate_counts.py --calibrate`` on the shared clips (docs/validation.md).
+
+    ``multi_person``: the detector reports every person of a frame, so a 3D session associates
+    them across cameras (``multiview.people3d``) instead of taking each camera's first.
     """
 
     name: str
@@ -46,6 +49,7 @@ class BackendSpec:
     options: Callable[[DetectorOptions], dict[str, Any]]
     tracker: Callable[[], Tracker]
     angle_tolerance_deg: float = 0.0
+    multi_person: bool = False
 
 
 def _mediapipe(**options: Any) -> Detector:
@@ -103,7 +107,13 @@ _YOLO_ANGLE_TOLERANCE_DEG = 11.0
 SPECS: dict[str, BackendSpec] = {
     "mediapipe": BackendSpec("mediapipe", False, _mediapipe, _mediapipe_options, _one_person_tracker),
     "yolo": BackendSpec(
-        "yolo", True, _yolo, _yolo_options, _pose_tracker, angle_tolerance_deg=_YOLO_ANGLE_TOLERANCE_DEG
+        "yolo",
+        True,
+        _yolo,
+        _yolo_options,
+        _pose_tracker,
+        angle_tolerance_deg=_YOLO_ANGLE_TOLERANCE_DEG,
+        multi_person=True,
     ),
 }
 BACKENDS: tuple[str, ...] = tuple(SPECS)
@@ -179,6 +189,15 @@ def angle_tolerance(backend: str) -> float:
         UnknownBackendError: an unknown name.
     """
     return backend_spec(backend).angle_tolerance_deg
+
+
+def multi_person(backend: str) -> bool:
+    """Whether ``backend`` reports several people per frame (``BackendSpec.multi_person``).
+
+    Raises:
+        UnknownBackendError: an unknown name.
+    """
+    return backend_spec(backend).multi_person
 
 
 def create_tracker(backend: str) -> Tracker:

@@ -3,8 +3,11 @@
 Writes into ``--output``: ``<name>.trc`` (OpenSim markers, Y-up, metres, Butterworth
 filtered unless ``--filter-hz 0``), ``<name>.csv`` (raw 3D points, reprojection error and
 angles per frame), ``<name>.reprojection.png``, ``<name>.summary.json`` and, with
-``--overlays``, ``overlays/<camera>.overlay.mp4``.  Exit codes: 0 done, 1 nothing could be
-triangulated, 2 bad options (unreadable rig or video, unknown camera).
+``--overlays``, ``overlays/<camera>.overlay.mp4``.  With a multi-person backend
+(``--backend yolo``) the people are associated across cameras and each person id gets its own
+files, ``<name>.person<id>.*``, and the JSON summary is ``{"people": {"<id>": summary}}``
+(no overlays).  Exit codes: 0 done, 1 nothing could be triangulated, 2 bad options
+(unreadable rig or video, unknown camera or backend).
 """
 
 from __future__ import annotations
@@ -16,14 +19,26 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pose_analyzer.detection.options import DetectorOptions, resolve_device
+from pose_analyzer.detection.registry import UnknownBackendError, build_detector, multi_person
 from pose_analyzer.multiview.calibration_io import read_rig
-from pose_analyzer.multiview.offline import match_videos, run_multiview, summarise, write_outputs
+from pose_analyzer.multiview.offline import (
+    CameraVideo,
+    MultiviewSeries,
+    match_videos,
+    run_multiview,
+    summarise,
+    write_outputs,
+)
+from pose_analyzer.multiview.offline_people import run_multiview_people
 from pose_analyzer.multiview.rig import RigError
 from pose_analyzer.multiview.triangulation import DEFAULT_MIN_CONFIDENCE, DEFAULT_OUTLIER_PX
+from pose_analyzer.settings import PoseSettings
 from pose_analyzer.video_io import MediaError
+from service_kit.thirdparty import configure_ultralytics
 
 
 def _fmt(value: object, unit: str = "", digits: int = 2) -> str:
@@ -85,13 +100,19 @@ def triangulate(
     json_summary: Annotated[
         bool, typer.Option("--json-summary", help="Print the summary as one JSON object.")
     ] = False,
+    backend: Annotated[
+        str, typer.Option(help="Pose backend: mediapipe (one person) or yolo (every person, associated).")
+    ] = "mediapipe",
 ) -> None:
-    """Triangulate one person in 3D from synchronised videos of a calibrated rig."""
+    """Triangulate people in 3D from synchronised videos of a calibrated rig."""
     console = Console(stderr=True)
     try:
+        several = multi_person(backend)
         camera_rig = read_rig(rig)
         names = [c.strip() for c in cameras.split(",")] if cameras else None
         paired = match_videos(videos, camera_rig, names)
+    except UnknownBackendError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--backend") from None
     except (RigError, MediaError) as exc:
         raise typer.BadParameter(str(exc)) from None
     for video in paired:
@@ -101,6 +122,16 @@ def triangulate(
     if frames is not None:
         total = min(total or frames, frames)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    if several:
+        if overlays:
+            console.print("[yellow]overlays are drawn for single-person backends only[/yellow]")
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"{len(paired)} cameras", total=total)
+            people = _run_people(
+                paired, backend, max_width, min_confidence, outlier_px, frames, progress, task
+            )
+        _write_people(people, output, name, filter_hz or None, console, json_summary)
+        return
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"{len(paired)} cameras", total=total)
         series = run_multiview(
@@ -123,4 +154,63 @@ def triangulate(
     if json_summary:
         typer.echo(json.dumps(summary))
     if summary["reprojection_px"]["mean"] is None:
+        raise typer.Exit(code=1)
+
+
+def _run_people(
+    paired: list[CameraVideo],
+    backend: str,
+    max_width: int,
+    min_confidence: float,
+    outlier_px: float,
+    frames: int | None,
+    progress: Progress,
+    task: TaskID,
+) -> dict[int, MultiviewSeries]:
+    settings = PoseSettings()
+    configure_ultralytics(settings.cache_dir)
+    detector = build_detector(
+        backend, DetectorOptions.from_settings(settings, resolve_device(settings.device))
+    )
+    detector.setup()
+    try:
+        return run_multiview_people(
+            paired,
+            detector,
+            max_width=max_width,
+            min_confidence=min_confidence,
+            outlier_px=outlier_px,
+            on_group=lambda _: progress.advance(task),
+            max_groups=frames,
+        )
+    finally:
+        detector.close()
+
+
+def _write_people(
+    people: dict[int, MultiviewSeries],
+    output: Path,
+    name: str,
+    filter_at: float | None,
+    console: Console,
+    json_summary: bool,
+) -> None:
+    """Each person's files and summary; exit 1 when nobody was triangulated."""
+    summaries: dict[str, Any] = {}
+    for person_id, series in people.items():
+        stem = f"{name}.person{person_id}"
+        written = write_outputs(series, output, stem, filter_at)
+        summary = summarise(series, filter_at)
+        summary_path = output / f"{stem}.summary.json"
+        summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False, default=str), encoding="utf-8")
+        table = _table(summary)
+        table.title = f"3D triangulation, person {person_id}"
+        console.print(table)
+        for path in [*written, summary_path]:
+            console.print(f"wrote {escape(str(path))}")
+        summaries[str(person_id)] = summary
+    if json_summary:
+        typer.echo(json.dumps({"people": summaries}))
+    if not summaries:
+        console.print("[red]nobody was seen by two cameras[/red]")
         raise typer.Exit(code=1)

@@ -11,6 +11,12 @@ joint angles and measures taken (``biomechanics3d``) and fed to the session's ow
 same ``Moment3D`` with its answer.  Moments are stored as ``frames_3d`` rows, in batches, off
 the event loop; a moment that completed a rep is committed before it is announced.
 
+Several people (a multi-person backend, ``multi_person``): every stream hands all its frame's
+people; the group's people are associated across cameras, triangulated and given ids that
+last (``people3d.LivePeople3D``), each smoothed and analysed on its own; the
+moment's top-level points, angles and reps are those of its first person (the lowest id: the
+one seen longest), ``people`` lists everyone.
+
 Keypoints are scaled from the analysed frame's size to the rig camera's ``image_size``: clients
 may send downscaled frames of a camera calibrated at full resolution.  Use from one event loop.
 """
@@ -33,6 +39,7 @@ from pose_analyzer.exercises.counter import RepCounter
 from pose_analyzer.exercises.definition import load_exercise
 from pose_analyzer.multiview.biomechanics3d import TrajectorySmoother3D, analyse_pose_3d
 from pose_analyzer.multiview.bones import BoneLengthPrior
+from pose_analyzer.multiview.people3d import LivePeople3D, PersonMoment
 from pose_analyzer.multiview.rig import CameraRig, RigError
 from pose_analyzer.multiview.sync import FrameGroup, FrameGrouper
 from pose_analyzer.multiview.triangulation import Triangulator
@@ -47,9 +54,17 @@ STORE_BATCH = 30
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """One camera's person in one frame: (K, 3) x, y (rig camera pixels), confidence; or nobody."""
+    """One camera's person in one frame: (K, 3) x, y (rig camera pixels), confidence; or nobody.
+
+    ``others``: the frame's other people, for multi-person sessions.
+    """
 
     keypoints: FloatArray | None
+    others: tuple[FloatArray, ...] = ()
+
+    @property
+    def people(self) -> list[FloatArray]:
+        return [] if self.keypoints is None else [self.keypoints, *self.others]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,12 @@ class Moment3D:
     rep_count: int
     phase: str
     rep: RepRecord | None
+    # Everyone triangulated, the first person (whose points, angles and reps are above) first.
+    people: tuple[PersonMoment, ...] = ()
+
+    @property
+    def person_id(self) -> int | None:
+        return self.people[0].id if self.people else None
 
     @property
     def mean_reprojection_px(self) -> float:
@@ -80,21 +101,32 @@ class Moment3D:
         def num(v: float) -> float | None:
             return float(v) if math.isfinite(v) else None
 
-        points = [] if self.points is None else self.points.tolist()
         data: dict[str, Any] = {
             "cameras": list(self.cameras),
-            "keypoints": [None if any(map(math.isnan, p)) else [round(c, 5) for c in p] for p in points],
+            "keypoints": [] if self.points is None else _points_json(self.points),
             "reprojection_px": [] if self.reprojection_px is None else [num(v) for v in self.reprojection_px],
             "angles": {k: num(v) for k, v in self.angles.items()},
             "rep_count": self.rep_count,
         }
         if self.rep is not None:
             data["rep"] = {"index": self.rep.index, "score": num(self.rep.score)}
+        if self.people:
+            data["person_id"] = self.people[0].id
+        if len(self.people) > 1:
+            data["others"] = [
+                {"id": p.id, "cameras": list(p.cameras), "keypoints": _points_json(p.points)}
+                for p in self.people[1:]
+            ]
         return Point3DFrame(self.seq, self.capture_ts, num(self.mean_reprojection_px), data)
 
 
-def view_of(analysis: FrameAnalysis, image_size: tuple[int, int]) -> View:
-    """The analysis' first person, in the pixels of the camera's calibrated image.
+def _points_json(points: FloatArray) -> list[list[float] | None]:
+    return [None if any(map(math.isnan, p)) else [round(c, 5) for c in p] for p in points.tolist()]
+
+
+def view_of(analysis: FrameAnalysis, image_size: tuple[int, int], every_person: bool = False) -> View:
+    """The analysis' first person (and with ``every_person`` the others), in the pixels of the
+    camera's calibrated image.
 
     A frame with the calibrated aspect ratio (to a pixel of rounding) is a scaled copy: each
     axis is scaled.  Any other frame was cropped before it was scaled (the demo rig's cam01 and
@@ -105,14 +137,14 @@ def view_of(analysis: FrameAnalysis, image_size: tuple[int, int]) -> View:
     """
     if not analysis.people or analysis.width <= 0 or analysis.height <= 0:
         return View(None)
-    keypoints = np.asarray(analysis.people[0].person.keypoints, dtype=np.float64).copy()
     (fw, fh), (cw, ch) = (analysis.width, analysis.height), image_size
     sx, sy = cw / fw, ch / fh
     if abs(fw * ch / cw - fh) > 1.0 and abs(fh * cw / ch - fw) > 1.0:
         sx = sy = min(sx, sy)
-    keypoints[:, 0] *= sx
-    keypoints[:, 1] *= sy
-    return View(keypoints)
+    scale = np.array([sx, sy, 1.0])
+    chosen = analysis.people if every_person else analysis.people[:1]
+    people = [np.asarray(p.person.keypoints, dtype=np.float64) * scale for p in chosen]
+    return View(people[0], tuple(people[1:]))
 
 
 class CameraTakenError(ValueError):
@@ -142,6 +174,8 @@ class Live3DSession:
     # Called with each group's outcome ("complete": every joined camera, "partial", "single")
     # and its cameras' lateness (s).
     on_group: Callable[[str, Iterable[float]], None] | None = None
+    # Associate several people across cameras (a multi-person backend) instead of the first one.
+    multi_person: bool = False
     streams: dict[str, str] = field(default_factory=dict)  # camera -> stream id
     moments: int = 0
     _grouper: FrameGrouper[_Waiting] = field(init=False)
@@ -153,12 +187,16 @@ class Live3DSession:
     # One triangulator per set of cameras seen together (constants prepared once).
     _triangulators: dict[tuple[str, ...], Triangulator] = field(init=False, default_factory=dict)
     _smoother: TrajectorySmoother3D = field(init=False, default_factory=TrajectorySmoother3D)
-    # The person's limb lengths, learnt from the well-triangulated groups, refine every group.
+    # The person's limb lengths, learnt from the well-triangulated groups, refine every group
+    # (single-person sessions; several people are triangulated by ``_people``).
     _bones: BoneLengthPrior = field(init=False, default_factory=BoneLengthPrior)
+    _people: LivePeople3D | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._grouper = FrameGrouper(self.rig.names, self.tolerance_s, self.deadline_s, active=())
         self._counter = RepCounter(load_exercise(self.exercise)) if self.exercise else None
+        if self.multi_person:
+            self._people = LivePeople3D(self.rig)
 
     def join(self, camera: str, stream_id: str) -> None:
         """``stream_id`` is ``camera`` of the rig from now on.
@@ -272,6 +310,8 @@ class Live3DSession:
                     future.set_exception(failure)
 
     def _moment(self, group: FrameGroup[_Waiting]) -> Moment3D | None:
+        if self._people is not None:
+            return self._moment_people(group, self._people)
         seen = [
             (name, f.payload.view.keypoints)
             for name, f in group.frames.items()
@@ -290,23 +330,45 @@ class Live3DSession:
         # smoothed; the reprojection errors are those of the triangulation itself.
         smoothed = self._smoother.update(result.points, group.capture_ts)
         analysis = analyse_pose_3d(smoothed)
-        angles = analysis.angles
+        person = PersonMoment(0, names, smoothed, result.reprojection_px, analysis)
+        return self._conclude_moment(group, names, [person], started)
+
+    def _moment_people(self, group: FrameGroup[_Waiting], live: LivePeople3D) -> Moment3D | None:
+        """The multi-person moment (module doc); None when nobody was seen by two cameras."""
+        views = {name: f.payload.view.people for name, f in group.frames.items() if f.payload.view.people}
+        if len(views) < 2:
+            return None
+        started = time.perf_counter()
+        people = live({name: np.stack(p) for name, p in views.items()}, group.capture_ts)
+        names = tuple(n for n in self.rig.names if n in views)
+        return self._conclude_moment(group, names, people, started) if people else None
+
+    def _conclude_moment(
+        self,
+        group: FrameGroup[_Waiting],
+        names: tuple[str, ...],
+        people: list[PersonMoment],
+        started: float,
+    ) -> Moment3D:
+        """The moment of ``people`` (the first one's reps counted), numbered, timed and observed."""
+        first = people[0]
         rep = None
         if self._counter is not None:
-            rep = self._counter.update(group.capture_ts, angles, analysis.measures)
+            rep = self._counter.update(group.capture_ts, first.angles, first.analysis.measures)
         seconds = time.perf_counter() - started
         moment = Moment3D(
             seq=self.moments,
             capture_ts=group.capture_ts,
             cameras=names,
-            missing=tuple(n for n in self.rig.names if n not in dict(seen)),
+            missing=tuple(n for n in self.rig.names if n not in names),
             lateness_s=dict(group.lateness_s),
-            points=smoothed,
-            reprojection_px=result.reprojection_px,
-            angles=angles,
+            points=first.points,
+            reprojection_px=first.reprojection_px,
+            angles=first.angles,
             rep_count=self._counter.count if self._counter is not None else 0,
             phase=self._counter.phase if self._counter is not None else "none",
             rep=rep,
+            people=tuple(people),
         )
         self.moments += 1
         if self.observe is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pose_analyzer.detection.registry import angle_tolerance
+from pose_analyzer.detection.registry import angle_tolerance, multi_person
 from pose_analyzer.engine import PoseEngine
 from pose_analyzer.exercises.definition import shipped_exercise
 from pose_analyzer.schemas import (
@@ -306,6 +306,7 @@ class StreamConnection:
                     stream_id=self.stream_id,
                     exercise=message.exercise,
                     deadline_s=self.settings.sync_deadline_s,
+                    multi_person=multi_person(path.backend),
                 )
             detector = await self.hub.detector(path)
         except BaseException as exc:

@@ -78,7 +78,7 @@ class Joined3D:
         Raises:
             InvalidCaptureTimeError: the camera's capture time went back.
         """
-        view = view_of(analysis, self.live.image_size(self.camera))
+        view = view_of(analysis, self.live.image_size(self.camera), every_person=self.live.multi_person)
         try:
             moment = await self.live.submit(self.camera, capture_ts, view)
         except ClockWentBackwardsError as exc:
@@ -117,8 +117,11 @@ async def join_3d(
     stream_id: str,
     exercise: str | None,
     deadline_s: float,
+    multi_person: bool = False,
 ) -> Joined3D:
-    """Join (or open) the 3D session ``key`` as ``camera`` of ``rig_name``.
+    """Join (or open) the 3D session ``key`` as ``camera`` of ``rig_name``; ``multi_person``
+    (the stream's backend reports every person) makes a new session associate people across
+    cameras.
 
     Raises:
         Stream3DError: rig or camera missing or unknown, another rig in that session, camera taken.
@@ -144,6 +147,7 @@ async def join_3d(
             observe=metrics.observe_3d,
             on_group=metrics.count_group,
             moments=first,
+            multi_person=multi_person,
         )
     try:
         live.rig.camera(camera)  # checked before the session is opened for it

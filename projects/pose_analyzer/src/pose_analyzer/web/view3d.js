@@ -1,7 +1,8 @@
 // pose_analyzer live page, 3D sessions: the rig list (/api/rigs), each stream's start message (stream
 // i is camera i of the rig; the first stream's session is joined by the others), and the session's
 // skeleton (answers' pose3d, output.Pose3DOut) on a plain canvas, turned by dragging with the mouse
-// or a finger: orthographic view, world z up, centred on the body, scaled to fit.
+// or a finger: orthographic view, world z up, centred on the body, scaled to fit.  A multi-person
+// session's other people (pose3d.people after the first) are drawn fainter, each with its id.
 // Plain browser JavaScript, no dependencies; it uses app.js's helpers ($, withKey, params).
 "use strict";
 
@@ -74,10 +75,37 @@ class SkeletonView3D {
       return 0;
     }
     const centre = [0, 1, 2].map((i) => seen.reduce((s, p) => s + p[i], 0) / seen.length);
-    const local = points.map((p) => (p === null ? null : this.project(p.map((v, i) => v - centre[i]))));
-    const extent = Math.max(0.5, ...local.filter(Boolean).map((v) => Math.max(Math.abs(v[0]), Math.abs(v[1]))));
+    const others = (this.pose.people || []).slice(1);
+    const local = (pts) => pts.map((p) => (p === null ? null : this.project(p.map((v, i) => v - centre[i]))));
+    const views = [local(points), ...others.map((o) => local(o.keypoints))];
+    const all = views.flat().filter(Boolean);
+    const extent = Math.max(0.5, ...all.map((v) => Math.max(Math.abs(v[0]), Math.abs(v[1]))));
     const scale = (0.45 * Math.min(canvas.width, canvas.height)) / extent;
-    const screen = local.map((v) => (v === null ? null : [canvas.width / 2 + v[0] * scale, canvas.height / 2 - v[1] * scale]));
+    const toScreen = (view) => view.map((v) => (v === null ? null : [canvas.width / 2 + v[0] * scale, canvas.height / 2 - v[1] * scale]));
+    ctx.globalAlpha = 0.45;
+    others.forEach((other, k) => {
+      const screen = toScreen(views[k + 1]);
+      this.drawSkeleton(ctx, screen);
+      const head = screen.find(Boolean);
+      if (head) {
+        ctx.fillStyle = VIEW3D_COLORS.centre;
+        ctx.fillText(`#${other.id}`, head[0] + 6, head[1] - 6);
+      }
+    });
+    ctx.globalAlpha = 1;
+    this.drawn = this.drawSkeleton(ctx, toScreen(views[0]));
+    const error = this.pose.reprojection_mean_px;
+    ctx.fillStyle = "#e8edf5";
+    ctx.font = "600 13px system-ui, sans-serif";
+    const cams = `${this.pose.cameras.length} cameras`;
+    const count = others.length ? ` · ${others.length + 1} people` : "";
+    ctx.fillText(`${cams} · reprojection ${error === null ? "–" : error.toFixed(1)} px · reps ${this.pose.rep_count}${count}`, 10, 20);
+    return this.drawn;
+  }
+
+  // Bones and joints of one skeleton in screen pixels (null: unseen); returns the joints drawn.
+  drawSkeleton(ctx, screen) {
+    let drawn = 0;
     ctx.lineWidth = 3;
     ctx.lineCap = "round";
     for (const [a, b] of VIEW3D_BONES) {
@@ -95,14 +123,9 @@ class SkeletonView3D {
       ctx.beginPath();
       ctx.arc(s[0], s[1], 4, 0, 2 * Math.PI);
       ctx.fill();
-      this.drawn += 1;
+      drawn += 1;
     });
-    const error = this.pose.reprojection_mean_px;
-    ctx.fillStyle = "#e8edf5";
-    ctx.font = "600 13px system-ui, sans-serif";
-    const cams = `${this.pose.cameras.length} cameras`;
-    ctx.fillText(`${cams} · reprojection ${error === null ? "–" : error.toFixed(1)} px · reps ${this.pose.rep_count}`, 10, 20);
-    return this.drawn;
+    return drawn;
   }
 }
 
