@@ -260,8 +260,9 @@ def _fresh_buffer(nbytes: int) -> torch.Tensor:
 
     A large buffer is an anonymous mapping aligned to 2 MiB and advised ``MADV_HUGEPAGE``: the
     kernel then hands it out as 2 MiB pages, 512 times fewer page faults than 4 KiB pages (each
-    fault also zeroes its page; the faults of a 1 GiB buffer cost about as much as reading it from
-    this machine's disk). The tensor keeps the mapping alive; it is unmapped with its last view.
+    fault also zeroes its page). Measured here, 1 GiB read with ``O_DIRECT`` from a cold cache: 0.98 s
+    into ``torch.empty`` memory, 0.35 s into huge pages; ``torch.load`` pays the 4 KiB faults too.
+    The tensor keeps the mapping alive; it is unmapped with its last view.
     """
     if nbytes < HUGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
         backing = torch.empty(nbytes + _PAGE, dtype=torch.uint8)
