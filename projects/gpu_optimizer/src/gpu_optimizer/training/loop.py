@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from gpu_optimizer.guard import GuardAction, TrainingAborted
+from gpu_optimizer.guard import GuardAction, GuardEvent, TrainingAborted
 from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.data import StepSampler, fetch, split, to_device
 from gpu_optimizer.training.distributed import (
@@ -184,11 +184,7 @@ class Trainer:
         if meta is None:
             return None
         self._apply_meta(meta)
-        self.ooms, self.rollbacks, self.skipped = (
-            int(meta["ooms"]),
-            int(meta["rollbacks"]),
-            int(meta["skipped"]),
-        )
+        self.ooms, self.rollbacks, self.skipped = (int(meta[k]) for k in ("ooms", "rollbacks", "skipped"))
         self._last_saved = self.step
         return self.step
 
@@ -216,6 +212,15 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train to `max_steps` (resuming from the newest verified checkpoint), evaluate, save."""
+        for _ in self.steps():
+            pass
+        return self.result
+
+    def steps(self) -> Generator[int, None, None]:
+        """`fit()` one optimizer step at a time: yields the step count after each completed step
+        (its checkpoint, evaluation and progress line done); once exhausted, the run has been
+        evaluated and saved. Closed early, it waits for a pending save and leaves the run
+        resumable from its newest checkpoint; `result` holds what was trained so far."""
         cfg = self.config
         resumed = self.resume()
         self.result.resumed_from = resumed
@@ -245,6 +250,7 @@ class Trainer:
                     rate = window_samples / max(now - window_start, 1e-9)
                     window_start, window_samples = now, 0
                     self._progress(loss, rate, "running")
+                yield self.step
             if self.eval_set is not None and self.eval_fn is not None:
                 self._evaluate()
             self._save(final=True)
@@ -259,10 +265,9 @@ class Trainer:
             self.log.close()
             if self.reporter is not None:
                 self.reporter.close()
-        self.result.steps = self.step
-        self.result.micro_batch = self.micro_batch
-        self.result.ooms, self.result.rollbacks, self.result.skipped = self.ooms, self.rollbacks, self.skipped
-        return self.result
+            res = self.result
+            res.steps, res.micro_batch = self.step, self.micro_batch
+            res.ooms, res.rollbacks, res.skipped = self.ooms, self.rollbacks, self.skipped
 
     def _train_step(self) -> float | None:
         """One optimizer step; the step's loss, or None when the step must be redone (OOM, rollback)."""
@@ -337,21 +342,17 @@ class Trainer:
         return step_loss
 
     def _on_spike(self, loss: float) -> float | None:
-        action = self.config.on_loss_spike
-        record = {
-            "kind": "loss_spike",
-            "step": self.step,
-            "action": action.value,
-            "detail": f"loss {loss:.4g} > {self.config.spike_factor} x median {self.spikes.median():.4g}",
-            "config_digest": self.digest,
-            "batch_size": self.micro_batch,
-            "values": {"loss": loss, "median": self.spikes.median()},
-        }
+        action, median = self.config.on_loss_spike, self.spikes.median()
+        detail = f"loss {loss:.4g} > {self.config.spike_factor} x median {median:.4g}"
+        values = {"loss": loss, "median": median}
+        batch = self.micro_batch
+        event = GuardEvent("loss_spike", self.step, action, detail, self.digest, batch, values=values)
+        record = event.to_dict()
         self.log.write("guard", **record)
         self.result.events.append(record)
         log.warning("loss spike at step %d -> %s", self.step, action.value, extra={"guard_event": record})
         if action is GuardAction.ABORT:
-            raise abort("loss_spike", self.step, str(record["detail"]), self.digest, self.micro_batch)
+            raise TrainingAborted(event)
         if action is GuardAction.ROLLBACK:
             self._rollback()
             return None
