@@ -104,11 +104,8 @@ class Trainer:
         self.memory_limit = memory_limit
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
         use_scaler = config.precision == "fp16"
-        scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
-        self.scaler = scaler
-        self.guard = make_guard(
-            config, self.model, self.optimizer, self.params, scaler, self.micro_batch, self._rollback
-        )
+        self.scaler = scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
+        self.guard = make_guard(config, self.model, self.optimizer, scaler, self.micro_batch, self._rollback)
         self.spikes = SpikeDetector(config.spike_factor, config.spike_window, config.spike_warmup)
         self.log = JsonLog(
             config.log_path
