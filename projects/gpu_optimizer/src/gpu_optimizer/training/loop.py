@@ -275,7 +275,7 @@ class Trainer:
         step_loss = math.nan
         self._rolled_back = False
         with self.guard.step() as gs:
-            total = torch.zeros((), dtype=torch.float64, device=self.ctx.device)
+            parts: list[torch.Tensor] = []
             micros = split(indices, self.micro_batch)
             for i, micro in enumerate(micros):
                 if self.memory_limit is not None:
@@ -285,9 +285,11 @@ class Trainer:
                     loss = self.loss_fn(self.model, batch)
                     if len(micros) > 1:
                         loss = loss * (len(micro) / per_rank)
-                    total += loss.detach().double()
+                    parts.append(loss.detach())
                     scaled = self.scaler.scale(loss) if self.scaler is not None else loss
                     torch.autograd.backward(scaled)
+            # One host sync for the step's loss, summed in float64 over the micro-batches.
+            total = parts[0] if len(parts) == 1 else torch.stack(parts).double().sum()
             step_loss = all_mean(float(total), self.ctx)
             if not math.isfinite(step_loss):
                 # The guard answers for the loss every rank agrees on (a detached copy: the
