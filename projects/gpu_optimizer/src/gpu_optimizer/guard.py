@@ -121,12 +121,13 @@ class GuardedStep:
             )
         torch.autograd.backward(loss)
 
-    def optimizer_step(self) -> None:
+    def optimizer_step(self, grad_norm: float | None = None) -> None:
         """Check gradients (finite, norm under the limit), clip them if configured, step the
-        optimizer, check parameters."""
+        optimizer, check parameters. `grad_norm`: the gradients' total norm when the caller
+        has just taken it (it is not taken again)."""
         guard = self._guard
         grads = [p.grad for p in guard.params if p.grad is not None]
-        norm = total_norm(grads)
+        norm = total_norm(grads) if grad_norm is None else grad_norm
         self.grad_norm = norm
         if not math.isfinite(norm):
             guard._answer(

@@ -16,13 +16,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Generator, Sequence
-from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from gpu_optimizer.guard import GuardAction, GuardEvent, TrainingAborted
+from gpu_optimizer.guard import GuardAction, GuardEvent, TrainingAborted, total_norm
 from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.data import StepSampler, fetch, split, to_device
 from gpu_optimizer.training.distributed import (
@@ -39,6 +39,7 @@ from gpu_optimizer.training.memory import SimulatedDeviceLimit, initial_micro_ba
 from gpu_optimizer.training.parts import (
     TrainResult,
     abort,
+    autocast,
     lower_learning_rate,
     make_guard,
     optimizer_name,
@@ -103,6 +104,7 @@ class Trainer:
         self.eval_set, self.eval_fn = eval_set, eval_fn
         self.memory_limit = memory_limit
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
+        self._autocast = partial(autocast, self.ctx.device.type, self.autocast_dtype)
         use_scaler = config.precision == "fp16"
         self.scaler = scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
         self.guard = make_guard(config, self.model, self.optimizer, scaler, self.micro_batch, self._rollback)
@@ -295,9 +297,12 @@ class Trainer:
                 # The guard answers for the loss every rank agrees on (a detached copy: the
                 # micro-batches' backward is done); a finite loss would pass its check anyway.
                 gs.backward(torch.tensor(step_loss, requires_grad=True))
+            grad_norm = None
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
-                if not all(bool(torch.isfinite(p.grad).all()) for p in self.params if p.grad is not None):
+                # One fused check (the norm the guard then uses), not a host sync per tensor.
+                grad_norm = total_norm([p.grad for p in self.params if p.grad is not None])
+                if not math.isfinite(grad_norm):
                     self.scaler.update()  # fp16 overflow: the scaler lowers its scale; not a fault
                     self.optimizer.zero_grad(set_to_none=True)
                     gs.skipped = True
@@ -305,7 +310,7 @@ class Trainer:
             if spiked:
                 self.optimizer.zero_grad(set_to_none=True)
             elif not gs.skipped:
-                gs.optimizer_step()
+                gs.optimizer_step(grad_norm)
                 if self.scaler is not None:
                     self.scaler.update()
         event = gs.event
@@ -358,11 +363,6 @@ class Trainer:
         if action is GuardAction.REDUCE_BATCH:
             self.micro_batch = self.guard.batch_size = max(1, self.micro_batch // 2)
         return loss
-
-    def _autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.ctx.device.type, dtype=self.autocast_dtype)
 
     def _evaluate(self) -> None:
         assert self.eval_fn is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +50,11 @@ class ScalerStep:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> Any:
+    """The step's autocast context (none in fp32)."""
+    return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
 def lower_learning_rate(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
