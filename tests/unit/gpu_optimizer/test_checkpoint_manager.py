@@ -214,8 +214,10 @@ def test_async_save_matches_sync_and_survives_mutation(tmp_path: Path, trained: 
         for p in trained[0].parameters():
             p.add_(1.0)
     train_step(trained)
-    asyn.wait()
+    while asyn.busy():  # idle without a blocking call means written, manifest and all
+        time.sleep(0.001)
     (async_info,) = asyn.list()
+    asyn.wait()
     for file, digest in sync_info.files.items():
         if file != "rng.safetensors":
             assert async_info.files[file] == digest, file

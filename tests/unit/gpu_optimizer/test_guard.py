@@ -91,6 +91,27 @@ def test_exploding_gradient_is_skipped() -> None:
     assert event.values["grad_norm"] > 1e3
 
 
+@pytest.mark.parametrize("clip", [0.05, 1e6])
+def test_clipping_with_the_checked_norm_matches_clip_grad_norm(clip: float) -> None:
+    """One step clipped by the guard (with the norm it checked) against clip_grad_norm_ on a
+    copy: the same coefficient up to float32 rounding of the norm; 1e6 clips nothing."""
+    model, opt, x, y = make_problem()
+    ref_model = copy.deepcopy(model)
+    ref_opt = torch.optim.SGD(ref_model.parameters(), lr=0.05)
+    guard = TrainingGuard(model, opt, GuardConfig(clip_grad_norm=clip), batch_size=64)
+    train(guard, x, y, 1, {})
+    torch.nn.functional.mse_loss(ref_model(x), y).backward()
+    norm = float(torch.nn.utils.clip_grad_norm_(ref_model.parameters(), clip))
+    ref_opt.step()
+
+    assert guard.events == []
+    assert (norm > clip) == (clip == 0.05)
+    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
+        # lr x |g| x coefficient, the coefficients differing by a few float32 ulps at most.
+        tol = 0.05 * float(q.grad.abs().max()) * 8 * torch.finfo(torch.float32).eps + 1e-12
+        assert torch.allclose(p.detach(), q.detach(), rtol=0, atol=tol)
+
+
 def test_repeated_ooms_reduce_the_batch_size() -> None:
     model, opt, x, y = make_problem()
     guard = TrainingGuard(model, opt, GuardConfig(max_consecutive_ooms=2), batch_size=64)

@@ -224,3 +224,23 @@ def test_a_skipped_nan_step_leaves_no_nan_in_checkpoint_metrics(tmp_path: Path) 
     assert [i.step for i in infos] == [0, 1, 2, 3, 4]
     assert infos[3].metrics == {}  # the step that ended at 3 had a NaN loss
     assert all(math.isfinite(v) for i in infos for v in i.metrics.values())
+
+
+def test_steps_yields_every_step_and_a_run_closed_early_resumes_from_its_last_checkpoint(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, checkpoint_every_steps=5)
+    trainer = Trainer(cfg, make_model(), adam, make_data(), ce_loss)
+    steps = trainer.steps()
+    seen = [next(steps) for _ in range(7)]
+    steps.close()
+
+    assert seen == list(range(1, 8))
+    assert trainer.result.steps == 7
+    assert sorted(trainer.result.losses) == list(range(7))
+    events = [e["event"] for e in read_log(tmp_path / "run.jsonl")]
+    assert "finished" not in events
+    assert events.count("checkpoint") == 2  # step 0 and step 5; no final save when closed early
+    rest = Trainer(cfg, make_model(seed=99), adam, make_data(), ce_loss).fit()
+    assert rest.resumed_from == 5
+    assert rest.steps == cfg.max_steps

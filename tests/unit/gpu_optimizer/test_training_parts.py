@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,20 @@ def test_spikes_are_relative_to_the_median_of_accepted_losses() -> None:
     assert not spikes.is_spike(float("nan"))  # non-finite losses are the guard's business
     spikes.accept(float("inf"))
     assert spikes.state() == [1.0, 1.2, 0.9]
+
+
+def test_the_running_median_is_the_median_of_the_window_through_evictions_and_loads() -> None:
+    """The detector keeps its window sorted instead of sorting it per step: the same value as
+    statistics.median of the window (the same middle element, or the same mean of two)."""
+    gen = torch.Generator().manual_seed(5)
+    values = (torch.rand(60, generator=gen) * 4).round(decimals=1).tolist()  # with repeats
+    spikes = SpikeDetector(factor=3.0, window=7, warmup=3)
+    for i, v in enumerate(values):
+        spikes.accept(v)
+        assert spikes.median() == statistics.median(values[max(0, i - 6) : i + 1])
+    restored = SpikeDetector(factor=3.0, window=7, warmup=3)
+    restored.load(spikes.state()[:4])
+    assert restored.median() == statistics.median(spikes.state()[:4])
 
 
 def test_actions_may_be_given_as_strings(tmp_path: Path) -> None:

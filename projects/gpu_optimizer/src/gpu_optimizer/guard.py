@@ -56,12 +56,17 @@ class GuardConfig:
     on_nonfinite_parameter: GuardAction = GuardAction.ABORT
     on_repeated_oom: GuardAction = GuardAction.REDUCE_BATCH
     max_grad_norm: float = 1e4
+    # Gradients scaled to at most this 2-norm after the checks, with the norm the check took
+    # (as clip_grad_norm_ would, without taking the norm a second time); None: not clipped.
+    clip_grad_norm: float | None = None
     max_consecutive_ooms: int = 2
     min_batch_size: int = 1
 
     def __post_init__(self) -> None:
         if not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive, got {self.max_grad_norm}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be positive, got {self.clip_grad_norm}")
         if self.max_consecutive_ooms < 1 or self.min_batch_size < 1:
             raise ValueError("max_consecutive_ooms and min_batch_size must be >= 1")
 
@@ -116,11 +121,13 @@ class GuardedStep:
             )
         torch.autograd.backward(loss)
 
-    def optimizer_step(self) -> None:
-        """Check gradients (finite, norm under the limit), step the optimizer, check parameters."""
+    def optimizer_step(self, grad_norm: float | None = None) -> None:
+        """Check gradients (finite, norm under the limit), clip them if configured, step the
+        optimizer, check parameters. `grad_norm`: the gradients' total norm when the caller
+        has just taken it (it is not taken again)."""
         guard = self._guard
         grads = [p.grad for p in guard.params if p.grad is not None]
-        norm = total_norm(grads)
+        norm = total_norm(grads) if grad_norm is None else grad_norm
         self.grad_norm = norm
         if not math.isfinite(norm):
             guard._answer(
@@ -136,6 +143,12 @@ class GuardedStep:
                 f"gradient norm {norm:.4g} > {guard.config.max_grad_norm:.4g}",
                 {"grad_norm": norm},
             )
+        clip = guard.config.clip_grad_norm
+        if clip is not None and norm + _CLIP_EPS > clip:
+            coef = clip / (norm + _CLIP_EPS)  # clip_grad_norm_'s coefficient
+            with torch.no_grad():
+                for g in grads:
+                    g.mul_(coef)
         guard.optimizer.step()
         bad = _nonfinite_tensors(guard.params)
         if bad:
@@ -259,6 +272,9 @@ class TrainingGuard:
         elif action is GuardAction.ROLLBACK and self.rollback is not None:
             self.rollback()
         raise _StepRejected
+
+
+_CLIP_EPS = 1e-6
 
 
 def total_norm(tensors: Sequence[torch.Tensor]) -> float:

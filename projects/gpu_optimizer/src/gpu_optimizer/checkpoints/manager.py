@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import torch
@@ -129,9 +128,7 @@ class CheckpointManager:
     def __enter__(self) -> CheckpointManager:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- saving -------------------------------------------------------------------------------
@@ -211,6 +208,10 @@ class CheckpointManager:
         if self._error is not None:
             error, self._error = self._error, None
             raise CheckpointError(f"background checkpoint save failed: {error}") from error
+
+    def busy(self) -> bool:
+        """Whether :meth:`wait` would block (a save still being written, pruned files being deleted)."""
+        return (self._thread is not None and self._thread.is_alive()) or self._deleter.pending > 0
 
     def reserve_name(self, step: int, name: str | None = None) -> str:
         """Validate ``step`` and the checkpoint name (default ``step-<step>``) for a new save.

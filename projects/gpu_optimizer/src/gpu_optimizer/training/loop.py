@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Generator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from gpu_optimizer.guard import GuardAction, TrainingAborted
+from gpu_optimizer.guard import GuardAction, GuardEvent, TrainingAborted, total_norm
 from gpu_optimizer.training.config import TrainConfig
 from gpu_optimizer.training.data import StepSampler, fetch, split, to_device
 from gpu_optimizer.training.distributed import (
@@ -39,6 +39,7 @@ from gpu_optimizer.training.memory import SimulatedDeviceLimit, initial_micro_ba
 from gpu_optimizer.training.parts import (
     TrainResult,
     abort,
+    autocast,
     lower_learning_rate,
     make_guard,
     optimizer_name,
@@ -103,12 +104,10 @@ class Trainer:
         self.eval_set, self.eval_fn = eval_set, eval_fn
         self.memory_limit = memory_limit
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
+        self._autocast = partial(autocast, self.ctx.device.type, self.autocast_dtype)
         use_scaler = config.precision == "fp16"
-        scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
-        self.scaler = scaler
-        self.guard = make_guard(
-            config, self.model, self.optimizer, self.params, scaler, self.micro_batch, self._rollback
-        )
+        self.scaler = scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
+        self.guard = make_guard(config, self.model, self.optimizer, scaler, self.micro_batch, self._rollback)
         self.spikes = SpikeDetector(config.spike_factor, config.spike_window, config.spike_warmup)
         self.log = JsonLog(
             config.log_path
@@ -184,11 +183,7 @@ class Trainer:
         if meta is None:
             return None
         self._apply_meta(meta)
-        self.ooms, self.rollbacks, self.skipped = (
-            int(meta["ooms"]),
-            int(meta["rollbacks"]),
-            int(meta["skipped"]),
-        )
+        self.ooms, self.rollbacks, self.skipped = (int(meta[k]) for k in ("ooms", "rollbacks", "skipped"))
         self._last_saved = self.step
         return self.step
 
@@ -216,6 +211,15 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train to `max_steps` (resuming from the newest verified checkpoint), evaluate, save."""
+        for _ in self.steps():
+            pass
+        return self.result
+
+    def steps(self) -> Generator[int, None, None]:
+        """`fit()` one optimizer step at a time: yields the step count after each completed step
+        (its checkpoint, evaluation and progress line done); once exhausted, the run has been
+        evaluated and saved. Closed early, it waits for a pending save and leaves the run
+        resumable from its newest checkpoint; `result` holds what was trained so far."""
         cfg = self.config
         resumed = self.resume()
         self.result.resumed_from = resumed
@@ -245,6 +249,7 @@ class Trainer:
                     rate = window_samples / max(now - window_start, 1e-9)
                     window_start, window_samples = now, 0
                     self._progress(loss, rate, "running")
+                yield self.step
             if self.eval_set is not None and self.eval_fn is not None:
                 self._evaluate()
             self._save(final=True)
@@ -259,10 +264,9 @@ class Trainer:
             self.log.close()
             if self.reporter is not None:
                 self.reporter.close()
-        self.result.steps = self.step
-        self.result.micro_batch = self.micro_batch
-        self.result.ooms, self.result.rollbacks, self.result.skipped = self.ooms, self.rollbacks, self.skipped
-        return self.result
+            res = self.result
+            res.steps, res.micro_batch = self.step, self.micro_batch
+            res.ooms, res.rollbacks, res.skipped = self.ooms, self.rollbacks, self.skipped
 
     def _train_step(self) -> float | None:
         """One optimizer step; the step's loss, or None when the step must be redone (OOM, rollback)."""
@@ -273,7 +277,7 @@ class Trainer:
         step_loss = math.nan
         self._rolled_back = False
         with self.guard.step() as gs:
-            total = torch.zeros((), dtype=torch.float64, device=self.ctx.device)
+            parts: list[torch.Tensor] = []
             micros = split(indices, self.micro_batch)
             for i, micro in enumerate(micros):
                 if self.memory_limit is not None:
@@ -283,17 +287,22 @@ class Trainer:
                     loss = self.loss_fn(self.model, batch)
                     if len(micros) > 1:
                         loss = loss * (len(micro) / per_rank)
-                    total += loss.detach().double()
+                    parts.append(loss.detach())
                     scaled = self.scaler.scale(loss) if self.scaler is not None else loss
                     torch.autograd.backward(scaled)
+            # One host sync for the step's loss, summed in float64 over the micro-batches.
+            total = parts[0] if len(parts) == 1 else torch.stack(parts).double().sum()
             step_loss = all_mean(float(total), self.ctx)
             if not math.isfinite(step_loss):
                 # The guard answers for the loss every rank agrees on (a detached copy: the
                 # micro-batches' backward is done); a finite loss would pass its check anyway.
                 gs.backward(torch.tensor(step_loss, requires_grad=True))
+            grad_norm = None
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
-                if not all(bool(torch.isfinite(p.grad).all()) for p in self.params if p.grad is not None):
+                # One fused check (the norm the guard then uses), not a host sync per tensor.
+                grad_norm = total_norm([p.grad for p in self.params if p.grad is not None])
+                if not math.isfinite(grad_norm):
                     self.scaler.update()  # fp16 overflow: the scaler lowers its scale; not a fault
                     self.optimizer.zero_grad(set_to_none=True)
                     gs.skipped = True
@@ -301,7 +310,7 @@ class Trainer:
             if spiked:
                 self.optimizer.zero_grad(set_to_none=True)
             elif not gs.skipped:
-                gs.optimizer_step()
+                gs.optimizer_step(grad_norm)
                 if self.scaler is not None:
                     self.scaler.update()
         event = gs.event
@@ -337,32 +346,23 @@ class Trainer:
         return step_loss
 
     def _on_spike(self, loss: float) -> float | None:
-        action = self.config.on_loss_spike
-        record = {
-            "kind": "loss_spike",
-            "step": self.step,
-            "action": action.value,
-            "detail": f"loss {loss:.4g} > {self.config.spike_factor} x median {self.spikes.median():.4g}",
-            "config_digest": self.digest,
-            "batch_size": self.micro_batch,
-            "values": {"loss": loss, "median": self.spikes.median()},
-        }
+        action, median = self.config.on_loss_spike, self.spikes.median()
+        detail = f"loss {loss:.4g} > {self.config.spike_factor} x median {median:.4g}"
+        values = {"loss": loss, "median": median}
+        batch = self.micro_batch
+        event = GuardEvent("loss_spike", self.step, action, detail, self.digest, batch, values=values)
+        record = event.to_dict()
         self.log.write("guard", **record)
         self.result.events.append(record)
         log.warning("loss spike at step %d -> %s", self.step, action.value, extra={"guard_event": record})
         if action is GuardAction.ABORT:
-            raise abort("loss_spike", self.step, str(record["detail"]), self.digest, self.micro_batch)
+            raise TrainingAborted(event)
         if action is GuardAction.ROLLBACK:
             self._rollback()
             return None
         if action is GuardAction.REDUCE_BATCH:
             self.micro_batch = self.guard.batch_size = max(1, self.micro_batch // 2)
         return loss
-
-    def _autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.ctx.device.type, dtype=self.autocast_dtype)
 
     def _evaluate(self) -> None:
         assert self.eval_fn is not None

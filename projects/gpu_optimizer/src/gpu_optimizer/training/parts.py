@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -34,25 +35,14 @@ class TrainResult:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-class ClipThenStep:
-    """What the guard steps: clip (gradients already unscaled for fp16), then step (via the scaler).
+class ScalerStep:
+    """What the guard steps: the optimizer, through the grad scaler when there is one (fp16; its
+    gradients were unscaled before the guard took their norm and clipped them)."""
 
-    The guard checks the raw gradient norm before it calls `step()`, so exploding gradients are
-    still seen before clipping hides them.
-    """
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        params: list[torch.nn.Parameter],
-        clip_norm: float | None,
-        scaler: torch.amp.GradScaler | None,
-    ) -> None:
-        self.optimizer, self.params, self.clip_norm, self.scaler = optimizer, params, clip_norm, scaler
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+        self.optimizer, self.scaler = optimizer, scaler
 
     def step(self) -> None:
-        if self.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip_norm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
         else:
@@ -60,6 +50,11 @@ class ClipThenStep:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> Any:
+    """The step's autocast context (none in fp32)."""
+    return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
 def lower_learning_rate(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
@@ -101,15 +96,15 @@ def make_guard(
     config: TrainConfig,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    params: list[torch.nn.Parameter],
     scaler: torch.amp.GradScaler | None,
     batch_size: int,
     rollback: Callable[[], None],
 ) -> TrainingGuard:
-    """The guard of the kit's steps: it steps through `ClipThenStep` with the config's actions."""
+    """The guard of the kit's steps (through `ScalerStep`, clipping with the norm it checks),
+    with the config's actions."""
     return TrainingGuard(
         model,
-        cast(torch.optim.Optimizer, ClipThenStep(optimizer, params, config.grad_clip_norm, scaler)),
+        cast(torch.optim.Optimizer, ScalerStep(optimizer, scaler)),
         GuardConfig(
             config_digest=config.digest,
             on_nonfinite=config.on_nonfinite,
@@ -117,6 +112,7 @@ def make_guard(
             on_nonfinite_parameter=config.on_nonfinite_parameter,
             on_repeated_oom=GuardAction.REDUCE_BATCH,
             max_grad_norm=config.max_grad_norm,
+            clip_grad_norm=config.grad_clip_norm,
             max_consecutive_ooms=1,
         ),
         batch_size=batch_size,

@@ -148,6 +148,10 @@ class Persistence:
     def wait(self) -> None:
         self.manager.wait()
 
+    def busy(self) -> bool:
+        """Whether a checkpoint is still being written in the background."""
+        return self.manager.busy()
+
     def latest_step(self) -> int | None:
         infos = self.manager.list()
         return infos[-1].step if infos else None

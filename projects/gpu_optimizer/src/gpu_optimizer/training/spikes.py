@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
 import math
-import statistics
 from collections import deque
 
 
@@ -18,20 +18,29 @@ class SpikeDetector:
     def __init__(self, factor: float, window: int, warmup: int) -> None:
         self.factor = factor
         self.history: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] = []  # the history in order: the median without a sort per step
         self.warmup = warmup
 
     def median(self) -> float | None:
-        return statistics.median(self.history) if self.history else None
+        """statistics.median of the history (the mean of the middle two for an even count)."""
+        n = len(self._sorted)
+        if not n:
+            return None
+        mid = n // 2
+        return self._sorted[mid] if n % 2 else (self._sorted[mid - 1] + self._sorted[mid]) / 2
 
     def is_spike(self, loss: float) -> bool:
-        if not math.isfinite(loss) or len(self.history) < self.warmup:
+        median = self.median()
+        if not math.isfinite(loss) or median is None or len(self.history) < self.warmup:
             return False
-        median = statistics.median(self.history)
         return loss > self.factor * abs(median) and loss - median > 1e-12
 
     def accept(self, loss: float) -> None:
         if math.isfinite(loss):
+            if len(self.history) == self.history.maxlen:
+                del self._sorted[bisect.bisect_left(self._sorted, self.history[0])]
             self.history.append(loss)
+            bisect.insort(self._sorted, loss)
 
     def state(self) -> list[float]:
         return list(self.history)
@@ -39,3 +48,4 @@ class SpikeDetector:
     def load(self, values: list[float]) -> None:
         self.history.clear()
         self.history.extend(float(v) for v in values)
+        self._sorted = sorted(self.history)
