@@ -6,10 +6,11 @@ Two cheap tests, both standalone (no FastAPI, no models):
   Bhattacharyya distance of the hue-saturation histograms (the colours of the scene
   changed) or the mean absolute grey-level difference (the picture changed).  Either
   above its threshold is a cut.  The thumbnail is a nearest-neighbour sample of the
-  frame: it reads 64 rows of it, which is what the test costs on a frame that is no
-  longer in the CPU's caches (about 0.07 ms at 640x1138; the 128x128 sample averaged 2x2
-  that came before read twice the rows and cost 0.2-0.3 ms, more than the rest of the
-  per-frame engine).  On the shared clips (every video under tests/data, at 640 wide
+  frame: it reads 64 rows of it (the 128x128 sample averaged 2x2 that came before read
+  twice the rows and cost 0.2-0.3 ms).  Between two inferences of the pose model, which
+  evict the CPU's caches, each OpenCV call costs its code read back more than its
+  arithmetic: the test makes the fewest calls that compute it (no separate normalisation,
+  see ``score``).  On the shared clips (every video under tests/data, at 640 wide
   and at full size), the largest values between frames of one clip, consecutive or
   every second one, are 0.31 (histogram) and 0.11 (grey level); between the first,
   middle or last frame of one clip and those of another, every pair is over at least
@@ -77,13 +78,15 @@ class FrameCutDetector:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
         thumb = cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_NEAREST)
-        hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)
-        hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
+        hist = cv2.calcHist([cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
         grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
         previous, self._previous = self._previous, (hist, grey)
         if previous is None:
             return CutScore(0.0, 0.0, False)
+        # The histograms hold counts (every pixel falls in a bin: hue < 180, saturation < 256), not
+        # shares: the Bhattacharyya distance divides by the histograms' sums itself, and the sum is
+        # the pixel count 64 * 64 = 2^12, so dividing first (``cv2.normalize``, L1) would only scale
+        # every term by an exact power of two and give the same distance, to the last bit.
         h = float(cv2.compareHist(previous[0], hist, cv2.HISTCMP_BHATTACHARYYA))
         # Mean absolute grey-level difference in [0, 1]: the L1 norm of the uint8 difference.
         p = float(cv2.norm(previous[1], grey, cv2.NORM_L1)) / (grey.size * 255.0)
