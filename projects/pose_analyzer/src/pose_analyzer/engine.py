@@ -205,8 +205,8 @@ class PoseEngine:
             return False
         if image.size == 0:
             return False
-        # The detector samples its own 64x64 thumbnail (see cuts.py for its cost).
-        return self._cut_detector.update(image)
+        # The 64x64 sample taken at decode when there is one (see cuts.py for its cost).
+        return self._cut_detector.update(image, frame.thumbnail)
 
     def _cut_track(self, state: _TrackState, t: float) -> None:
         if state.counter is not None:
