@@ -307,12 +307,13 @@ class PoseEngine:
     def _expire(self, t: float) -> None:
         """Forget tracks that never completed a rep and have been gone a long time (bounded memory);
         tentative tracks (never confirmed) as soon as their smoother would expire."""
-        stale = [
-            tid
-            for tid, s in self._tracks.items()
-            if (not s.confirmed and t - s.last_seen > _SMOOTHER_EXPIRY_S)
-            or (t - s.last_seen > 10 * _SMOOTHER_EXPIRY_S and (s.counter is None or s.counter.count == 0))
-        ]
+        stale = []
+        for tid, s in self._tracks.items():
+            gone = t - s.last_seen
+            if (not s.confirmed and gone > _SMOOTHER_EXPIRY_S) or (
+                gone > 10 * _SMOOTHER_EXPIRY_S and (s.counter is None or s.counter.count == 0)
+            ):
+                stale.append(tid)
         for tid in stale:
             del self._tracks[tid]
 

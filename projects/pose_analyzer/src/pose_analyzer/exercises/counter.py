@@ -84,6 +84,8 @@ class RepCounter:
     @property
     def phase(self) -> str:
         """The machine's phase; with ``side: each`` the most advanced of the two sides."""
+        if not self._each:
+            return self._machines[""].phase
         return max((m.phase for m in self._machines.values()), key=_PHASE_RANK.__getitem__)
 
     def count_by_side(self) -> dict[str, int]:
