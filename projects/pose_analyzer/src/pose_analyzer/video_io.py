@@ -165,8 +165,8 @@ def iter_frames(info: MediaInfo, max_width: int | None = None, every: int = 1) -
         raise ValueError(f"every must be at least 1, got {every}")
     size = analysed_size(info.width, info.height, max_width)
     if info.kind is MediaKind.IMAGE:
-        image = _fit(read_image(info.path), size)
-        yield Frame(image=image, timestamp=0.0, index=0, thumbnail=thumbnail(image))
+        still = _fit(read_image(info.path), size)
+        yield Frame(image=still, timestamp=0.0, index=0, thumbnail=thumbnail(still))
         return
     capture = cv2.VideoCapture(str(info.path))
     if not capture.isOpened():
