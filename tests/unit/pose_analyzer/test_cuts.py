@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pose_analyzer.cuts import FrameCutDetector, box_jump
+from pose_analyzer.cuts import HIST_THRESHOLD, FrameCutDetector, box_jump, thumbnail
 from pose_analyzer.exercises import RepCounter, load_exercise
 
 Image = npt.NDArray[np.uint8]
@@ -67,6 +68,47 @@ def test_a_different_image_size_after_a_cut_is_handled(clips: dict[str, list[Ima
     assert detector.update(small)
     detector.reset()
     assert not detector.update(clips["squat"][0])
+
+
+def test_the_histogram_distance_is_that_of_normalised_histograms(clips: dict[str, list[Image]]) -> None:
+    """The detector compares raw hue-saturation counts; the distance is the one of the L1-normalised
+    histograms (Bhattacharyya divides by the sums itself).  Normalising scales every term by
+    2^-12 exactly, so only a different summation order could tell them apart: a few eps."""
+
+    def histogram(image: Image) -> npt.NDArray[np.float32]:
+        thumb = cv2.resize(image, (64, 64), interpolation=cv2.INTER_NEAREST)
+        hist = cv2.calcHist([cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
+        return cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
+
+    frames = clips["squat"][:6] + clips["people"][:6]
+    detector = FrameCutDetector()
+    detector.score(frames[0])
+    distances = []
+    for previous, image in itertools.pairwise(frames):
+        expected = cv2.compareHist(histogram(previous), histogram(image), cv2.HISTCMP_BHATTACHARYYA)
+        distances.append(detector.score(image).histogram)
+        assert distances[-1] == pytest.approx(expected, rel=0, abs=8 * np.finfo(np.float64).eps)
+    assert max(distances) > HIST_THRESHOLD > min(distances)  # the join, and motion within a clip
+
+
+@pytest.mark.parametrize("size", [1, 7, 63, 64, 65, 100, 360, 480, 640, 1129, 1138, 1920])
+def test_the_thumbnail_is_opencvs_nearest_neighbour_sample(size: int) -> None:
+    rng = np.random.default_rng(size)
+    for shape in ((size, 37, 3), (37, size, 3)):
+        image = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        expected = cv2.resize(image, (64, 64), interpolation=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(thumbnail(image), expected)
+
+
+def test_a_thumbnail_taken_at_decode_gives_the_same_cuts(clips: dict[str, list[Image]]) -> None:
+    frames = clips["squat"][:5] + clips["curl"][:5]
+    own, given = FrameCutDetector(), FrameCutDetector()
+    for image in frames:
+        assert own.score(image) == given.score(image, thumbnail(image))
+    # The given thumbnail is the one compared: another clip's reads as a cut.
+    assert given.score(frames[-1], thumbnail(clips["pushup"][0])).cut
+    with pytest.raises(ValueError, match="thumbnail"):
+        given.score(frames[0], thumbnail(frames[0])[:32])
 
 
 def test_bad_input_is_refused() -> None:

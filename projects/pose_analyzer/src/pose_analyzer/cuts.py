@@ -6,10 +6,11 @@ Two cheap tests, both standalone (no FastAPI, no models):
   Bhattacharyya distance of the hue-saturation histograms (the colours of the scene
   changed) or the mean absolute grey-level difference (the picture changed).  Either
   above its threshold is a cut.  The thumbnail is a nearest-neighbour sample of the
-  frame: it reads 64 rows of it, which is what the test costs on a frame that is no
-  longer in the CPU's caches (about 0.07 ms at 640x1138; the 128x128 sample averaged 2x2
-  that came before read twice the rows and cost 0.2-0.3 ms, more than the rest of the
-  per-frame engine).  On the shared clips (every video under tests/data, at 640 wide
+  frame: it reads 64 rows of it (the 128x128 sample averaged 2x2 that came before read
+  twice the rows and cost 0.2-0.3 ms).  Between two inferences of the pose model, which
+  evict the CPU's caches, each OpenCV call costs its code read back more than its
+  arithmetic: the test makes the fewest calls that compute it (no separate normalisation,
+  see ``score``).  On the shared clips (every video under tests/data, at 640 wide
   and at full size), the largest values between frames of one clip, consecutive or
   every second one, are 0.31 (histogram) and 0.11 (grey level); between the first,
   middle or last frame of one clip and those of another, every pair is over at least
@@ -22,6 +23,7 @@ Tell the rep counter with ``RepCounter.mark_cut(timestamp)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,7 @@ import numpy.typing as npt
 Box = tuple[float, float, float, float]
 
 THUMB_SIZE = 64
+_THUMB_SHAPE = (THUMB_SIZE, THUMB_SIZE, 3)
 HIST_THRESHOLD = 0.4
 PIXEL_THRESHOLD = 0.15
 
@@ -68,30 +71,64 @@ class FrameCutDetector:
         """Forget the previous frame (the next frame starts a new stream)."""
         self._previous = None
 
-    def score(self, image: npt.NDArray[np.uint8]) -> CutScore:
+    def score(self, image: npt.NDArray[np.uint8], thumb: npt.NDArray[np.uint8] | None = None) -> CutScore:
         """Compare ``image`` with the previous frame; the first frame is never a cut.
 
+        ``thumb`` is ``thumbnail(image)`` when the caller took it already (``Frame.thumbnail``).
+
         Raises:
-            ValueError: not an (H, W, 3) uint8 image.
+            ValueError: not an (H, W, 3) uint8 image, or a ``thumb`` not (64, 64, 3) uint8.
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
-        thumb = cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_NEAREST)
-        hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)
-        hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
+        if thumb is None:
+            thumb = thumbnail(image)
+        elif thumb.dtype != np.uint8 or thumb.shape != _THUMB_SHAPE:
+            raise ValueError(f"expected a {_THUMB_SHAPE} uint8 thumbnail, got {thumb.dtype} {thumb.shape}")
+        hist = cv2.calcHist([cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
         grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
         previous, self._previous = self._previous, (hist, grey)
         if previous is None:
             return CutScore(0.0, 0.0, False)
+        # The histograms hold counts (every pixel falls in a bin: hue < 180, saturation < 256), not
+        # shares: the Bhattacharyya distance divides by the histograms' sums itself, and the sum is
+        # the pixel count 64 * 64 = 2^12, so dividing first (``cv2.normalize``, L1) would only scale
+        # every term by an exact power of two and give the same distance, to the last bit.
         h = float(cv2.compareHist(previous[0], hist, cv2.HISTCMP_BHATTACHARYYA))
         # Mean absolute grey-level difference in [0, 1]: the L1 norm of the uint8 difference.
         p = float(cv2.norm(previous[1], grey, cv2.NORM_L1)) / (grey.size * 255.0)
         return CutScore(h, p, h > self.hist_threshold or p > self.pixel_threshold)
 
-    def update(self, image: npt.NDArray[np.uint8]) -> bool:
-        """True when a cut happened between the previous frame and ``image``."""
-        return self.score(image).cut
+    def update(self, image: npt.NDArray[np.uint8], thumb: npt.NDArray[np.uint8] | None = None) -> bool:
+        """True when a cut happened between the previous frame and ``image`` (``thumb`` as in ``score``)."""
+        return self.score(image, thumb).cut
+
+
+def thumbnail(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The cut test's THUMB_SIZE x THUMB_SIZE nearest-neighbour sample of an (H, W, C) image: the
+    pixels ``cv2.resize(image, (64, 64), interpolation=cv2.INTER_NEAREST)`` picks, to the byte.
+
+    Two ``take`` calls on cached row and column indices (about 0.07 ms after an inference has
+    evicted the CPU's caches, where ``cv2.resize`` took about 0.1 ms for the same 64 rows).
+    Taken where a frame is decoded (``Frame.thumbnail``), it reads the image while it is still
+    in the caches.
+    """
+    rows, columns = _sample_indices(image.shape[0], image.shape[1])
+    return image.take(rows, axis=0).take(columns, axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _sample_indices(height: int, width: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    return _nearest(height), _nearest(width)
+
+
+def _nearest(size: int) -> npt.NDArray[np.intp]:
+    """OpenCV's INTER_NEAREST source index of each of THUMB_SIZE outputs from ``size`` inputs
+    (``resizeNN``: ``min(floor(i * (1 / (THUMB_SIZE / size))), size - 1)``, in double as there)."""
+    inverse_scale = 1.0 / (THUMB_SIZE / size)
+    indices = np.array([min(math.floor(i * inverse_scale), size - 1) for i in range(THUMB_SIZE)], np.intp)
+    indices.flags.writeable = False
+    return indices
 
 
 def box_jump(previous: Box, current: Box, max_shift: float = 0.5, max_scale: float = 1.5) -> bool:

@@ -39,6 +39,7 @@ from pose_analyzer.exercises.definition import ExerciseDefinition, Side, load_ex
 from pose_analyzer.exercises.reference import ReferenceMotion
 from pose_analyzer.exercises.scoring import FormScorer
 from pose_analyzer.output import person_track_id
+from pose_analyzer.posture import posture_columns
 from pose_analyzer.smoothing import KeypointSmoother, SmoothingConfig
 from pose_analyzer.tracking import Tracker
 from pose_analyzer.types import (
@@ -121,6 +122,7 @@ class PoseEngine:
             steps = self.exercise.combination.steps if self.exercise.combination else 1
             self._history_s = self.exercise.max_rep_s * steps + 1.0
         self._driver_sides, self._driver_keypoints = self._driver_triples()
+        self._each_side = self.exercise is not None and self.exercise.driver.side is Side.EACH
 
     def _driver_triples(self) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
         """The sides of the driver angle and their keypoints (one triple per side), whose confidence
@@ -203,8 +205,8 @@ class PoseEngine:
             return False
         if image.size == 0:
             return False
-        # The detector samples its own 64x64 thumbnail (see cuts.py for its cost).
-        return self._cut_detector.update(image)
+        # The 64x64 sample taken at decode when there is one (see cuts.py for its cost).
+        return self._cut_detector.update(image, frame.thumbnail)
 
     def _cut_track(self, state: _TrackState, t: float) -> None:
         if state.counter is not None:
@@ -252,17 +254,18 @@ class PoseEngine:
 
         # Plain floats from one ``tolist``: angles, centre, measures and rates of a single person
         # cost less so than as numpy calls on (21, 2) arrays (see biomechanics/person.py).
-        xy = keypoints[:, :2]
-        values, com = angles_and_com(xy.tolist())
+        x, y, confidence = keypoints.T.tolist()
+        values, com = angles_and_com(x, y)
         angles = dict(zip(ANGLE_NAMES, values, strict=True))
         velocity: dict[str, float] = {}
         previous = state.previous_angles
         if previous is not None and state.previous_t is not None and t > state.previous_t:
             dt = t - state.previous_t
-            velocity = {name: (v - p) / dt for name, v, p in zip(ANGLE_NAMES, values, previous, strict=True)}
+            for name, v, p in zip(ANGLE_NAMES, values, previous, strict=True):
+                velocity[name] = (v - p) / dt
         state.previous_angles, state.previous_t = values, t
-        x, y, confidence = keypoints.T.tolist()
-        measures = {**body_measures_xy(x, y), **symmetry_indices(angles)}
+        measures = body_measures_xy(x, y)
+        measures.update(symmetry_indices(angles))
         end = time.perf_counter()
         timings["biomechanics"] += (end - mid) * 1000.0
 
@@ -273,43 +276,44 @@ class PoseEngine:
             center_of_mass=com,
             measures=measures,
         )
-        if state.counter is not None:
+        counter = state.counter
+        if counter is not None:
             # Mean confidence of each side's three keypoints (the smoother keeps the detector's).
-            visibility = {
-                side: (confidence[a] + confidence[b] + confidence[c]) / 3
-                for side, (a, b, c) in zip(self._driver_sides, self._driver_keypoints, strict=True)
-            }
+            visibility = {}
+            for side, (a, b, c) in zip(self._driver_sides, self._driver_keypoints, strict=True):
+                visibility[side] = (confidence[a] + confidence[b] + confidence[c]) / 3
             if self.reference is not None:
                 state.history.append((t, np.array(values)[self._reference_columns]))
                 while state.history and t - state.history[0][0] > self._history_s:
                     state.history.popleft()
-            rep = state.counter.update(t, angles, measures, visibility, keypoints=keypoints)
+            posture = posture_columns(x, y, confidence) if counter.needs_posture else None
+            rep = counter.update(t, angles, measures, visibility, posture=posture)
             if rep is not None:
                 self._compare_with_reference(state, rep)
-            analysis.rep_count = state.counter.count
-            analysis.phase = state.counter.phase
+            analysis.rep_count = counter.count
+            analysis.phase = counter.phase
             analysis.new_rep = rep
-            analysis.last_rep = (
-                rep if rep is not None else (state.counter.reps[-1] if state.counter.reps else None)
-            )
-            rejected = state.counter.rejected
-            analysis.new_rejected = rejected[state.reported_rejections :]
-            state.reported_rejections = len(rejected)
+            analysis.last_rep = rep if rep is not None else (counter.reps[-1] if counter.reps else None)
+            rejected = counter.rejected
+            if len(rejected) > state.reported_rejections:
+                analysis.new_rejected = rejected[state.reported_rejections :]
+                state.reported_rejections = len(rejected)
             analysis.last_rejected = rejected[-1] if rejected else None
-            if state.counter.exercise.driver.side is Side.EACH:
-                analysis.count_by_side = state.counter.count_by_side()
+            if self._each_side:
+                analysis.count_by_side = counter.count_by_side()
         timings["reps"] += (time.perf_counter() - end) * 1000.0
         return analysis, state.confirmed
 
     def _expire(self, t: float) -> None:
         """Forget tracks that never completed a rep and have been gone a long time (bounded memory);
         tentative tracks (never confirmed) as soon as their smoother would expire."""
-        stale = [
-            tid
-            for tid, s in self._tracks.items()
-            if (not s.confirmed and t - s.last_seen > _SMOOTHER_EXPIRY_S)
-            or (t - s.last_seen > 10 * _SMOOTHER_EXPIRY_S and (s.counter is None or s.counter.count == 0))
-        ]
+        stale = []
+        for tid, s in self._tracks.items():
+            gone = t - s.last_seen
+            if (not s.confirmed and gone > _SMOOTHER_EXPIRY_S) or (
+                gone > 10 * _SMOOTHER_EXPIRY_S and (s.counter is None or s.counter.count == 0)
+            ):
+                stale.append(tid)
         for tid in stale:
             del self._tracks[tid]
 

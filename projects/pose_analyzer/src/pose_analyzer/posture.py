@@ -48,14 +48,24 @@ POSTURE_NAMES: tuple[str, ...] = (
 # Sided names resolved to the side the counter follows ("wrist_reach" -> "left_wrist_reach").
 SIDED_POSTURE: tuple[str, ...] = ("wrist_reach",)
 
+_LS, _RS, _LH, _RH = int(K.LEFT_SHOULDER), int(K.RIGHT_SHOULDER), int(K.LEFT_HIP), int(K.RIGHT_HIP)
+_LA, _RA = int(K.LEFT_ANKLE), int(K.RIGHT_ANKLE)
+# (measure, shoulder, elbow, wrist) per side.
+_ARMS = (
+    ("left_wrist_reach", int(K.LEFT_SHOULDER), int(K.LEFT_ELBOW), int(K.LEFT_WRIST)),
+    ("right_wrist_reach", int(K.RIGHT_SHOULDER), int(K.RIGHT_ELBOW), int(K.RIGHT_WRIST)),
+)
 
-def _mid(x: list[float], y: list[float], a: K, b: K) -> tuple[float, float]:
-    """Midpoint of a left/right pair, or the one side that is seen."""
-    xs = [v for v in (x[a], x[b]) if not math.isnan(v)]
-    ys = [v for v in (y[a], y[b]) if not math.isnan(v)]
-    if not xs or not ys:
+
+def _mid(x: list[float], y: list[float], a: int, b: int) -> tuple[float, float]:
+    """Midpoint of a left/right pair, or the one side that is seen (axis by axis); NaN when an
+    axis has neither (``v != v``: v is NaN)."""
+    xa, xb, ya, yb = x[a], x[b], y[a], y[b]
+    mx = xb if xa != xa else xa if xb != xb else (xa + xb) / 2
+    my = yb if ya != ya else ya if yb != yb else (ya + yb) / 2
+    if mx != mx or my != my:
         return math.nan, math.nan
-    return sum(xs) / len(xs), sum(ys) / len(ys)
+    return mx, my
 
 
 def posture_measures(keypoints: FloatArray, min_confidence: float = 0.0) -> dict[str, float]:
@@ -66,34 +76,38 @@ def posture_measures(keypoints: FloatArray, min_confidence: float = 0.0) -> dict
     # Plain floats from one ``tolist``: per person per frame, numpy's call overhead would cost
     # more than the arithmetic.
     columns = np.asarray(keypoints).T.tolist()
-    x, y = columns[0], columns[1]
-    if len(columns) > 2:
-        seen = [not c <= min_confidence for c in columns[2]]  # a NaN confidence is kept, as before
-        x = [v if ok else math.nan for v, ok in zip(x, seen, strict=True)]
-        y = [v if ok else math.nan for v, ok in zip(y, seen, strict=True)]
-    sx, sy = _mid(x, y, K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
-    hx, hy = _mid(x, y, K.LEFT_HIP, K.RIGHT_HIP)
+    return posture_columns(columns[0], columns[1], columns[2] if len(columns) > 2 else None, min_confidence)
+
+
+def posture_columns(
+    x: list[float], y: list[float], confidence: list[float] | None = None, min_confidence: float = 0.0
+) -> dict[str, float]:
+    """``posture_measures`` of one person's keypoint columns as plain lists (the engine's path)."""
+    if confidence is not None:
+        x, y = list(x), list(y)
+        for i, c in enumerate(confidence):
+            if c <= min_confidence:  # a NaN confidence is kept, as before
+                x[i] = y[i] = math.nan
+    sx, sy = _mid(x, y, _LS, _RS)
+    hx, hy = _mid(x, y, _LH, _RH)
     trunk = math.hypot(sx - hx, sy - hy)
     if trunk > 1e-6:
         incline = math.degrees(math.atan2(abs(hy - sy), abs(hx - sx)))
         below = (hy - sy) / trunk
     else:
         incline = below = math.nan
-    ax, ay = _mid(x, y, K.LEFT_ANKLE, K.RIGHT_ANKLE)
-    u = (sx - hx, sy - hy)
-    v = (ax - hx, ay - hy)
-    norms = math.hypot(*u) * math.hypot(*v)
+    ax, ay = _mid(x, y, _LA, _RA)
+    ux, uy = sx - hx, sy - hy
+    vx, vy = ax - hx, ay - hy
+    norms = math.hypot(ux, uy) * math.hypot(vx, vy)
     line = (
-        math.degrees(math.acos(max(-1.0, min(1.0, (u[0] * v[0] + u[1] * v[1]) / norms))))
+        math.degrees(math.acos(max(-1.0, min(1.0, (ux * vx + uy * vy) / norms))))
         if norms > 1e-6
         else math.nan
     )
     out = {"trunk_incline": incline, "hips_below_shoulders": below, "body_line": line}
-    for side, (s, e, w) in {
-        "left": (K.LEFT_SHOULDER, K.LEFT_ELBOW, K.LEFT_WRIST),
-        "right": (K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST),
-    }.items():
+    for name, s, e, w in _ARMS:
         arm = math.hypot(x[s] - x[e], y[s] - y[e]) + math.hypot(x[e] - x[w], y[e] - y[w])
         reach = math.hypot(x[s] - x[w], y[s] - y[w])
-        out[f"{side}_wrist_reach"] = reach / arm if arm > 1e-6 else math.nan
+        out[name] = reach / arm if arm > 1e-6 else math.nan
     return out

@@ -152,9 +152,9 @@ class KeypointSmoother:
         self.config = config or SmoothingConfig()
         c = self.config
         self._filter = OneEuroFilter(c.min_cutoff, c.beta, c.d_cutoff)
-        # The last output's (x, y) per keypoint; frames each keypoint has been unseen; when it was
-        # last accepted.
-        self._last: list[tuple[float, float]] | None = None
+        # The last output's x, y of every keypoint in turn; frames each keypoint has been unseen;
+        # when it was last accepted.
+        self._last: list[float] | None = None
         self._missing = [0] * NUM_KEYPOINTS
         self._seen_t = [0.0] * NUM_KEYPOINTS
         self._last_t: float | None = None
@@ -179,39 +179,85 @@ class KeypointSmoother:
             # A stream restarted or a frame arrived twice: start over rather than fail.
             self.reset()
         rows = keypoints.tolist()
-        # Confident, and both coordinates present (NaN is unequal to itself).
-        seen = [conf >= c.min_confidence and x == x and y == y for x, y, conf in rows]
-        scale = _visible_scale([r for r, ok in zip(rows, seen, strict=True) if ok])
+        min_confidence = c.min_confidence
+        # One pass, no comprehensions or helper calls: per person per frame, between two inferences
+        # that evict the CPU's caches, each extra code object or numpy call read back costs more
+        # than the arithmetic.  Confident, and both coordinates present (NaN is unequal to itself);
+        # the person's scale is the visible points' extent (``person_scale``).
+        seen = [False] * NUM_KEYPOINTS
+        low_x = low_y = math.inf
+        high_x = high_y = -math.inf
+        visible = 0
+        for i, (x, y, conf) in enumerate(rows):
+            if conf >= min_confidence and x == x and y == y:
+                seen[i] = True
+                visible += 1
+                if x < low_x:
+                    low_x = x
+                if x > high_x:
+                    high_x = x
+                if y < low_y:
+                    low_y = y
+                if y > high_y:
+                    high_y = y
+        scale = max((high_x - low_x + (high_y - low_y)) / 2, 1.0) if visible >= 2 else 1.0
         last, missing, seen_t = self._last, self._missing, self._seen_t
-        flat: list[float] = []
-        for i, (x, y, _) in enumerate(rows):
+        max_speed, max_hold = c.max_speed, c.max_hold_frames
+        # The One Euro filter (``OneEuroFilter.step``'s arithmetic, written out here on its state so
+        # that one loop does both): off, or on its first frame, passes the gated values through.
+        euro = self._filter
+        filtering = c.enabled and euro._t is not None
+        if filtering:
+            assert euro._t is not None
+            dt = timestamp - euro._t
+            alpha_d = 1.0 / (1.0 + (1.0 / (_TWO_PI * euro.d_cutoff)) / dt)
+            rate_scale = dt * scale
+            a_min = _TWO_PI * dt * euro.min_cutoff
+            a_beta = _TWO_PI * dt * euro.beta
+            state, rates = euro._x, euro._dx
+        out: list[float] = []
+        table: list[list[float]] = []
+        for i, (x, y, conf) in enumerate(rows):
             ok = seen[i]
             if last is not None and ok:
                 # Speed since the keypoint was last accepted; one already dropped to NaN (a long
                 # gap) has nothing to be judged against (NaN compares False) and is taken as it is.
-                lx, ly = last[i]
                 elapsed = max(timestamp - seen_t[i], 1e-6)
-                ok = not math.hypot(x - lx, y - ly) / scale / elapsed > c.max_speed
+                ok = not math.hypot(x - last[2 * i], y - last[2 * i + 1]) / scale / elapsed > max_speed
             if ok:
                 seen_t[i] = timestamp
                 missing[i] = 0
             else:
                 missing[i] += 1
                 # Held at the last smoothed position, then NaN after max_hold_frames.
-                x, y = last[i] if last is not None and missing[i] <= c.max_hold_frames else _NAN_POINT
-            flat.append(x)
-            flat.append(y)
+                if last is not None and missing[i] <= max_hold:
+                    x, y = last[2 * i], last[2 * i + 1]
+                else:
+                    x = y = math.nan
+            if filtering:
+                # x, then y: a signal that was NaN restarts where it is now (its rate is 0 already);
+                # a NaN or infinite rate (``r - r`` is not 0) is stored as 0: it restarts from rest.
+                j = 2 * i
+                for value in (x, y):
+                    previous, rate = state[j], rates[j]
+                    prev = value if previous != previous else previous
+                    step = value - prev
+                    rate_hat = rate + alpha_d * (step / rate_scale - rate)
+                    out.append(prev + step / (1.0 + 1.0 / (a_min + a_beta * abs(rate_hat))))
+                    rates[j] = rate_hat if rate_hat - rate_hat == 0.0 else 0.0
+                    j += 1
+            else:
+                out.append(x)
+                out.append(y)
+            table.append([out[-2], out[-1], conf])
         if c.enabled:
-            flat = self._filter.step(flat, timestamp, scale)
+            if filtering:
+                euro._x, euro._t = out, timestamp
+            else:
+                euro.step(out, timestamp, scale)
         self._last_t = timestamp
-        self._last = list(zip(flat[0::2], flat[1::2], strict=True))
-        out = np.empty_like(keypoints, dtype=np.float32)
-        out[:, :2] = np.reshape(flat, (NUM_KEYPOINTS, 2))
-        out[:, 2] = keypoints[:, 2]
-        return out
-
-
-_NAN_POINT = (math.nan, math.nan)
+        self._last = out
+        return np.array(table, dtype=np.float32)
 
 
 def person_scale(keypoints: FloatArray) -> float:

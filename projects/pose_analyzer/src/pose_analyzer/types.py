@@ -32,11 +32,16 @@ class Person:
 
 @dataclass(slots=True)
 class Frame:
-    """A decoded frame (BGR uint8, as OpenCV reads it) and when it was captured, in seconds."""
+    """A decoded frame (BGR uint8, as OpenCV reads it) and when it was captured, in seconds.
+
+    ``thumbnail`` is the cut test's sample of ``image`` (``cuts.thumbnail``), taken where the
+    frame is decoded, while the image is still in the CPU's caches; None: the engine takes it.
+    """
 
     image: npt.NDArray[np.uint8]
     timestamp: float
     index: int = 0
+    thumbnail: npt.NDArray[np.uint8] | None = None
 
 
 @dataclass(slots=True)

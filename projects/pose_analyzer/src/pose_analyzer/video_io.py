@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pose_analyzer.cuts import thumbnail
 from pose_analyzer.types import Frame
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -164,7 +165,8 @@ def iter_frames(info: MediaInfo, max_width: int | None = None, every: int = 1) -
         raise ValueError(f"every must be at least 1, got {every}")
     size = analysed_size(info.width, info.height, max_width)
     if info.kind is MediaKind.IMAGE:
-        yield Frame(image=_fit(read_image(info.path), size), timestamp=0.0, index=0)
+        still = _fit(read_image(info.path), size)
+        yield Frame(image=still, timestamp=0.0, index=0, thumbnail=thumbnail(still))
         return
     capture = cv2.VideoCapture(str(info.path))
     if not capture.isOpened():
@@ -179,8 +181,9 @@ def iter_frames(info: MediaInfo, max_width: int | None = None, every: int = 1) -
                 ok, image = capture.read()
                 if not ok or image is None:
                     return
-                decoded = np.asarray(image, dtype=np.uint8)
-                yield Frame(image=_fit(decoded, size), timestamp=index / info.fps, index=index)
+                fitted = _fit(np.asarray(image, dtype=np.uint8), size)
+                # The cut test's sample now, while the decoded image is in the CPU's caches.
+                yield Frame(fitted, index / info.fps, index, thumbnail(fitted))
             index += 1
     finally:
         capture.release()

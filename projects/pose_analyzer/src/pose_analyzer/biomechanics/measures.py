@@ -23,6 +23,9 @@ from pose_analyzer.keypoints import Keypoint as K
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
+_LS, _RS, _LH, _RH = int(K.LEFT_SHOULDER), int(K.RIGHT_SHOULDER), int(K.LEFT_HIP), int(K.RIGHT_HIP)
+_LK, _RK, _LA, _RA = int(K.LEFT_KNEE), int(K.RIGHT_KNEE), int(K.LEFT_ANKLE), int(K.RIGHT_ANKLE)
+
 MEASURE_NAMES: tuple[str, ...] = (
     "knee_width_ratio",
     "stance_width_ratio",
@@ -50,27 +53,26 @@ def body_measures(keypoints: FloatArray) -> dict[str, float]:
 
 def body_measures_xy(x: list[float], y: list[float]) -> dict[str, float]:
     """``body_measures`` of one person's keypoint coordinates as plain lists (the engine's path)."""
-    # Plain floats on a handful of named points: per person per frame, numpy's call
-    # overhead would cost more than the arithmetic.
-    knee_w = abs(x[K.LEFT_KNEE] - x[K.RIGHT_KNEE])
-    ankle_w = abs(x[K.LEFT_ANKLE] - x[K.RIGHT_ANKLE])
-    shoulder_w = abs(x[K.LEFT_SHOULDER] - x[K.RIGHT_SHOULDER])
-
-    def dist(a: K, b: K) -> float:
-        return math.hypot(x[a] - x[b], y[a] - y[b])
-
-    legs = [
-        dist(K.LEFT_HIP, K.LEFT_KNEE) + dist(K.LEFT_KNEE, K.LEFT_ANKLE),
-        dist(K.RIGHT_HIP, K.RIGHT_KNEE) + dist(K.RIGHT_KNEE, K.RIGHT_ANKLE),
-    ]
-    seen = [v for v in legs if not math.isnan(v)]
-    leg = max(seen) if seen else math.nan
-    hip_y = _nanmean(y[K.LEFT_HIP], y[K.RIGHT_HIP])
-    ankle_y = _nanmean(y[K.LEFT_ANKLE], y[K.RIGHT_ANKLE])
+    # Plain floats on a handful of named points, inline: per person per frame, numpy's call
+    # overhead (and each further function read back into a cold cache) costs more than the arithmetic.
+    knee_w = abs(x[_LK] - x[_RK])
+    ankle_w = abs(x[_LA] - x[_RA])
+    shoulder_w = abs(x[_LS] - x[_RS])
+    left_leg = math.hypot(x[_LH] - x[_LK], y[_LH] - y[_LK]) + math.hypot(x[_LK] - x[_LA], y[_LK] - y[_LA])
+    right_leg = math.hypot(x[_RH] - x[_RK], y[_RH] - y[_RK]) + math.hypot(x[_RK] - x[_RA], y[_RK] - y[_RA])
+    # The longer leg seen (``max`` of the seen ones: NaN is unequal to itself).
+    if left_leg != left_leg:
+        leg = right_leg
+    elif right_leg != right_leg:
+        leg = left_leg
+    else:
+        leg = max(left_leg, right_leg)
+    hip_y = _nanmean(y[_LH], y[_RH])
+    ankle_y = _nanmean(y[_LA], y[_RA])
     return {
         "knee_width_ratio": _ratio(knee_w, ankle_w),
         "stance_width_ratio": _ratio(ankle_w, shoulder_w),
-        "left_ankle_height": _ratio(y[K.LEFT_HIP] - y[K.LEFT_ANKLE], leg),
-        "right_ankle_height": _ratio(y[K.RIGHT_HIP] - y[K.RIGHT_ANKLE], leg),
+        "left_ankle_height": _ratio(y[_LH] - y[_LA], leg),
+        "right_ankle_height": _ratio(y[_RH] - y[_RA], leg),
         "hip_height": _ratio(ankle_y - hip_y, leg),
     }

@@ -13,7 +13,6 @@ functions, in another operation order, so the results equal theirs within roundi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,14 +32,14 @@ from pose_analyzer.keypoints import Keypoint as K
 FloatArray = npt.NDArray[np.floating[Any]]
 
 # Rows of the point table after the keypoints: midpoints of three left/right pairs,
-# then image "up" and the origin, so that "up" is the difference of two rows, exactly.
+# then image "up" (0, -1: image y points down) and the origin (0, 0), so that "up" is the
+# difference of two rows, exactly.
 _PAIRS = (
     (int(K.LEFT_HIP), int(K.RIGHT_HIP)),
     (int(K.LEFT_SHOULDER), int(K.RIGHT_SHOULDER)),
     (int(K.LEFT_EAR), int(K.RIGHT_EAR)),
 )
 _HIPS, _SHOULDERS, _EARS, _UP, _ORIGIN = range(NUM_KEYPOINTS, NUM_KEYPOINTS + 5)
-_CONSTANT_POINTS = ((0.0, -1.0), (0.0, 0.0))  # image y points down
 
 # Angle i lies between u = table[u_from] - table[u_to] and v = table[v_from] - table[v_to],
 # in ANGLE_NAMES order: the joints (both vectors from the vertex), then trunk_lean (trunk
@@ -81,49 +80,44 @@ def person_angles_and_com(keypoints: FloatArray) -> tuple[FloatArray, FloatArray
     points = np.asarray(keypoints)
     if points.ndim != 2 or points.shape[0] != NUM_KEYPOINTS or points.shape[1] not in (2, 3):
         raise ValueError(f"keypoints must be ({NUM_KEYPOINTS}, 2 or 3), got {points.shape}")
-    angles, com = angles_and_com(points[:, :2].tolist())
+    x, y = points[:, :2].T.tolist()
+    angles, com = angles_and_com(x, y)
     return np.array(angles), np.array(com if com is not None else (math.nan, math.nan))
 
 
-def angles_and_com(xy: list[list[float]]) -> tuple[list[float], Point | None]:
-    """``person_angles_and_com`` of one person's NUM_KEYPOINTS ``[x, y]`` points in plain floats
-    (``keypoints[:, :2].tolist()``): the angles as a list, the centre None when no segment is seen."""
-    table: list[Sequence[float]] = [*xy, *(_mid(xy[a], xy[b]) for a, b in _PAIRS), *_CONSTANT_POINTS]
-    return [_angle(table, *ends) for ends in _ANGLE_ENDS], _center_of_mass(table)
+def angles_and_com(x: list[float], y: list[float]) -> tuple[list[float], Point | None]:
+    """``person_angles_and_com`` of one person's NUM_KEYPOINTS coordinates as plain lists
+    (``keypoints.T.tolist()``): the angles as a list, the centre None when no segment is seen.
 
-
-def _mid(a: Sequence[float], b: Sequence[float]) -> Point:
-    """The midpoint of a pair, or its one seen point (side views), axis by axis."""
-    ax, ay = a
-    bx, by = b
-    x = bx if ax != ax else ax if bx != bx else 0.5 * (ax + bx)  # x != x: x is NaN
-    y = by if ay != ay else ay if by != by else 0.5 * (ay + by)
-    return x, y
-
-
-def _angle(rows: list[Sequence[float]], u_from: int, u_to: int, v_from: int, v_to: int) -> float:
-    """As angles._angle_between, in plain floats.
-
-    atan2(|cross|, dot) in degrees; NaN when a vector has zero length.  math.atan2 and
-    math.degrees round as np.arctan2 and np.degrees do (libm, and x * (180 / pi)).
+    One function, its loops written out: per person per frame, between two inferences that
+    evict the CPU's caches, every further code object read back costs more than the arithmetic.
     """
-    (ax, ay), (bx, by), (cx, cy), (dx, dy) = rows[u_from], rows[u_to], rows[v_from], rows[v_to]
-    ux, uy, vx, vy = ax - bx, ay - by, cx - dx, cy - dy
-    if ux * ux + uy * uy == 0 or vx * vx + vy * vy == 0:
-        return math.nan
-    return math.degrees(math.atan2(abs(ux * vy - uy * vx), ux * vx + uy * vy))
-
-
-def _center_of_mass(table: list[Sequence[float]]) -> Point | None:
-    """The mass-weighted mean of the seen segment centres; None when none is seen."""
+    # The point table: the keypoints, the midpoints of three pairs (or their one seen point,
+    # axis by axis: a side view; ``v != v`` is NaN), then image "up" and the origin.
+    mid_x, mid_y = [], []
+    for a, b in _PAIRS:
+        ax, bx, ay, by = x[a], x[b], y[a], y[b]
+        mid_x.append(bx if ax != ax else ax if bx != bx else 0.5 * (ax + bx))
+        mid_y.append(by if ay != ay else ay if by != by else 0.5 * (ay + by))
+    xs, ys = [*x, *mid_x, 0.0, 0.0], [*y, *mid_y, -1.0, 0.0]
+    # As angles._angle_between: atan2(|cross|, dot) in degrees, NaN when a vector has zero length.
+    # math.atan2 and math.degrees round as np.arctan2 and np.degrees do (libm, and x * (180 / pi)).
+    angles = []
+    for u_from, u_to, v_from, v_to in _ANGLE_ENDS:
+        ux, uy = xs[u_from] - xs[u_to], ys[u_from] - ys[u_to]
+        vx, vy = xs[v_from] - xs[v_to], ys[v_from] - ys[v_to]
+        if ux * ux + uy * uy == 0 or vx * vx + vy * vy == 0:
+            angles.append(math.nan)
+        else:
+            angles.append(math.degrees(math.atan2(abs(ux * vy - uy * vx), ux * vx + uy * vy)))
+    # The mass-weighted mean of the seen segment centres (both coordinates seen).
     sum_x = sum_y = total = 0.0
     for proximal, distal, fraction, mass in _SEGMENTS:
-        px, py = table[proximal]
-        qx, qy = table[distal]
-        cx = px + fraction * (qx - px)
-        cy = py + fraction * (qy - py)
-        if cx == cx and cy == cy:  # both seen (NaN is unequal to itself)
+        px, py = xs[proximal], ys[proximal]
+        cx = px + fraction * (xs[distal] - px)
+        cy = py + fraction * (ys[distal] - py)
+        if cx == cx and cy == cy:
             sum_x += cx * mass
             sum_y += cy * mass
             total += mass
-    return (sum_x / total, sum_y / total) if total > 0 else None
+    return angles, ((sum_x / total, sum_y / total) if total > 0 else None)

@@ -11,12 +11,18 @@ with a ``combination`` (jab-cross) consecutive reps are grouped into one.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from pose_analyzer.exercises.definition import SIDED_MEASURES, SIDED_NAMES, ExerciseDefinition, Side
+from pose_analyzer.exercises.definition import (
+    SIDED_MEASURES,
+    SIDED_NAMES,
+    ExerciseDefinition,
+    Precondition,
+    Side,
+)
 from pose_analyzer.exercises.machine import MAX_GAP_S, REST_WINDOW_S, Candidate, SideMachine
 from pose_analyzer.exercises.scoring import FormScorer
 from pose_analyzer.posture import POSTURE_NAMES, SIDED_POSTURE, posture_measures
@@ -64,6 +70,8 @@ class RepCounter:
         self._sample_names = tuple(dict.fromkeys(names))
         sides = ("left", "right") if self._each else ("",)
         self._machines = {s: SideMachine(exercise, self._sample_names) for s in sides}
+        self._followed = tuple(self._machines.items())
+        self._plans: dict[str, _Plan] = {}
         self._pending: list[RepRecord] = []
         named = {*self._sample_names, *(p.metric for p in exercise.preconditions)}
         self._needs_posture = bool(named & {*POSTURE_NAMES, *SIDED_POSTURE})
@@ -76,6 +84,8 @@ class RepCounter:
     @property
     def phase(self) -> str:
         """The machine's phase; with ``side: each`` the most advanced of the two sides."""
+        if not self._each:
+            return self._machines[""].phase
         return max((m.phase for m in self._machines.values()), key=_PHASE_RANK.__getitem__)
 
     def count_by_side(self) -> dict[str, int]:
@@ -121,6 +131,11 @@ class RepCounter:
             return values.get(f"{side}_{name}", math.nan)
         return values.get(name, math.nan)
 
+    @property
+    def needs_posture(self) -> bool:
+        """Whether a precondition or a ``rising`` metric names a posture measure (``posture.py``)."""
+        return self._needs_posture
+
     def update(
         self,
         timestamp: float,
@@ -128,6 +143,7 @@ class RepCounter:
         measures: dict[str, float] | None = None,
         visibility: dict[str, float] | None = None,
         keypoints: FloatArray | None = None,
+        posture: dict[str, float] | None = None,
     ) -> RepRecord | None:
         """Feed one frame; return the RepRecord of a rep completed on this frame, else None.
 
@@ -135,26 +151,45 @@ class RepCounter:
         (``{"left": .., "right": ..}``), used by ``side: best``.  ``keypoints`` (the
         person's (N, 3) smoothed keypoints) adds the posture measures of ``posture.py``
         that preconditions and ``rising`` may name; without them those are not measured.
+        ``posture`` gives those measures instead, when the caller has them already.
         """
-        merged = {**angles, **(measures or {})}
-        if keypoints is not None and self._needs_posture:
+        merged = {**angles, **measures} if measures else dict(angles)
+        if posture is not None:
+            merged.update(posture)
+        elif keypoints is not None and self._needs_posture:
             merged.update(posture_measures(keypoints))
         if self._each:
-            followed = list(self._machines.items())
+            followed = self._followed
         else:
             self._choose_side(angles, visibility or {})
-            followed = [(self.side, self._machines[""])]
+            followed = ((self.side, self._machines[""]),)
         result = None
         for side, machine in followed:
-            value = self.resolve(self.exercise.driver.angle, angles, side)
-            if math.isnan(value):
+            plan = self._plans.get(side) or self._plan(side)
+            value = _value(plan.driver, angles)
+            if value != value:  # NaN: the driver is not seen
                 continue
-            sample = {n: self.resolve(n, merged, side) for n in self._sample_names}
-            pre = tuple(p.holds(self.resolve(p.metric, merged, side)) for p in self.exercise.preconditions)
-            cand = machine.step(timestamp, value, sample, pre)
+            sample = {}
+            for name, keys in plan.samples:
+                sample[name] = _value(keys, merged)
+            checks = []
+            for check, keys in plan.preconditions:
+                checks.append(check.holds(_value(keys, merged)))
+            cand = machine.step(timestamp, value, sample, tuple(checks))
             if cand is not None:
                 result = self._conclude(cand, side) or result
         return result
+
+    def _plan(self, side: str) -> _Plan:
+        """Which values ``resolve`` reads for each name on ``side``, worked out once per side."""
+        ex = self.exercise
+        plan = _Plan(
+            _keys(ex.driver.angle, side),
+            tuple((name, _keys(name, side)) for name in self._sample_names),
+            tuple((check, _keys(check.metric, side)) for check in ex.preconditions),
+        )
+        self._plans[side] = plan
+        return plan
 
     def mark_cut(self, timestamp: float) -> None:
         """A scene cut or camera switch happened before the frame at ``timestamp``.
@@ -233,3 +268,32 @@ class RepCounter:
         )
         self.reps.append(combined)
         return combined
+
+
+class _Plan(NamedTuple):
+    """The keys ``RepCounter.resolve`` reads on one side: the driver's, each sample's, each
+    precondition's (one key, or the left and right ones for ``side: mean``)."""
+
+    driver: tuple[str, ...]
+    samples: tuple[tuple[str, tuple[str, ...]], ...]
+    preconditions: tuple[tuple[Precondition, tuple[str, ...]], ...]
+
+
+def _keys(name: str, side: str) -> tuple[str, ...]:
+    """The keys ``RepCounter.resolve(name, values, side)`` reads."""
+    if name in SIDED_NAMES or name in SIDED_MEASURES:
+        return (f"left_{name}", f"right_{name}") if side == "mean" else (f"{side}_{name}",)
+    return (name,)
+
+
+def _value(keys: tuple[str, ...], values: dict[str, float]) -> float:
+    """``RepCounter.resolve`` on keys worked out by ``_keys``: the one value, or the mean of the
+    left and right ones that are seen (NaN when neither is)."""
+    if len(keys) == 1:
+        return values.get(keys[0], math.nan)
+    left, right = values.get(keys[0], math.nan), values.get(keys[1], math.nan)
+    if left != left:
+        return right
+    if right != right:
+        return left
+    return (left + right) / 2

@@ -198,7 +198,13 @@ class SideMachine:
         return toward <= 0 and self._approach >= d.min_speed and self._near_peak(apex)
 
     def _trim(self, oldest: float) -> None:
-        drop = next((i for i, t in enumerate(self._times) if t >= oldest), len(self._times))
+        # The first sample at or after ``oldest`` (a loop here: a generator is one more code object
+        # to read back per frame).
+        drop = 0
+        for t in self._times:
+            if t >= oldest:
+                break
+            drop += 1
         if drop:
             del self._times[:drop], self._driver[:drop], self._pre[:drop]
             for series in self._samples.values():
