@@ -50,6 +50,10 @@ class PoseSettings(ServiceSettings):
     # where the server cannot ping (see stream_send_timeout_s), a client that stops reading is
     # only noticed once this buffer and its own receive buffer are full.
     socket_send_buffer_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
+    # false: live streams are answered but not recorded (no stream rows, no background writer);
+    # 3D sessions still store their moments.  For answers-only deployments and for measuring
+    # what the writer costs (benchmarks/fleet.py).
+    record_streams: bool = True
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)
     # A failed commit of a stream is tried this many times in all, waiting stream_commit_backoff_s
