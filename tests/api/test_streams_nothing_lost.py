@@ -72,7 +72,14 @@ def test_every_announced_rep_is_already_committed(tmp_path: Path, squats: list[t
                 # The flush interval (10 s) has not passed: only commit-before-announce puts it there.
                 (stored,) = rows(db_file, "SELECT COUNT(*) FROM reps")[0]
                 assert stored == announced
+                # The wait for the commit is part of the frame's arrival -> answer time.
+                assert 0 < answer["timings_ms"]["commit"] <= answer["latency_ms"]
+            else:
+                assert "commit" not in answer["timings_ms"]  # other frames never wait for the database
         assert announced >= 3  # the clip has 8 squats; enough of them are counted at this size
+        # One observation per announced rep of arrival -> commit, each within that frame's answer time.
+        text = client.get("/metrics").text
+        assert metric(text, "pose_stream_rep_commit_seconds_count") == announced
         ws.send_text(json.dumps({"type": "stop"}))
         assert ws.receive_json()["type"] == "stopped"
     assert rows(db_file, "SELECT COUNT(*), COUNT(DISTINCT rep_index) FROM reps") == [(announced, announced)]
@@ -158,6 +165,23 @@ def test_a_draining_service_finishes_running_streams_and_refuses_new_ones(
     assert (stopped["type"], stopped["frames_processed"]) == ("stopped", 3)
     # Only the running stream was recorded (the refused one never got that far), and it completed.
     assert rows(db_file, "SELECT stream_id, status FROM streams") == [("running", "completed")]
+
+
+def test_recording_off_answers_streams_but_records_nothing(tmp_path: Path, frames: list[bytes]) -> None:
+    db_file = tmp_path / "pose.db"
+    with (
+        make_client(db_file, record_streams=False) as client,
+        client.websocket_connect("/ws/streams/live") as ws,
+    ):
+        ws.send_text(json.dumps({"type": "start"}))
+        started = ws.receive_json()
+        assert (started["type"], started["session_id"]) == ("started", None)
+        for i, data in enumerate(frames[:3]):
+            assert send_frame(ws, float(i), data)["type"] == "frame"
+        ws.send_text(json.dumps({"type": "stop"}))
+        assert ws.receive_json()["frames_processed"] == 3
+    assert rows(db_file, "SELECT COUNT(*) FROM streams") == [(0,)]
+    assert rows(db_file, "SELECT COUNT(*) FROM sessions") == [(0,)]
 
 
 @pytest.mark.parametrize(

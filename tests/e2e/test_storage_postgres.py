@@ -22,6 +22,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from pose_analyzer.storage import Database, create_database, get_session, start_session
 from pose_analyzer.storage.models import Base
@@ -170,3 +171,43 @@ def test_postgres_restart_reads_back_the_same_session(database: Database, postgr
     with reopened.session() as db:
         assert get_session(db, session_id) == before
     reopened.dispose()
+
+
+def _backend_pid(database: Database) -> int:
+    with database.session() as db:
+        return int(db.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(postgres_url: str, pid: int) -> None:
+    engine = create_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_idle_long_enough_is_pinged_and_replaced_when_the_server_dropped_it(
+    postgres_url: str,
+) -> None:
+    database = Database(postgres_url, ping_after_idle_s=0.0)  # every checkout pings
+    try:
+        dropped = _backend_pid(database)
+        _terminate(postgres_url, dropped)
+        assert _backend_pid(database) != dropped  # the ping failed: a new connection, no error
+    finally:
+        database.dispose()
+
+
+def test_a_connection_used_recently_is_not_pinged_and_fails_once_when_the_server_dropped_it(
+    postgres_url: str,
+) -> None:
+    database = Database(postgres_url, ping_after_idle_s=3600.0)  # no ping: no round trip
+    try:
+        dropped = _backend_pid(database)
+        _terminate(postgres_url, dropped)
+        with pytest.raises(OperationalError):
+            _backend_pid(database)
+        assert _backend_pid(database) != dropped  # the pool was invalidated: the next one works
+    finally:
+        database.dispose()

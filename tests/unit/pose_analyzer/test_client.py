@@ -99,7 +99,15 @@ def test_stats_count_answers_reps_and_the_outage_they_end() -> None:
     stats.on_sent(2)
     rep = {"index": 1, "start_s": 1.0, "end_s": 2.0, "score": 90.0, "faults": [{"code": "shallow"}]}
     stats.on_answer(
-        {"frame_id": 2, "dropped": 1, "rep_count": 1, "people": [{"track_id": 1, "rep": rep}]}, "s"
+        {
+            "frame_id": 2,
+            "dropped": 1,
+            "rep_count": 1,
+            "latency_ms": 42.5,
+            "timings_ms": {"detect": 20.0, "commit": 7.5},
+            "people": [{"track_id": 1, "rep": rep}],
+        },
+        "s",
     )
     assert (stats.answered, stats.dropped, stats.rep_count, stats.last_score, stats.faults) == (
         1,
@@ -110,6 +118,8 @@ def test_stats_count_answers_reps_and_the_outage_they_end() -> None:
     )
     assert stats.reps[0].session_id == "s"
     assert len(stats.rep_latencies_ms) == 1
+    assert stats.rep_service_ms == [42.5]  # the service's own arrival -> answer of the rep frame
+    assert stats.rep_commit_wait_ms == [7.5]
     stats.on_lost("connection lost (1006)")
     stats.on_lost("ConnectionRefusedError")
     stats.on_connected(1, "r2")

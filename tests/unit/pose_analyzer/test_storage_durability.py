@@ -156,3 +156,25 @@ def test_a_refused_write_keeps_the_buffer_for_a_retry(tmp_path: Path) -> None:
         assert [r.index for r in list_reps(db, session_id)] == [1]
         assert sum(p.count for p in angle_series(db, session_id)) == 30
     database.dispose()
+
+
+def test_commit_reps_commits_the_reps_with_their_clock_origin_and_leaves_the_angles(tmp_path: Path) -> None:
+    database = create_database(f"sqlite:///{tmp_path / 'pose.db'}")
+    with database.session() as db:
+        session_id = start_session(db, exercise="biceps_curl")
+    recorder = StreamRecorder.start(database, session_id, "front", "yolo")
+    for i in range(150, 180):  # the stream's clock starts at 10 s (frame 150 at 15 fps)
+        rep = RepRecord("biceps_curl", 1, 10.0, 11.0, 120.0, 1.0, 90.0) if i == 165 else None
+        recorder.add_frame(_frame(i, rep))
+    recorder.commit_reps()
+    with database.session() as db:
+        (rep,) = list_reps(db, session_id)
+        assert (rep.index, rep.start_s, rep.end_s) == (1, 0.0, 1.0)  # relative to the origin...
+        # ... which is committed with it, so the rep's capture times can be told after a crash.
+        assert db.execute(text("SELECT clock_origin_s FROM streams")).scalar_one() == 10.0
+        assert angle_series(db, session_id) == []  # the angle seconds wait for the next flush
+    recorder.flush()
+    with database.session() as db:
+        assert [r.index for r in list_reps(db, session_id)] == [1]  # not written twice
+        assert sum(p.count for p in angle_series(db, session_id)) == 30
+    database.dispose()

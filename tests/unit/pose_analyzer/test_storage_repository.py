@@ -31,7 +31,7 @@ from pose_analyzer.storage import (
     session_summary,
     start_session,
 )
-from pose_analyzer.storage.models import AnalysisSession, AngleSecond, Repetition, RepFault
+from pose_analyzer.storage.models import AnalysisSession, AngleSecond, Repetition, RepFault, StreamRecord
 from pose_analyzer.storage.recorder import LATE_WINDOW_S
 from pose_analyzer.types import Fault, FrameAnalysis, FrameCounts, Person, PersonAnalysis, RepRecord
 
@@ -355,3 +355,48 @@ def test_deleting_a_session_deletes_its_streams_reps_faults_and_angles(database:
         db.execute(delete(AnalysisSession).where(AnalysisSession.id == session_id))
     with database.session() as db:
         assert [db.scalar(select(func.count()).select_from(t)) for t in tables] == [0, 0, 0]
+
+
+def test_reps_committed_alone_read_back_as_reps_flushed_with_everything(database: Database) -> None:
+    """``commit_reps`` (one statement on PostgreSQL, the ORM on SQLite) stores what ``flush`` does."""
+    session_id = _new_session(database)
+    faults = [Fault("shallow", "not deep enough", 0.5), Fault("knees_in", "knees cave in", 0.25)]
+    reps = [_rep("squat", 1, 80.0, faults, t=1_700_000_001.0), _rep("squat", 2, math.nan, t=1_700_000_003.0)]
+    t0 = 1_700_000_000.5
+    recorders = {
+        label: StreamRecorder.start(database, session_id, label, "yolo") for label in ("alone", "all")
+    }
+    for recorder in recorders.values():
+        recorder.add_frame(FrameAnalysis(0, t0, 640, 480, [_person(1, {"left_knee": 90.0})]))
+        for i, rep in enumerate(reps, 1):
+            frame = FrameAnalysis(i, t0 + 2 * i, 640, 480, [_person(1, {"left_knee": 90.0 + i}, rep)])
+            recorder.add_frame(frame)
+    recorders["alone"].commit_reps()
+    recorders["alone"].commit_reps()  # nothing new: nothing written twice
+    recorders["all"].flush()
+    with database.session() as db:
+        stored = list_reps(db, session_id)
+        origins = dict(db.execute(select(StreamRecord.stream_id, StreamRecord.clock_origin_s)).all())
+        series = angle_series(db, session_id)
+
+    def rows(label: str) -> list[tuple[object, ...]]:
+        """The stream's reps without their label, an unscored rep's NaN as None (NaN != NaN)."""
+        return [
+            (
+                r.track_id,
+                r.index,
+                r.start_s,
+                r.end_s,
+                r.tempo_s,
+                r.faults,
+                None if math.isnan(r.score) else r.score,
+            )
+            for r in stored
+            if r.stream_id == label
+        ]
+
+    assert rows("alone") == rows("all")
+    assert [(r[1], r[-1]) for r in rows("alone")] == [(1, 80.0), (2, None)]
+    assert rows("alone")[0][5] == tuple(faults)  # in the rep's order
+    assert origins == {"alone": t0, "all": t0}  # so the reps' times can be told after a crash
+    assert {p.stream_id for p in series} == {"all"}  # angle seconds wait for the next flush

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from pose_analyzer.storage import Database, StorageError, create_database, get_session, list_reps
+from pose_analyzer.storage import (
+    Database,
+    StorageError,
+    angle_series,
+    create_database,
+    get_session,
+    list_reps,
+)
 from pose_analyzer.streaming.recording import StreamRecording
 from pose_analyzer.streaming.writer import RecordingWriter, RetryPolicy
 from pose_analyzer.types import FrameAnalysis, FrameCounts, Person, PersonAnalysis, RepRecord
@@ -47,6 +54,8 @@ async def test_a_rep_can_be_awaited_committed_before_it_is_announced(database: D
     assert committed is not None
     await committed
     assert _reps(database, recording.session_id) == [1]
+    with database.session() as db:  # the rep alone: the angle seconds wait for the flush interval
+        assert angle_series(db, recording.session_id) == []
     assert writer.commits == 1
     counts.processed = 6
     await writer.close("completed", None)

@@ -20,6 +20,25 @@ from pose_analyzer.types import RejectedRep
 
 OTHER_STREAMS = "other"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Fine around the fleet's goal (a rep committed within 250 ms of its last frame's arrival).
+_REP_COMMIT_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.125,
+    0.15,
+    0.175,
+    0.2,
+    0.225,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    1.0,
+    2.5,
+)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 _SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 _TRIANGULATION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -63,6 +82,12 @@ class StreamMetrics:
             ["stream"],
             registry=registry,
             buckets=_LATENCY_BUCKETS,
+        )
+        self.rep_commit_seconds = Histogram(
+            "pose_stream_rep_commit_seconds",
+            "From the arrival of the frame that completed a rep to the rep's commit returning",
+            registry=registry,
+            buckets=_REP_COMMIT_BUCKETS,
         )
         self.active_streams = Gauge("pose_stream_active_streams", "Open camera streams", registry=registry)
         self.batch_size = Histogram(

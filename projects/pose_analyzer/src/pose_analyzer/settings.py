@@ -56,6 +56,10 @@ class PoseSettings(ServiceSettings):
     # rep committed) and the process exits.  Keep the orchestrator's stop timeout (docker compose
     # stop_grace_period, scripts/fleet.py stop) above it plus DRAIN_CLOSE_S (``__main__``).
     drain_grace_s: float = Field(default=10.0, ge=0, le=600)
+    # false: live streams are answered but not recorded (no stream rows, no background writer);
+    # 3D sessions still store their moments.  For answers-only deployments and for measuring
+    # what the writer costs (benchmarks/fleet.py).
+    record_streams: bool = True
     # An open stream commits what it recorded at least this often (bounds what a crash loses).
     stream_flush_interval_s: float = Field(default=10.0, gt=0)
     # A failed commit of a stream is tried this many times in all, waiting stream_commit_backoff_s

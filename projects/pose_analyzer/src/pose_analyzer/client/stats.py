@@ -61,6 +61,11 @@ class StreamStats:
     # Send -> answer of the frames that announced a rep (the service commits a rep before it
     # announces it, so this bounds the rep's last frame -> commit); latencies_ms: every frame's.
     rep_latencies_ms: list[float] = field(default_factory=list)
+    # The service's own latency_ms of those frames: from the frame's arrival to its answer, which
+    # the service builds right after the rep's commit returned (no network, no client), and the
+    # part of it spent waiting for the commit (their timings_ms["commit"]).
+    rep_service_ms: list[float] = field(default_factory=list)
+    rep_commit_wait_ms: list[float] = field(default_factory=list)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     state: str = "starting"
     _sent_at: dict[int, float] = field(default_factory=dict, repr=False)
@@ -90,6 +95,10 @@ class StreamStats:
             self.latencies_ms.append(self.latency_ms)
             if any(person.get("rep") is not None for person in answer.get("people", [])):
                 self.rep_latencies_ms.append(self.latency_ms)
+                if answer.get("latency_ms") is not None:
+                    self.rep_service_ms.append(float(answer["latency_ms"]))
+                if answer.get("timings_ms", {}).get("commit") is not None:
+                    self.rep_commit_wait_ms.append(float(answer["timings_ms"]["commit"]))
         if self._lost_at is not None:
             self.outages_s.append(now - self._lost_at)
             self._lost_at = None

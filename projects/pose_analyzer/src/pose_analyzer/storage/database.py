@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -48,7 +50,35 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, wal: bool, busy_time
         cursor.close()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+# A pooled server connection idle at least this long is pinged before use; one used more recently
+# is trusted.  A ping is a round trip, and on a machine busy with inference each round trip costs
+# milliseconds that a rep waiting for its commit would wait too.  A connection the server dropped
+# within this window fails its transaction once: SQLAlchemy then invalidates the whole pool, and
+# the stream writer's retries (writer.RetryPolicy) go on with fresh connections.
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a connection at checkout only when it sat in the pool ``idle_s`` or longer; one that
+    does not answer is replaced (``DisconnectionError``: the pool connects anew)."""
+
+    def _note(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    event.listen(engine.pool, "connect", _note)
+    event.listen(engine.pool, "checkin", _note)
+
+    @event.listens_for(engine.pool, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", -math.inf) < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"a pooled connection did not answer: {exc}") from exc
+
+
+def make_engine(url: str, *, echo: bool = False, ping_after_idle_s: float = PING_AFTER_IDLE_S) -> Engine:
     """An engine for ``url``; for SQLite, with foreign keys on, WAL for files and the parent folder made.
 
     Raises:
@@ -66,12 +96,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
     elif is_sqlite and parsed.database:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    else:
-        kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
         raise StorageError(f"cannot open database URL {parsed.render_as_string()!r}: {exc}") from exc
+    if not is_sqlite:
+        _ping_when_idle(engine, ping_after_idle_s)
     if is_sqlite:
         wal = not memory
         default_timeout = "timeout" not in parsed.query
@@ -96,9 +126,9 @@ class Database:
     Use ``with db.session() as s:`` for a unit of work (commit on success, rollback on error).
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, ping_after_idle_s: float = PING_AFTER_IDLE_S) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, ping_after_idle_s=ping_after_idle_s)
         # expire_on_commit=False: objects stay readable after the unit of work commits.
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -1,7 +1,8 @@
 """Record one stream: buffer per-frame angles into per-second aggregates and reps, commit them together.
 
 Durability: the stream's row is committed when the recorder starts (status "open").  Reps and
-angle seconds stay in memory until ``flush()`` or ``finish()`` commits them in one transaction;
+angle seconds stay in memory until ``flush()`` or ``finish()`` commits them in one transaction
+(``commit_reps()`` commits the reps alone, in fewer statements);
 ``finish()`` also writes the final status, counters and close reason.  A process killed outright
 (SIGKILL, power loss) loses only what the open streams buffered since their last flush; the stream
 row stays "open" until ``repository.mark_interrupted`` marks it "interrupted" at the next
@@ -27,6 +28,7 @@ from pose_analyzer.storage.database import Database
 from pose_analyzer.storage.errors import RecorderClosedError, StorageError
 from pose_analyzer.storage.info import StreamInfo
 from pose_analyzer.storage.models import STREAM_STATUSES, AngleSecond, StreamRecord, utc_now
+from pose_analyzer.storage.rep_statement import reps_statement
 from pose_analyzer.storage.repository import add_stream, check_rep, record_rep, stream_info
 from pose_analyzer.types import FrameAnalysis, FrameCounts, RepRecord
 
@@ -72,6 +74,7 @@ class StreamRecorder:
         self._evicted_below = -(2**62)  # seconds below this were flushed and forgotten
         self._pending_reps: list[tuple[int, RepRecord]] = []
         self._seen_reps: set[tuple[int, int]] = set()
+        self._origin_stored = False  # clock_origin_s committed (rep times are relative to it)
         self._closed = False
 
     @classmethod
@@ -157,7 +160,41 @@ class StreamRecorder:
             StorageError: the database refused the write (the buffer is kept for a retry).
         """
         self._check_open()
-        self._commit(None, None)
+        self._commit(None, None, read_back=False)
+
+    def commit_reps(self) -> None:
+        """Commit only the reps buffered so far (the stream's clock origin with them the first time,
+        so their times can be read); angle seconds and counters wait for the next ``flush``.
+
+        For a rep on its way to being announced: on a machine busy with inference every round
+        trip to the database costs milliseconds, so on PostgreSQL this is ONE statement committed
+        on its own (``rep_statement``); on SQLite (in-process, no round trips) one ORM transaction.
+
+        Raises:
+            RecorderClosedError: after ``finish()``.
+            StorageError: the database refused the write (the reps are kept for a retry).
+        """
+        self._check_open()
+        if not self._pending_reps:
+            return
+        origin = self._origin or 0.0
+        store_origin = not self._origin_stored and self._origin is not None
+        try:
+            if self._db.engine.dialect.name == "postgresql":
+                statement = reps_statement(self.stream_pk, self._pending_reps, origin, store_origin)
+                with self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    connection.execute(statement)
+            else:
+                with self._db.session() as db:
+                    for track_id, rep in self._pending_reps:
+                        record_rep(db, self.stream_pk, track_id, rep, clock_origin_s=origin)
+                    if store_origin:
+                        stream = update(StreamRecord).where(StreamRecord.id == self.stream_pk)
+                        db.execute(stream.values(clock_origin_s=origin))
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not write the reps of stream {self.stream_pk}: {exc}") from exc
+        self._pending_reps.clear()
+        self._origin_stored = self._origin_stored or store_origin
 
     def finish(self, status: str = "completed", reason: str | None = None) -> StreamInfo:
         """Commit everything buffered with the stream's end, counters and ``status``, in one transaction.
@@ -171,6 +208,7 @@ class StreamRecorder:
             raise ValueError(f"a stream ends as 'completed', 'failed' or 'interrupted', not {status!r}")
         self._check_open()
         info = self._commit(status, reason)
+        assert info is not None  # read back
         self._closed = True
         return info
 
@@ -179,7 +217,9 @@ class StreamRecorder:
         if not self._closed:
             self.finish("completed")
 
-    def _commit(self, status: str | None, reason: str | None) -> StreamInfo:
+    def _commit(self, status: str | None, reason: str | None, read_back: bool = True) -> StreamInfo | None:
+        """One transaction with everything buffered; returns the stream as stored (``read_back``:
+        one more round trip, which the periodic ``flush`` does without)."""
         origin = self._origin or 0.0
         new_rows: list[dict[str, object]] = []
         changed_rows: list[dict[str, object]] = []
@@ -218,10 +258,15 @@ class StreamRecorder:
                     # ORM bulk UPDATE by primary key: one statement, executed per row.
                     db.execute(update(AngleSecond), changed_rows)
                 db.execute(update(StreamRecord).where(StreamRecord.id == self.stream_pk).values(**values))
-                info = stream_info(db.get_one(StreamRecord, self.stream_pk, populate_existing=True))
+                info = (
+                    stream_info(db.get_one(StreamRecord, self.stream_pk, populate_existing=True))
+                    if read_back
+                    else None
+                )
         except SQLAlchemyError as exc:
             raise StorageError(f"could not write stream {self.stream_pk}: {exc}") from exc
         self._pending_reps.clear()
+        self._origin_stored = self._origin is not None
         for agg in self._angles.values():
             agg.persisted, agg.dirty = True, False
         self._evict()

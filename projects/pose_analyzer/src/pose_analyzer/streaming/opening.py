@@ -56,12 +56,12 @@ async def open_recording(
     counts: FrameCounts,
 ) -> tuple[StreamRecording | None, RecordingWriter | None]:
     """The stream's rows (opened in a thread) and its started background writer; (None, None)
-    without a database.
+    without a database or with ``settings.record_streams`` off.
 
     Raises:
         InvalidInputError: ``unknown_session`` when ``session_id`` names no session.
     """
-    if database is None:
+    if database is None or not settings.record_streams:
         return None, None
     try:
         recording = await asyncio.to_thread(

@@ -216,8 +216,14 @@ class StreamSession:
         if self.writer is None:
             await send(self._answer(job, analysis, pose3d).model_dump_json())
         elif any(p.new_rep is not None for p in analysis.people):
+            asked = time.perf_counter()
             await self._commit(self.writer, analysis)
-            await send(self._answer(job, analysis, pose3d).model_dump_json())
+            committed = time.perf_counter()
+            # The rep commit latency: the rep's last frame arrived -> its commit returned.
+            self.metrics.rep_commit_seconds.observe(committed - job.raw.received_perf)
+            answer = self._answer(job, analysis, pose3d)
+            answer.timings_ms["commit"] = round((committed - asked) * 1000.0, 3)
+            await send(answer.model_dump_json())
         else:
             await send(self._answer(job, analysis, pose3d).model_dump_json())
             await self.writer.add(analysis)

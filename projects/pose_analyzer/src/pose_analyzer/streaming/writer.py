@@ -1,12 +1,14 @@
 """A stream's database writes, off its frame loop: a writer task with a bounded queue.
 
 The frame loop hands each analysed frame to ``RecordingWriter.add`` and goes on; the writer task
-moves what is queued to its pending list and, at least every ``flush_interval_s`` (what a crash
-can lose) and whenever an item asked for it, applies the pending frames to the stream's recorder
-and commits them in ONE worker-thread hop (no thread hop per frame).  A caller that must know an
-item is stored (a rep committed before it is announced) awaits the future that
-``add(..., commit=True)`` returns: it resolves once that item is committed, or raises the
-``StorageError`` that commit failed with, so the failure can be reported to the stream.
+moves what is queued to its pending list and, every ``flush_interval_s`` (what a crash can lose),
+applies the pending frames to the stream's recorder and commits everything in ONE worker-thread
+hop (no hop per frame, none between adding and committing).  A caller that must know an item is
+stored (a rep committed before it is announced) awaits the future that ``add(..., commit=True)``
+returns: the writer then commits at once, but only the reps (``StreamRecorder.commit_reps``: the
+fewest statements, as each is a round trip that a busy machine makes slow), and the future
+resolves once that is done, or raises the ``StorageError`` that commit failed with, so the failure
+can be reported to the stream.
 
 A failed commit is tried again with capped exponential backoff (``RetryPolicy``); only when every
 attempt failed is the ``StorageError`` reported (to the futures waiting, or raised by ``close``).
@@ -79,10 +81,10 @@ class RecordingWriter:
         self.commits = 0
         self.failed_commits = 0
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(capacity)  # None: stop
-        self._last_commit = time.monotonic()
+        self._last_flush = time.monotonic()
         self._pending: list[_Item] = []
         # The recorder is not thread-safe: the writer's hop and a blocking finish take turns.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -102,7 +104,7 @@ class RecordingWriter:
 
     def _add(self, items: list[_Item]) -> None:
         """Add the frames to the recorder (a worker-thread hop; a bad frame is logged and skipped)."""
-        with self._lock:
+        with self._lock:  # re-entrant: ``_add_and_commit`` holds it already
             recorder = self.recording.recorder
             if recorder.closed:
                 return
@@ -112,9 +114,20 @@ class RecordingWriter:
                 except (ValueError, StorageError) as exc:  # one bad frame must not stop the writer
                     log.error("could not record a frame", extra={"error": str(exc)})
 
-    def _flush(self) -> None:
+    def _add_and_commit(self, items: list[_Item], everything: bool) -> None:
+        """Add ``items`` to the recorder, then commit its reps (``everything``: all it buffered):
+        one worker-thread hop per commit.
+
+        ``items`` is emptied once added, so a retry after a failed commit only commits again
+        (the recorder kept what it buffered).
+        """
         with self._lock:
-            self.recording.recorder.flush()
+            self._add(items)
+            items.clear()
+            if everything:
+                self.recording.recorder.flush()
+            else:
+                self.recording.recorder.commit_reps()
 
     def _end(self, status: str, reason: str | None) -> None:
         with self._lock:
@@ -158,21 +171,33 @@ class RecordingWriter:
                 return
 
     async def _write(self, items: list[_Item]) -> None:
+        """Commit the reps someone waits for at once, in a transaction of their own; everything
+        else once the flush interval has passed (so a rep never waits behind a periodic flush)."""
         self._pending.extend(items)
         waiting = [i.committed for i in self._pending if i.committed is not None]
-        if not waiting and time.monotonic() - self._last_commit < self.flush_interval_s:
+        due = time.monotonic() - self._last_flush >= self.flush_interval_s
+        if not waiting and not due:
             return
         pending, self._pending = self._pending, []
+        if waiting:
+            await self._commit(pending, waiting, everything=False)
+        if due:
+            await self._commit(pending, [], everything=True)
+
+    async def _commit(
+        self, items: list[_Item], waiting: list[asyncio.Future[None]], everything: bool
+    ) -> None:
         error: StorageError | None = None
+        what = "commit a stream" if everything else "commit a stream's reps"
         try:
-            await asyncio.to_thread(self._add, pending)  # once; a failed flush keeps them buffered
-            await self._with_retries(self._flush, "commit a stream")
+            await self._with_retries(lambda: self._add_and_commit(items, everything), what)
         except StorageError as exc:
             error = exc
+        if everything:
+            self._last_flush = time.monotonic()  # also after a failure: the next try waits its turn
         self._settle_commit(waiting, error)
 
     def _settle_commit(self, waiting: list[asyncio.Future[None]], error: StorageError | None) -> None:
-        self._last_commit = time.monotonic()
         if error is None:
             self.commits += 1
         for future in waiting:
