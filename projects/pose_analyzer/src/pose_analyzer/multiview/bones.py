@@ -39,13 +39,13 @@ One prior per person (its lengths are that person's); ``reset`` for a new person
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.keypoints import Keypoint as K
+from pose_analyzer.multiview.dlt import inverse_spd
 from pose_analyzer.multiview.triangulation import MIN_CAMERAS, Triangulation, Triangulator
 
 FloatArray = npt.NDArray[np.float64]
@@ -69,13 +69,12 @@ _PARENTS = np.array([p for stage in CHAINS for p, _ in stage], dtype=np.intp)
 _CHILDREN = np.array([c for stage in CHAINS for _, c in stage], dtype=np.intp)
 _N_SEGMENTS = len(_CHILDREN)
 _COLUMNS = np.arange(_N_SEGMENTS)
-_EYE = np.eye(3)
-# Per stage: its parents, children and segment indices.
+# Per stage: its parents, children and segments (a slice of the segments in order).
 _STAGES = tuple(
     (
         _PARENTS[first : first + len(stage)],
         _CHILDREN[first : first + len(stage)],
-        _COLUMNS[first : first + len(stage)],
+        slice(first, first + len(stage)),
     )
     for first, stage in zip(np.cumsum([0] + [len(s) for s in CHAINS[:-1]]).tolist(), CHAINS, strict=True)
 )
@@ -155,33 +154,30 @@ class BoneLengthPrior:
         # The image terms of every distal joint at its triangulated point, in one batch: a joint
         # does not move before its own stage, so its Gauss-Newton step needs no other.  The
         # length term adds a rank-one matrix to the image Hessian H: the step inverts H once
-        # (Sherman-Morrison), not H plus that matrix per stage.
+        # (Sherman-Morrison), not H plus that matrix per stage.  Joints on the last axis (3, J).
         weights = result.weights[:, _CHILDREN] * result.used[:, _CHILDREN]
         seen = (weights > 0).sum(axis=0) >= MIN_CAMERAS
+        points = result.points.T.copy()  # (3, K)
         inverse, grad = _image_terms(
-            result.points[_CHILDREN],
-            result.normalised[:, _CHILDREN],
-            weights,
-            seen,
-            triangulator,
-            self.sigma_px,
+            points[:, _CHILDREN], result.normalised[:, _CHILDREN], weights, seen, triangulator, self.sigma_px
         )
-        points = result.points.copy()
+        spread = self.length_sigma * lengths
         for parents, children, segments in _STAGES:
-            points[children] = _length_step(
-                points[children],
-                points[parents],
+            points[:, children] = _length_step(
+                points[:, children],
+                points[:, parents],
                 lengths[segments],
-                self.length_sigma * lengths[segments],
-                inverse[segments],
-                grad[segments],
+                spread[segments],
+                inverse[..., segments],
+                grad[:, segments],
             )
-        err = triangulator.project_errors(points, result.pixels)
+        points = np.ascontiguousarray(points.T)
         used = result.used
+        err = np.where(used, triangulator.project_errors(points, result.pixels), np.nan)
         n = used.sum(axis=0)
-        mean = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
-        return dataclasses.replace(
-            result, points=points, reprojection_px=mean, camera_error_px=np.where(used, err, np.nan)
+        mean = np.where(used, err, 0.0).sum(axis=0) / np.where(n >= MIN_CAMERAS, n, np.nan)
+        return Triangulation(
+            points, mean, used, result.swapped, err, result.pixels, result.normalised, result.weights
         )
 
     def _learn(self, result: Triangulation) -> None:
@@ -193,8 +189,9 @@ class BoneLengthPrior:
         row = self._groups % self._lengths.shape[0]
         self._lengths[row] = np.where(good[_PARENTS] & good[_CHILDREN], np.sqrt((d * d).sum(axis=1)), np.nan)
         if result.camera_error_px is not None and pooled.any():
-            err = result.camera_error_px[:, pooled]
-            self._residuals[row] = (np.nansum(err * err), (2 * n[pooled] - 3).sum())
+            err = result.camera_error_px[:, pooled].ravel()
+            err = err[err == err]  # the cameras used (NaN elsewhere)
+            self._residuals[row] = (err @ err, (2 * n[pooled] - 3).sum())
         else:
             self._residuals[row] = 0.0
         self._groups += 1
@@ -208,8 +205,8 @@ def _image_terms(
     triangulator: Triangulator,
     sigma_px: float,
 ) -> tuple[FloatArray, FloatArray]:
-    """The inverse Gauss-Newton Hessian (J, 3, 3) and the gradient (J, 3) of the module doc's
-    image term at joints ``x`` (J, 3); NaN for a joint not ``seen`` by two cameras.
+    """The inverse Gauss-Newton Hessian (3, 3, J) and the gradient (3, J) of the module doc's
+    image term at joints ``x`` (3, J); NaN for a joint not ``seen`` by two cameras.
 
     ``observed`` (C, J, 2) normalised undistorted detections, ``weights`` (C, J) zero for
     cameras not used.  The residual of camera c is f sqrt(w) (u - x) / sigma; its Jacobian
@@ -218,19 +215,17 @@ def _image_terms(
     """
     rotation = triangulator.extrinsics[:, :, :3]  # (C, 3, 3)
     n_cams, n_joints = weights.shape
-    cam = np.matmul(x, rotation.transpose(0, 2, 1)) + triangulator.extrinsics[:, None, :, 3]  # (C, J, 3)
-    inv_z = 1.0 / cam[..., 2]
-    u = cam[..., :2] * inv_z[..., None]  # (C, J, 2)
+    cam = triangulator.camera_coordinates(x)  # (C, 3, J)
+    inv_z = 1.0 / cam[:, 2]
+    u = cam[:, :2] * inv_z[:, None]  # (C, 2, J)
     scale = np.sqrt(weights) * (triangulator.focal_px[:, None] / sigma_px)  # (C, J)
-    res = (scale[..., None] * (u - observed)).transpose(1, 0, 2).reshape(n_joints, 2 * n_cams, 1)
-    rows = rotation[:, None, :2, :] - u[..., None] * rotation[:, None, 2:3, :]  # (C, J, 2, 3)
-    jac = ((scale * inv_z)[..., None, None] * rows).transpose(1, 0, 2, 3).reshape(n_joints, 2 * n_cams, 3)
-    jac_t = jac.transpose(0, 2, 1)
-    # Two cameras or more at distinct places make H invertible; the others get the identity
-    # here (never singular) and NaN after.
-    hess = np.where(seen[:, None, None], jac_t @ jac, _EYE)
-    inverse = np.where(seen[:, None, None], np.linalg.inv(hess), np.nan)
-    return inverse, (jac_t @ res)[..., 0]
+    res = (scale[:, None] * (u - observed.transpose(0, 2, 1))).reshape(2 * n_cams, 1, n_joints)
+    # (C, 2, 3, J): row r of camera c is scale / z (R[c, r] - u_r R[c, 2])
+    rows = rotation[:, :2, :, None] - u[:, :, None, :] * rotation[:, None, 2, :, None]
+    jac = (rows * (scale * inv_z)[:, None, None, :]).reshape(2 * n_cams, 3, n_joints)
+    hess = (jac[:, :, None, :] * jac[:, None, :, :]).sum(axis=0).reshape(9, n_joints)
+    # Two cameras or more at distinct places make H invertible; the others get NaN.
+    return inverse_spd(hess, seen).reshape(3, 3, n_joints), (jac * res).sum(axis=0)
 
 
 def _length_step(
@@ -241,15 +236,15 @@ def _length_step(
     inverse: FloatArray,
     grad: FloatArray,
 ) -> FloatArray:
-    """One Gauss-Newton step from ``x`` (J, 3) with the image terms (``inverse`` of their Hessian,
-    ``grad``) and the length prior added; a joint whose step is not finite (no known length,
-    an unseen parent, fewer than two cameras) keeps its point."""
+    """One Gauss-Newton step from ``x`` (3, J) with the image terms (``inverse`` (3, 3, J) of
+    their Hessian, ``grad`` (3, J)) and the length prior added; a joint whose step is not finite
+    (no known length, an unseen parent, fewer than two cameras) keeps its point."""
     d = x - parent
-    span = np.maximum(np.sqrt((d * d).sum(axis=1)), 1e-9)  # NaN stays NaN
-    j = d / (span * length_sd)[:, None]  # the length residual's gradient
-    rhs = grad + j * ((span - length) / length_sd)[:, None]
-    # (H + j j')^-1 rhs = A rhs - A j (j' A rhs) / (1 + j' A j), with A = H^-1.
-    a_rhs = (inverse @ rhs[..., None])[..., 0]
-    a_j = (inverse @ j[..., None])[..., 0]
-    step = a_rhs - a_j * ((j * a_rhs).sum(axis=1) / (1.0 + (j * a_j).sum(axis=1)))[:, None]
-    return np.where(np.isfinite(step).all(axis=1)[:, None], x - step, x)
+    span = np.maximum(np.sqrt((d * d).sum(axis=0)), 1e-9)  # NaN stays NaN
+    j = d / (span * length_sd)  # the length residual's gradient
+    rhs = grad + j * ((span - length) / length_sd)
+    # (H + j j')^-1 rhs = A rhs - A j (j' A rhs) / (1 + j' A j), with A = H^-1 (symmetric).
+    a_rhs = (inverse * rhs).sum(axis=1)
+    a_j = (inverse * j).sum(axis=1)
+    step = a_rhs - a_j * ((j * a_rhs).sum(axis=0) / (1.0 + (j * a_j).sum(axis=0)))
+    return np.where(np.isfinite(step).all(axis=0), x - step, x)
