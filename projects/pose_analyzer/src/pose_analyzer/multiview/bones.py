@@ -28,8 +28,8 @@ group, after the triangulation and before the temporal smoothing:
    undistorted detection, ``f_c`` the focal length in pixels.  ``length_sigma`` (3 %) is the
    prior's spread of a keypoint-defined length: keypoints mark the joints from the skin, not
    the joint centres, so the distance between two of them moves by a few percent as the joint
-   turns.  One Gauss-Newton step from the triangulated point, batched over the four joints of
-   a stage (iterating to convergence moved the demo clip's joints by up to 13 mm but changed
+   turns.  One Gauss-Newton step from the triangulated point, joint after joint in ``CHAINS``
+   order (iterating to convergence moved the demo clip's joints by up to 13 mm but changed
    no bone's length CV by more than 0.2 points).  Where three cameras pin a joint down it
    hardly moves; along a direction two cameras leave free, the length decides.
 4. The reprojection errors reported with the refined points are theirs, over the same cameras.
@@ -69,15 +69,6 @@ _PARENTS = np.array([p for stage in CHAINS for p, _ in stage], dtype=np.intp)
 _CHILDREN = np.array([c for stage in CHAINS for _, c in stage], dtype=np.intp)
 _N_SEGMENTS = len(_CHILDREN)
 _COLUMNS = np.arange(_N_SEGMENTS)
-# Per stage: its parents, children and segments (a slice of the segments in order).
-_STAGES = tuple(
-    (
-        _PARENTS[first : first + len(stage)],
-        _CHILDREN[first : first + len(stage)],
-        slice(first, first + len(stage)),
-    )
-    for first, stage in zip(np.cumsum([0] + [len(s) for s in CHAINS[:-1]]).tolist(), CHAINS, strict=True)
-)
 DEFAULT_GOOD_PX = 12.0
 DEFAULT_LENGTH_SIGMA = 0.03
 DEFAULT_WINDOW = 30
@@ -157,21 +148,27 @@ class BoneLengthPrior:
         # (Sherman-Morrison), not H plus that matrix per stage.  Joints on the last axis (3, J).
         weights = result.weights[:, _CHILDREN] * result.used[:, _CHILDREN]
         seen = (weights > 0).sum(axis=0) >= MIN_CAMERAS
-        points = result.points.T.copy()  # (3, K)
         inverse, grad = _image_terms(
-            points[:, _CHILDREN], result.normalised[:, _CHILDREN], weights, seen, triangulator, self.sigma_px
+            result.points[_CHILDREN].T,
+            result.normalised[:, _CHILDREN],
+            weights,
+            seen,
+            triangulator,
+            self.sigma_px,
         )
-        spread = self.length_sigma * lengths
-        for parents, children, segments in _STAGES:
-            points[:, children] = _length_step(
-                points[:, children],
-                points[:, parents],
-                lengths[segments],
-                spread[segments],
-                inverse[..., segments],
-                grad[:, segments],
-            )
-        points = np.ascontiguousarray(points.T)
+        # Eight 3-vectors, two stages: in plain floats (numpy would pay its call overhead ~50 times).
+        rows = result.points.tolist()
+        steps = zip(
+            _PARENTS.tolist(),
+            _CHILDREN.tolist(),
+            lengths.tolist(),
+            inverse.transpose(2, 0, 1).reshape(-1, 9).tolist(),
+            grad.T.tolist(),
+            strict=True,
+        )
+        for parent, child, length, inv, g in steps:
+            rows[child] = _length_step(rows[child], rows[parent], length, self.length_sigma * length, inv, g)
+        points = np.array(rows)
         used = result.used
         err = np.where(used, triangulator.project_errors(points, result.pixels), np.nan)
         n = used.sum(axis=0)
@@ -189,9 +186,9 @@ class BoneLengthPrior:
         row = self._groups % self._lengths.shape[0]
         self._lengths[row] = np.where(good[_PARENTS] & good[_CHILDREN], np.sqrt((d * d).sum(axis=1)), np.nan)
         if result.camera_error_px is not None and pooled.any():
-            err = result.camera_error_px[:, pooled].ravel()
-            err = err[err == err]  # the cameras used (NaN elsewhere)
-            self._residuals[row] = (err @ err, (2 * n[pooled] - 3).sum())
+            # fmax: the errors of cameras not used (NaN) count 0
+            err = np.fmax(result.camera_error_px, 0.0) * pooled
+            self._residuals[row] = ((err * err).sum(), (2 * n - 3) @ pooled)
         else:
             self._residuals[row] = 0.0
         self._groups += 1
@@ -229,22 +226,30 @@ def _image_terms(
 
 
 def _length_step(
-    x: FloatArray,
-    parent: FloatArray,
-    length: FloatArray,
-    length_sd: FloatArray,
-    inverse: FloatArray,
-    grad: FloatArray,
-) -> FloatArray:
-    """One Gauss-Newton step from ``x`` (3, J) with the image terms (``inverse`` (3, 3, J) of
-    their Hessian, ``grad`` (3, J)) and the length prior added; a joint whose step is not finite
-    (no known length, an unseen parent, fewer than two cameras) keeps its point."""
-    d = x - parent
-    span = np.maximum(np.sqrt((d * d).sum(axis=0)), 1e-9)  # NaN stays NaN
-    j = d / (span * length_sd)  # the length residual's gradient
-    rhs = grad + j * ((span - length) / length_sd)
-    # (H + j j')^-1 rhs = A rhs - A j (j' A rhs) / (1 + j' A j), with A = H^-1 (symmetric).
-    a_rhs = (inverse * rhs).sum(axis=1)
-    a_j = (inverse * j).sum(axis=1)
-    step = a_rhs - a_j * ((j * a_rhs).sum(axis=0) / (1.0 + (j * a_j).sum(axis=0)))
-    return np.where(np.isfinite(step).all(axis=0), x - step, x)
+    x: list[float],
+    parent: list[float],
+    length: float,
+    length_sd: float,
+    inverse: list[float],
+    grad: list[float],
+) -> list[float]:
+    """One Gauss-Newton step from joint ``x`` with the image terms (``inverse`` of their Hessian,
+    9 numbers row-major, and ``grad``) and the length prior added; a joint whose step is not
+    finite (no known length, an unseen parent, fewer than two cameras) keeps its point."""
+    d = [x[0] - parent[0], x[1] - parent[1], x[2] - parent[2]]
+    span = max(math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-9)  # NaN stays NaN
+    scale = 1.0 / (span * length_sd)
+    j = [d[0] * scale, d[1] * scale, d[2] * scale]  # the length residual's gradient
+    r = (span - length) / length_sd
+    rhs = [grad[0] + j[0] * r, grad[1] + j[1] * r, grad[2] + j[2] * r]
+    # (H + j j')^-1 rhs = A rhs - A j (j' A rhs) / (1 + j' A j), with A = H^-1.
+    a = inverse
+    a_rhs = [a[3 * i] * rhs[0] + a[3 * i + 1] * rhs[1] + a[3 * i + 2] * rhs[2] for i in range(3)]
+    a_j = [a[3 * i] * j[0] + a[3 * i + 1] * j[1] + a[3 * i + 2] * j[2] for i in range(3)]
+    k = (j[0] * a_rhs[0] + j[1] * a_rhs[1] + j[2] * a_rhs[2]) / (
+        1.0 + j[0] * a_j[0] + j[1] * a_j[1] + j[2] * a_j[2]
+    )
+    step = [a_rhs[i] - a_j[i] * k for i in range(3)]
+    if not all(math.isfinite(v) for v in step):
+        return x
+    return [x[0] - step[0], x[1] - step[1], x[2] - step[2]]

@@ -41,8 +41,10 @@ _COFACTOR_TAKE = np.stack(
 # The 3x3 block and the last column of a normal matrix (12 entries, 3 rows of 4).
 _BLOCK = np.array([0, 1, 2, 4, 5, 6, 8, 9, 10])
 _COLUMN = np.array([3, 7, 11])
-# Below this ratio det / trace^3 a symmetric positive semi-definite matrix counts as singular:
-# for two cameras, rays within ~5e-6 rad of each other; for one camera, rounding.
+# Below this ratio of the determinant to the product of the diagonal (at most 1 for a symmetric
+# positive semi-definite matrix, by Hadamard's inequality: the determinant of the matrix scaled
+# to a unit diagonal) it counts as singular: for one camera that is rounding, for two cameras
+# rays within ~1e-6 rad of each other.
 SINGULAR_RATIO = 1e-12
 
 
@@ -57,8 +59,7 @@ def cofactors(m: FloatArray) -> tuple[FloatArray, FloatArray]:
 def _nonsingular(m: FloatArray, det: FloatArray, valid: BoolArray) -> FloatArray:
     """``det`` where ``valid`` and the symmetric semi-definite ``m`` is not singular, NaN elsewhere:
     dividing by it gives NaN there, without a warning."""
-    trace = m[0] + m[4] + m[8]
-    return np.where(valid & (det > SINGULAR_RATIO * trace * trace * trace), det, np.nan)
+    return np.where(valid & (det > SINGULAR_RATIO * (m[0] * m[4] * m[8])), det, np.nan)
 
 
 def inverse_spd(m: FloatArray, valid: BoolArray) -> FloatArray:

@@ -152,8 +152,8 @@ class Triangulator:
                 f"{self.cameras}; got {pts.shape} and {conf.shape}"
             )
         xy, seen = self._undistort(pts)
-        # A NaN confidence fails both comparisons.
-        used = seen & (conf >= self.min_confidence) & (conf > 0)
+        # Positive and at least min_confidence; a NaN confidence fails the comparison.
+        used = seen & ((conf >= self.min_confidence) if self.min_confidence > 0 else (conf > 0))
         weights = np.where(used, conf, 0.0)
         raw = (pts, xy, weights, used)
         check = self.swap_sides and pts.shape[1] == NUM_KEYPOINTS and n_cams > MIN_CAMERAS
@@ -169,10 +169,7 @@ class Triangulator:
                 table = self._table(inputs, every_subset=self._reject)
             self._swapped = state
         swapped = tuple(name for name, f in zip(self.cameras, state, strict=True) if f)
-        points, used, err = self._choose(*table)
-        n = used.sum(axis=0)
-        err = np.where(used, err, np.nan)
-        mean_err = np.where(used, err, 0.0).sum(axis=0) / np.where(n >= MIN_CAMERAS, n, np.nan)
+        points, used, err, mean_err = self._choose(*table)
         return Triangulation(points, mean_err, used, swapped, err, inputs[0], inputs[1], inputs[2])
 
     def _side_swaps(
@@ -203,7 +200,7 @@ class Triangulator:
         if not toggled:
             return current
         stacked = [np.concatenate([_mirror_cameras(a, v) for v in toggled], axis=1) for a in raw]
-        _, c_err, _ = self._table(stacked, every_subset=False)
+        c_err = self._table(stacked, every_subset=False)[1]
         scores = [
             _sided_score(c_err[:, 0, i * n_kp : (i + 1) * n_kp], stacked[3][:, i * n_kp : (i + 1) * n_kp])
             for i in range(len(toggled))
@@ -220,12 +217,10 @@ class Triangulator:
     def _undistort(self, pts: FloatArray) -> tuple[FloatArray, BoolArray]:
         """Normalised undistorted coordinates (C, K, 2), zero where unseen, and the seen mask."""
         seen = np.isfinite(pts).all(axis=2)
-        filled = np.where(seen[..., None], pts, 0.0)  # OpenCV gets finite points
-        xy = np.empty_like(filled)
-        for c, cam in enumerate(self._cams):
-            xy[c] = cv2.undistortPoints(filled[c], cam.matrix, cam.distortion).reshape(-1, 2)
-        xy[~seen] = 0.0
-        return xy, seen
+        xy = np.empty_like(pts)
+        for c, cam in enumerate(self._cams):  # OpenCV turns a non-finite point into NaN
+            xy[c] = cv2.undistortPoints(pts[c], cam.matrix, cam.distortion).reshape(-1, 2)
+        return np.where(seen[..., None], xy, 0.0), seen
 
     def project(self, points: FloatArray) -> FloatArray:
         """Raw pixel positions (C, N, 2) of world points (N, 3) in every camera (OpenCV's model)."""
@@ -257,14 +252,14 @@ class Triangulator:
 
     def _table(
         self, inputs: Sequence[npt.NDArray[Any]], every_subset: bool = True
-    ) -> tuple[FloatArray, FloatArray, BoolArray]:
+    ) -> tuple[FloatArray, FloatArray, BoolArray, npt.NDArray[np.intp]]:
         """Every keypoint triangulated from every camera subset at once (one batched solve).
 
         The subsets are all camera sets missing at most ``_MAX_DROPS`` cameras (for four
         cameras: every set of two or more), the full set first; only the full set when
         ``every_subset`` is false.  ``inputs`` are the raw points, normalised points, weights
-        and seen cameras (all (C, K, ...)).  Returns points (3, S, K), errors (C, S, K) and the
-        cameras of each subset and keypoint (S, C, K).
+        and seen cameras (all (C, K, ...)).  Returns points (3, S, K), errors (C, S, K), the
+        cameras of each subset and keypoint (S, C, K) and their number (S, K).
         """
         pts, xy, weights, used = inputs
         n_cams, n_kp = used.shape
@@ -272,42 +267,48 @@ class Triangulator:
         eff = used[None] & self._masks[:n_sets, :, None]
         basis = self._subset_basis if every_subset else self._basis
         normal = (basis @ dlt_features(xy, weights)).reshape(12, n_sets * n_kp)
-        points = solve_normal(normal, (eff.sum(axis=1) >= MIN_CAMERAS).reshape(-1))
+        count = eff.sum(axis=1)
+        points = solve_normal(normal, (count >= MIN_CAMERAS).reshape(-1))
         diff = self._pixels(points).reshape(n_cams, 2, n_sets, n_kp) - pts.transpose(0, 2, 1)[:, :, None]
-        return points.reshape(3, n_sets, n_kp), np.hypot(diff[:, 0], diff[:, 1]), eff
+        return points.reshape(3, n_sets, n_kp), np.hypot(diff[:, 0], diff[:, 1]), eff, count
 
     def _choose(
-        self, points_all: FloatArray, err_all: FloatArray, eff: BoolArray
-    ) -> tuple[FloatArray, BoolArray, FloatArray]:
+        self, points_all: FloatArray, err_all: FloatArray, eff: BoolArray, count: npt.NDArray[np.intp]
+    ) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray]:
         """Drop outlier cameras keypoint by keypoint, by bookkeeping over the subset table.
 
         Starting from all cameras, a keypoint whose worst camera reprojects beyond
         ``outlier_px`` (or whose point is singular) moves to the subset without one camera
         that has the smallest mean reprojection error, while it keeps more than two cameras.
         The move out of every subset is decided for all of them at once, then followed
-        ``_MAX_DROPS`` times.  Returns points (K, 3), the cameras used (C, K) and their
-        errors (C, K).
+        ``_MAX_DROPS`` times.  Returns points (K, 3), the cameras used (C, K), their errors
+        (C, K, NaN elsewhere) and the mean error (K,), NaN where fewer than two cameras.
         """
         n_sets, _, n_kp = eff.shape
         kps = np.arange(n_kp)
-        count = eff.sum(axis=1)  # (S, K)
+        in_set = eff.transpose(1, 0, 2)
+        # Mean error of every subset's point (S, K), NaN with fewer than two cameras.
+        mean = np.where(in_set, err_all, 0.0).sum(axis=0) / np.where(count >= MIN_CAMERAS, count, np.nan)
         if n_sets == 1:
             state = np.zeros(n_kp, dtype=np.intp)
         else:
-            in_set = eff.transpose(1, 0, 2)
-            worst = np.where(in_set, err_all, -1.0).max(axis=0)  # (S, K); NaN: a singular point
-            total = np.where(in_set, err_all, 0.0).sum(axis=0)
-            # np.fmin: NaN (fewer than two cameras, a singular point) becomes inf.
-            mean = np.fmin(total / np.where(count >= MIN_CAMERAS, count, np.nan), np.inf)
-            score = np.where(self._has_child & eff, mean[self._child], np.inf)  # (S, C, K)
+            worst = np.where(in_set, err_all, -1.0).max(axis=0)  # NaN: a singular point
+            # np.fmin: a NaN mean (a singular point) scores inf.
+            score = np.where(self._has_child & eff, np.fmin(mean, np.inf)[self._child], np.inf)  # (S, C, K)
             drop = score.argmin(axis=1)
             moves = (count > MIN_CAMERAS) & ~(worst <= self.outlier_px) & (score.min(axis=1) < np.inf)
-            after = np.where(moves, self._child[np.arange(n_sets)[:, None], drop], np.arange(n_sets)[:, None])
+            sets = np.arange(n_sets)[:, None]
+            after = np.where(moves, self._child[sets, drop], sets)
             state = after[0]
             for _ in range(_MAX_DROPS - 1):
                 state = after[state, kps]
         used = eff[state, :, kps].T & (count[state, kps] >= MIN_CAMERAS)
-        return points_all[:, state, kps].T, used, err_all[:, state, kps]
+        return (
+            points_all[:, state, kps].T,
+            used,
+            np.where(used, err_all[:, state, kps], np.nan),
+            mean[state, kps],
+        )
 
 
 def _camera_subsets(n_cams: int) -> tuple[BoolArray, npt.NDArray[np.intp]]:
