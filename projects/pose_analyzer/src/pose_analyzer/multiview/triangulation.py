@@ -124,7 +124,7 @@ class Triangulator:
         self._rotations = self.extrinsics[:, :, :3].reshape(-1, 3)  # (C * 3, 3)
         self._translations = self.extrinsics[:, :, 3].reshape(-1, 1)
         self._radial = tuple(dist[:, i, None].copy() for i in (0, 1, 4))  # k1, k2, k3 (C, 1)
-        self._p12 = 2 * dist[:, [2, 3], None]  # (C, 2, 1): 2 p1, 2 p2
+        self._p1, self._p2 = 2 * dist[:, 2, None], 2 * dist[:, 3, None]  # (C, 1): 2 p1, 2 p2
         self._p21 = dist[:, [3, 2], None]  # (C, 2, 1): p2, p1
         self._intrinsics = k[:, :2, :2].copy()  # (C, 2, 2): fx, skew; 0, fy
         self._centres = k[:, :2, 2:].copy()  # (C, 2, 1)
@@ -163,12 +163,12 @@ class Triangulator:
         if check:
             # table[1][:, 0] and table[2][0]: the errors and cameras of the plain DLT (all cameras)
             better = self._side_swaps(raw, state, table[1][:, 0], table[2][0])
-            if (better != state).any():
+            if better is not state and (better != state).any():
                 state = better
                 inputs = _mirror_all(raw, state)
                 table = self._table(inputs, every_subset=self._reject)
             self._swapped = state
-        swapped = tuple(name for name, f in zip(self.cameras, state, strict=True) if f)
+        swapped = tuple(name for name, f in zip(self.cameras, state.tolist(), strict=True) if f)
         points, used, err, mean_err = self._choose(*table)
         return Triangulation(points, mean_err, used, swapped, err, inputs[0], inputs[1], inputs[2])
 
@@ -236,12 +236,13 @@ class Triangulator:
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = cam[:, :2] * (1.0 / cam[:, 2:])  # (C, 2, N)
         k1, k2, k3 = self._radial
-        sq = xy * xy
-        r2 = sq[:, 0] + sq[:, 1]
+        x, y = xy[:, 0], xy[:, 1]
+        r2 = x * x + y * y
         radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        cross = xy[:, 0] * xy[:, 1]
-        # tangential terms: x += 2 p1 x y + p2 (r2 + 2 x^2), y += p1 (r2 + 2 y^2) + 2 p2 x y
-        dist = xy * radial[:, None] + cross[:, None] * self._p12 + (r2[:, None] + 2 * sq) * self._p21
+        # tangential terms: x += 2 p1 x y + p2 (r2 + 2 x^2) = p2 r2 + 2 x (p1 y + p2 x),
+        # y += p1 (r2 + 2 y^2) + 2 p2 x y = p1 r2 + 2 y (p1 y + p2 x)
+        tangential = x * self._p2 + y * self._p1
+        dist = xy * (radial + tangential)[:, None] + r2[:, None] * self._p21
         # u = fx x + skew y + cx, v = fy y + cy
         return np.asarray(self._intrinsics @ dist + self._centres)
 
