@@ -303,13 +303,16 @@ def velocities(series: npt.ArrayLike, timestamps: npt.ArrayLike) -> FloatArray:
     return np.zeros_like(a) if t.size < 2 else np.asarray(np.gradient(a, t, axis=0))
 
 
-def _scale(points: FloatArray) -> float:
-    """The person's size in metres: the mean of the two largest extents of the seen points."""
-    ok = np.isfinite(points).all(axis=1)
-    if ok.sum() < 2:
+def _scale(rows: list[list[float]]) -> float:
+    """The person's size in metres: the mean of the two largest extents of the seen points.
+
+    Plain floats (``rows`` from ``tolist``): the smoother runs per group, see ``OneEuroFilter``.
+    """
+    seen = [row for row in rows if all(map(math.isfinite, row))]
+    if len(seen) < 2:
         return 1.0
-    extents = np.sort(points[ok].max(axis=0) - points[ok].min(axis=0))
-    return max(float(extents[1:].mean()), 0.1)
+    extents: list[float] = sorted(max(axis) - min(axis) for axis in zip(*seen, strict=True))
+    return max(0.5 * (extents[-1] + extents[-2]), 0.1)
 
 
 class TrajectorySmoother3D:
@@ -333,7 +336,11 @@ class TrajectorySmoother3D:
         self._last_t = timestamp
         if not self.config.enabled:
             return p.copy()
-        return self._filter.filter(p, timestamp, _scale(p))
+        if p.ndim != 2:
+            raise ValueError(f"points must be (K, 3), got {p.shape}")
+        rows = p.tolist()
+        flat = [v for row in rows for v in row]
+        return np.array(self._filter.step(flat, timestamp, _scale(rows))).reshape(p.shape)
 
 
 def butterworth_filter(
