@@ -68,6 +68,7 @@ CHAINS: tuple[tuple[tuple[K, K], ...], ...] = (
 _PARENTS = np.array([p for stage in CHAINS for p, _ in stage], dtype=np.intp)
 _CHILDREN = np.array([c for stage in CHAINS for _, c in stage], dtype=np.intp)
 _N_SEGMENTS = len(_CHILDREN)
+_SEGMENTS = list(zip(_PARENTS.tolist(), _CHILDREN.tolist(), strict=True))
 _COLUMNS = np.arange(_N_SEGMENTS)
 DEFAULT_GOOD_PX = 12.0
 DEFAULT_LENGTH_SIGMA = 0.03
@@ -181,10 +182,12 @@ class BoneLengthPrior:
         """Add this group's well-triangulated segment lengths and its residuals."""
         n = result.used.sum(axis=0)
         pooled = n >= self.min_cameras
-        good = pooled & (result.reprojection_px <= self.good_px)
-        d = result.points[_CHILDREN] - result.points[_PARENTS]
+        good = (pooled & (result.reprojection_px <= self.good_px)).tolist()
+        p = result.points.tolist()
         row = self._groups % self._lengths.shape[0]
-        self._lengths[row] = np.where(good[_PARENTS] & good[_CHILDREN], np.sqrt((d * d).sum(axis=1)), np.nan)
+        self._lengths[row] = [
+            math.dist(p[a], p[b]) if good[a] and good[b] else math.nan for a, b in _SEGMENTS
+        ]
         if result.camera_error_px is not None and pooled.any():
             # fmax: the errors of cameras not used (NaN) count 0
             err = np.fmax(result.camera_error_px, 0.0) * pooled

@@ -288,12 +288,13 @@ class Triangulator:
         n_sets, _, n_kp = eff.shape
         kps = np.arange(n_kp)
         in_set = eff.transpose(1, 0, 2)
+        errors = np.where(in_set, err_all, 0.0)  # (C, S, K), errors are >= 0
         # Mean error of every subset's point (S, K), NaN with fewer than two cameras.
-        mean = np.where(in_set, err_all, 0.0).sum(axis=0) / np.where(count >= MIN_CAMERAS, count, np.nan)
+        mean = errors.sum(axis=0) / np.where(count >= MIN_CAMERAS, count, np.nan)
         if n_sets == 1:
             state = np.zeros(n_kp, dtype=np.intp)
         else:
-            worst = np.where(in_set, err_all, -1.0).max(axis=0)  # NaN: a singular point
+            worst = errors.max(axis=0)  # NaN: a singular point
             # np.fmin: a NaN mean (a singular point) scores inf.
             score = np.where(self._has_child & eff, np.fmin(mean, np.inf)[self._child], np.inf)  # (S, C, K)
             drop = score.argmin(axis=1)
