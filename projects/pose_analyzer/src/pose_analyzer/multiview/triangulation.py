@@ -123,7 +123,9 @@ class Triangulator:
         # The projection's constants, shaped to broadcast over (C, 2, N) and (C, N) (``_pixels``).
         self._rotations = self.extrinsics[:, :, :3].reshape(-1, 3)  # (C * 3, 3)
         self._translations = self.extrinsics[:, :, 3].reshape(-1, 1)
-        self._radial = tuple(dist[:, i, None].copy() for i in (0, 1, 4))  # k1, k2, k3 (C, 1)
+        self._k1, self._k2 = dist[:, 0, None].copy(), dist[:, 1, None].copy()  # (C, 1)
+        # k3 (C, 1); None when every camera's is 0 (most calibrations): two array calls fewer
+        self._k3 = dist[:, 4, None].copy() if dist[:, 4].any() else None
         self._p1, self._p2 = 2 * dist[:, 2, None], 2 * dist[:, 3, None]  # (C, 1): 2 p1, 2 p2
         self._p21 = dist[:, [3, 2], None]  # (C, 2, 1): p2, p1
         self._intrinsics = k[:, :2, :2].copy()  # (C, 2, 2): fx, skew; 0, fy
@@ -234,11 +236,11 @@ class Triangulator:
         """Raw pixel positions (C, 2, N) of world points given as (3, N)."""
         cam = self.camera_coordinates(points)
         with np.errstate(divide="ignore", invalid="ignore"):
-            xy = cam[:, :2] * (1.0 / cam[:, 2:])  # (C, 2, N)
-        k1, k2, k3 = self._radial
+            xy = cam[:, :2] / cam[:, 2:]  # (C, 2, N)
         x, y = xy[:, 0], xy[:, 1]
         r2 = x * x + y * y
-        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        k2 = self._k2 if self._k3 is None else self._k2 + r2 * self._k3
+        radial = 1 + r2 * (self._k1 + r2 * k2)
         # tangential terms: x += 2 p1 x y + p2 (r2 + 2 x^2) = p2 r2 + 2 x (p1 y + p2 x),
         # y += p1 (r2 + 2 y^2) + 2 p2 x y = p1 r2 + 2 y (p1 y + p2 x)
         tangential = x * self._p2 + y * self._p1
@@ -330,11 +332,10 @@ def _camera_subsets(n_cams: int) -> tuple[BoolArray, npt.NDArray[np.intp]]:
 
 def _sided_score(err: FloatArray, used: BoolArray) -> float:
     """Mean over the left/right keypoints of their mean reprojection error, each clipped at _SWAP_CLIP_PX."""
-    counted = used & (used.sum(axis=0) >= MIN_CAMERAS)
-    n = counted.sum(axis=0)[_SIDED]
-    clipped = np.minimum(np.where(counted, err, 0.0), _SWAP_CLIP_PX).sum(axis=0)[_SIDED]
-    seen = n > 0
-    return float((clipped[seen] / n[seen]).mean()) if seen.any() else math.nan
+    n = used.sum(axis=0)
+    clipped = np.minimum(np.where(used, err, 0.0), _SWAP_CLIP_PX).sum(axis=0)
+    counted = _SIDED & (n >= MIN_CAMERAS)  # keypoints seen by fewer cameras have no point
+    return float((clipped[counted] / n[counted]).mean()) if counted.any() else math.nan
 
 
 def _mirror_all(
