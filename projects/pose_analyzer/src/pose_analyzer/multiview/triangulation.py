@@ -64,7 +64,8 @@ MIRRORED = np.array(
     ],
     dtype=np.intp,
 )
-_SIDED = np.arange(NUM_KEYPOINTS) != MIRRORED
+_KEYPOINTS = np.arange(NUM_KEYPOINTS)
+_SIDED = _KEYPOINTS != MIRRORED
 # Outlier rejection drops at most this many cameras per keypoint (all but two of a 4-camera rig).
 _MAX_DROPS = 2
 
@@ -201,7 +202,10 @@ class Triangulator:
         toggled = [v for v in (current ^ t for t in np.eye(n_cams, dtype=bool)) if 2 * v.sum() < n_cams]
         if not toggled:
             return current
-        stacked = [np.concatenate([_mirror_cameras(a, v) for v in toggled], axis=1) for a in raw]
+        # Every toggled state's inputs side by side (C, T * K): one gather per input.
+        index = _mirror_index(np.array(toggled)[:, :, None])  # (T, C, K)
+        rows = np.arange(n_cams)[:, None]
+        stacked = [a[rows, index].swapaxes(0, 1).reshape(n_cams, -1, *a.shape[2:]) for a in raw]
         c_err = self._table(stacked, every_subset=False)[1]
         scores = [
             _sided_score(c_err[:, 0, i * n_kp : (i + 1) * n_kp], stacked[3][:, i * n_kp : (i + 1) * n_kp])
@@ -338,21 +342,22 @@ def _sided_score(err: FloatArray, used: BoolArray) -> float:
     return float((clipped[counted] / n[counted]).mean()) if counted.any() else math.nan
 
 
+def _mirror_index(cameras: BoolArray) -> npt.NDArray[np.intp]:
+    """Keypoint order (..., C, NUM_KEYPOINTS) that exchanges left and right where ``cameras``
+    (..., C, 1) is true."""
+    return np.where(cameras, MIRRORED, _KEYPOINTS)
+
+
 def _mirror_all(
     raw: tuple[FloatArray, FloatArray, FloatArray, BoolArray], cameras: BoolArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray]:
-    """``raw`` with the left/right keypoints of ``cameras`` exchanged (itself when none is swapped)."""
+    """``raw`` (each (C, NUM_KEYPOINTS, ...)) with the left/right keypoints of ``cameras``
+    exchanged (itself when none is swapped)."""
     if not cameras.any():
         return raw
-    pts, xy, weights, used = (_mirror_cameras(a, cameras) for a in raw)
+    index, rows = _mirror_index(cameras[:, None]), np.arange(len(cameras))[:, None]
+    pts, xy, weights, used = (a[rows, index] for a in raw)
     return pts, xy, weights, used
-
-
-def _mirror_cameras(values: npt.NDArray[Any], cameras: BoolArray) -> npt.NDArray[Any]:
-    """``values`` (C, NUM_KEYPOINTS, ...) with the left/right keypoints of ``cameras`` exchanged."""
-    out = values.copy()
-    out[cameras] = values[cameras][:, MIRRORED]
-    return out
 
 
 def triangulate(
