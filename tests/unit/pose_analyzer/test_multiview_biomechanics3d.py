@@ -173,3 +173,26 @@ def test_live_smoother_reduces_jitter_of_a_still_person() -> None:
 def test_coefficient_of_variation_of_bone_lengths() -> None:
     lengths = np.array([[0.40, 1.0], [0.44, 1.0], [np.nan, 1.0]])
     np.testing.assert_allclose(coefficient_of_variation(lengths), [0.02 / 0.42, 0.0], atol=1e-12)
+
+
+def test_the_per_pose_analysis_matches_the_vectorised_functions() -> None:
+    """analyse_pose_3d computes in plain floats; the array functions are the reference.
+
+    Same formulas in float64 on values near 1 (metres, degrees up to 180): 1e-9 leaves room for
+    summation order only.  Unseen keypoints (NaN), one side of a pair or both, must give the
+    same NaN pattern and the same one-sided midpoints.
+    """
+    rng = np.random.default_rng(11)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    for i, person in enumerate(random_people(rng, 30)):
+        points = person.copy()
+        if i % 3:
+            points[rng.choice(21, size=i % 7, replace=False)] = np.nan
+        up = (0.0, 0.0, 1.0) if i % 2 else tuple(q @ [0.0, 0.0, 1.0])
+        result = analyse_pose_3d(points, up)
+        np.testing.assert_allclose(list(result.angles.values()), joint_angles_3d(points, up), atol=TOL)
+        np.testing.assert_allclose(list(result.segments.values()), segment_lengths(points), atol=TOL)
+        np.testing.assert_allclose(result.center_of_mass, center_of_mass_3d(points), atol=TOL)
+    everything_unseen = analyse_pose_3d(np.full((21, 3), np.nan))
+    assert np.isnan(everything_unseen.center_of_mass).all()
+    assert np.isnan(list(everything_unseen.angles.values())).all()

@@ -60,6 +60,10 @@ _SEG_B = np.array([s[1] for s in SEGMENTS.values()], dtype=np.intp)
 _PROX = np.array([t[0] for t in JOINT_ANGLES.values()], dtype=np.intp)
 _VERT = np.array([t[1] for t in JOINT_ANGLES.values()], dtype=np.intp)
 _DIST = np.array([t[2] for t in JOINT_ANGLES.values()], dtype=np.intp)
+# The same, and the centre of mass's constants, as plain numbers for ``analyse_pose_3d``.
+_JOINTS = [(int(a), int(b), int(c)) for a, b, c in JOINT_ANGLES.values()]
+_COM_FRACTIONS: list[float] = SEGMENT_COM_FRACTION.tolist()
+_MASSES: list[float] = SEGMENT_MASSES.tolist()
 
 
 def _unit_up(up: npt.ArrayLike) -> FloatArray:
@@ -175,8 +179,10 @@ def body_measures_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> dict[st
     Horizontal distances are measured in the plane perpendicular to ``up``, heights along it.
     Plain floats on a handful of points: per pose, numpy's call overhead would cost more.
     """
-    p = np.asarray(points, dtype=np.float64).tolist()
-    u = _unit_up(up).tolist()
+    return _body_measures(np.asarray(points, dtype=np.float64).tolist(), _unit_up(up).tolist())
+
+
+def _body_measures(p: list[list[float]], u: list[float]) -> dict[str, float]:
     height = [_dot(q, u) for q in p]
 
     def horizontal(a: K, b: K) -> float:
@@ -215,8 +221,10 @@ def _pair_mean(values: list[float], left: K, right: K) -> float:
 
 def posture_measures_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> dict[str, float]:
     """``posture.POSTURE_NAMES`` of one person's (NUM_KEYPOINTS, 3) points (``posture_measures`` in 3D)."""
-    p = np.asarray(points, dtype=np.float64).tolist()
-    u = _unit_up(up).tolist()
+    return _posture_measures(np.asarray(points, dtype=np.float64).tolist(), _unit_up(up).tolist())
+
+
+def _posture_measures(p: list[list[float]], u: list[float]) -> dict[str, float]:
     shoulders, hips = _mid_list(p, K.LEFT_SHOULDER, K.RIGHT_SHOULDER), _mid_list(p, K.LEFT_HIP, K.RIGHT_HIP)
     ankles = _mid_list(p, K.LEFT_ANKLE, K.RIGHT_ANKLE)
     trunk = _sub(shoulders, hips)
@@ -247,14 +255,37 @@ class Analysis3D:
 
 
 def analyse_pose_3d(points: npt.ArrayLike, up: npt.ArrayLike = Z_UP) -> Analysis3D:
-    """Angles, measures, segment lengths and centre of mass of one (NUM_KEYPOINTS, 3) pose."""
+    """Angles, measures, segment lengths and centre of mass of one (NUM_KEYPOINTS, 3) pose.
+
+    The same values as ``joint_angles_3d``, ``segment_lengths`` and ``center_of_mass_3d``, in
+    plain floats from one ``tolist``: this runs for every group of a live session, where each
+    numpy call costs several microseconds (test_multiview_biomechanics3d compares them).
+    """
     p = np.asarray(points, dtype=np.float64)
     if p.shape != (NUM_KEYPOINTS, 3):
         raise ValueError(f"points must be ({NUM_KEYPOINTS}, 3), got {p.shape}")
-    angles = dict(zip(ANGLE_NAMES, joint_angles_3d(p, up).tolist(), strict=True))
-    measures = {**body_measures_3d(p, up), **posture_measures_3d(p, up), **symmetry_indices(angles)}
-    segments = dict(zip(SEGMENT_NAMES, segment_lengths(p).tolist(), strict=True))
-    return Analysis3D(angles, measures, segments, center_of_mass_3d(p))
+    q = p.tolist()
+    u = _unit_up(up).tolist()
+    hips, shoulders = _mid_list(q, K.LEFT_HIP, K.RIGHT_HIP), _mid_list(q, K.LEFT_SHOULDER, K.RIGHT_SHOULDER)
+    ears = _mid_list(q, K.LEFT_EAR, K.RIGHT_EAR)
+    values = [_angle(_sub(q[a], q[b]), _sub(q[c], q[b])) for a, b, c in _JOINTS]
+    values += [_angle(_sub(shoulders, hips), u), _angle(_sub(hips, shoulders), _sub(ears, shoulders))]
+    angles = dict(zip(ANGLE_NAMES, values, strict=True))
+    measures = {**_body_measures(q, u), **_posture_measures(q, u), **symmetry_indices(angles)}
+    segments = {name: math.dist(q[a], q[b]) for name, (a, b) in SEGMENTS.items()}
+    # The centre of mass: limb centres, the trunk's, the head's, each weighed when seen.
+    centres = [
+        [x + f * (y - x) for x, y in zip(q[a], q[b], strict=True)]
+        for a, b, f in zip(SEGMENT_PROXIMAL.tolist(), SEGMENT_DISTAL.tolist(), _COM_FRACTIONS, strict=True)
+    ]
+    centres += [[s + TRUNK_COM_FRACTION * (h - s) for s, h in zip(shoulders, hips, strict=True)], ears]
+    com, total = [0.0, 0.0, 0.0], 0.0
+    for centre, mass in zip(centres, _MASSES, strict=True):
+        if centre[0] == centre[0] and centre[1] == centre[1] and centre[2] == centre[2]:  # not NaN
+            total += mass
+            com = [c + mass * v for c, v in zip(com, centre, strict=True)]
+    centre_of_mass = np.array([c / total for c in com] if total > 0 else [math.nan] * 3)
+    return Analysis3D(angles, measures, segments, centre_of_mass)
 
 
 def velocities(series: npt.ArrayLike, timestamps: npt.ArrayLike) -> FloatArray:
@@ -272,13 +303,16 @@ def velocities(series: npt.ArrayLike, timestamps: npt.ArrayLike) -> FloatArray:
     return np.zeros_like(a) if t.size < 2 else np.asarray(np.gradient(a, t, axis=0))
 
 
-def _scale(points: FloatArray) -> float:
-    """The person's size in metres: the mean of the two largest extents of the seen points."""
-    ok = np.isfinite(points).all(axis=1)
-    if ok.sum() < 2:
+def _scale(rows: list[list[float]]) -> float:
+    """The person's size in metres: the mean of the two largest extents of the seen points.
+
+    Plain floats (``rows`` from ``tolist``): the smoother runs per group, see ``OneEuroFilter``.
+    """
+    seen = [row for row in rows if all(map(math.isfinite, row))]
+    if len(seen) < 2:
         return 1.0
-    extents = np.sort(points[ok].max(axis=0) - points[ok].min(axis=0))
-    return max(float(extents[1:].mean()), 0.1)
+    extents: list[float] = sorted(max(axis) - min(axis) for axis in zip(*seen, strict=True))
+    return max(0.5 * (extents[-1] + extents[-2]), 0.1)
 
 
 class TrajectorySmoother3D:
@@ -302,7 +336,11 @@ class TrajectorySmoother3D:
         self._last_t = timestamp
         if not self.config.enabled:
             return p.copy()
-        return self._filter.filter(p, timestamp, _scale(p))
+        if p.ndim != 2:
+            raise ValueError(f"points must be (K, 3), got {p.shape}")
+        rows = p.tolist()
+        flat = [v for row in rows for v in row]
+        return np.array(self._filter.step(flat, timestamp, _scale(rows))).reshape(p.shape)
 
 
 def butterworth_filter(

@@ -28,8 +28,8 @@ group, after the triangulation and before the temporal smoothing:
    undistorted detection, ``f_c`` the focal length in pixels.  ``length_sigma`` (3 %) is the
    prior's spread of a keypoint-defined length: keypoints mark the joints from the skin, not
    the joint centres, so the distance between two of them moves by a few percent as the joint
-   turns.  One Gauss-Newton step from the triangulated point, batched over the four joints of
-   a stage (iterating to convergence moved the demo clip's joints by up to 13 mm but changed
+   turns.  One Gauss-Newton step from the triangulated point, joint after joint in ``CHAINS``
+   order (iterating to convergence moved the demo clip's joints by up to 13 mm but changed
    no bone's length CV by more than 0.2 points).  Where three cameras pin a joint down it
    hardly moves; along a direction two cameras leave free, the length decides.
 4. The reprojection errors reported with the refined points are theirs, over the same cameras.
@@ -39,13 +39,13 @@ One prior per person (its lengths are that person's); ``reset`` for a new person
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.keypoints import Keypoint as K
+from pose_analyzer.multiview.dlt import inverse_spd
 from pose_analyzer.multiview.triangulation import MIN_CAMERAS, Triangulation, Triangulator
 
 FloatArray = npt.NDArray[np.float64]
@@ -68,17 +68,8 @@ CHAINS: tuple[tuple[tuple[K, K], ...], ...] = (
 _PARENTS = np.array([p for stage in CHAINS for p, _ in stage], dtype=np.intp)
 _CHILDREN = np.array([c for stage in CHAINS for _, c in stage], dtype=np.intp)
 _N_SEGMENTS = len(_CHILDREN)
+_SEGMENTS = list(zip(_PARENTS.tolist(), _CHILDREN.tolist(), strict=True))
 _COLUMNS = np.arange(_N_SEGMENTS)
-_EYE = np.eye(3)
-# Per stage: its parents, children and segment indices.
-_STAGES = tuple(
-    (
-        _PARENTS[first : first + len(stage)],
-        _CHILDREN[first : first + len(stage)],
-        _COLUMNS[first : first + len(stage)],
-    )
-    for first, stage in zip(np.cumsum([0] + [len(s) for s in CHAINS[:-1]]).tolist(), CHAINS, strict=True)
-)
 DEFAULT_GOOD_PX = 12.0
 DEFAULT_LENGTH_SIGMA = 0.03
 DEFAULT_WINDOW = 30
@@ -155,46 +146,52 @@ class BoneLengthPrior:
         # The image terms of every distal joint at its triangulated point, in one batch: a joint
         # does not move before its own stage, so its Gauss-Newton step needs no other.  The
         # length term adds a rank-one matrix to the image Hessian H: the step inverts H once
-        # (Sherman-Morrison), not H plus that matrix per stage.
+        # (Sherman-Morrison), not H plus that matrix per stage.  Joints on the last axis (3, J).
         weights = result.weights[:, _CHILDREN] * result.used[:, _CHILDREN]
         seen = (weights > 0).sum(axis=0) >= MIN_CAMERAS
         inverse, grad = _image_terms(
-            result.points[_CHILDREN],
+            result.points[_CHILDREN].T,
             result.normalised[:, _CHILDREN],
             weights,
             seen,
             triangulator,
             self.sigma_px,
         )
-        points = result.points.copy()
-        for parents, children, segments in _STAGES:
-            points[children] = _length_step(
-                points[children],
-                points[parents],
-                lengths[segments],
-                self.length_sigma * lengths[segments],
-                inverse[segments],
-                grad[segments],
-            )
-        err = triangulator.project_errors(points, result.pixels)
+        # Eight 3-vectors, two stages: in plain floats (numpy would pay its call overhead ~50 times).
+        rows = result.points.tolist()
+        steps = zip(
+            _PARENTS.tolist(),
+            _CHILDREN.tolist(),
+            lengths.tolist(),
+            inverse.transpose(2, 0, 1).reshape(-1, 9).tolist(),
+            grad.T.tolist(),
+            strict=True,
+        )
+        for parent, child, length, inv, g in steps:
+            rows[child] = _length_step(rows[child], rows[parent], length, self.length_sigma * length, inv, g)
+        points = np.array(rows)
         used = result.used
+        err = np.where(used, triangulator.project_errors(points, result.pixels), np.nan)
         n = used.sum(axis=0)
-        mean = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
-        return dataclasses.replace(
-            result, points=points, reprojection_px=mean, camera_error_px=np.where(used, err, np.nan)
+        mean = np.where(used, err, 0.0).sum(axis=0) / np.where(n >= MIN_CAMERAS, n, np.nan)
+        return Triangulation(
+            points, mean, used, result.swapped, err, result.pixels, result.normalised, result.weights
         )
 
     def _learn(self, result: Triangulation) -> None:
         """Add this group's well-triangulated segment lengths and its residuals."""
         n = result.used.sum(axis=0)
         pooled = n >= self.min_cameras
-        good = pooled & (result.reprojection_px <= self.good_px)
-        d = result.points[_CHILDREN] - result.points[_PARENTS]
+        good = (pooled & (result.reprojection_px <= self.good_px)).tolist()
+        p = result.points.tolist()
         row = self._groups % self._lengths.shape[0]
-        self._lengths[row] = np.where(good[_PARENTS] & good[_CHILDREN], np.sqrt((d * d).sum(axis=1)), np.nan)
+        self._lengths[row] = [
+            math.dist(p[a], p[b]) if good[a] and good[b] else math.nan for a, b in _SEGMENTS
+        ]
         if result.camera_error_px is not None and pooled.any():
-            err = result.camera_error_px[:, pooled]
-            self._residuals[row] = (np.nansum(err * err), (2 * n[pooled] - 3).sum())
+            # fmax: the errors of cameras not used (NaN) count 0
+            err = np.fmax(result.camera_error_px, 0.0) * pooled
+            self._residuals[row] = ((err * err).sum(), (2 * n - 3) @ pooled)
         else:
             self._residuals[row] = 0.0
         self._groups += 1
@@ -208,8 +205,8 @@ def _image_terms(
     triangulator: Triangulator,
     sigma_px: float,
 ) -> tuple[FloatArray, FloatArray]:
-    """The inverse Gauss-Newton Hessian (J, 3, 3) and the gradient (J, 3) of the module doc's
-    image term at joints ``x`` (J, 3); NaN for a joint not ``seen`` by two cameras.
+    """The inverse Gauss-Newton Hessian (3, 3, J) and the gradient (3, J) of the module doc's
+    image term at joints ``x`` (3, J); NaN for a joint not ``seen`` by two cameras.
 
     ``observed`` (C, J, 2) normalised undistorted detections, ``weights`` (C, J) zero for
     cameras not used.  The residual of camera c is f sqrt(w) (u - x) / sigma; its Jacobian
@@ -218,38 +215,44 @@ def _image_terms(
     """
     rotation = triangulator.extrinsics[:, :, :3]  # (C, 3, 3)
     n_cams, n_joints = weights.shape
-    cam = np.matmul(x, rotation.transpose(0, 2, 1)) + triangulator.extrinsics[:, None, :, 3]  # (C, J, 3)
-    inv_z = 1.0 / cam[..., 2]
-    u = cam[..., :2] * inv_z[..., None]  # (C, J, 2)
+    cam = triangulator.camera_coordinates(x)  # (C, 3, J)
+    inv_z = 1.0 / cam[:, 2]
+    u = cam[:, :2] * inv_z[:, None]  # (C, 2, J)
     scale = np.sqrt(weights) * (triangulator.focal_px[:, None] / sigma_px)  # (C, J)
-    res = (scale[..., None] * (u - observed)).transpose(1, 0, 2).reshape(n_joints, 2 * n_cams, 1)
-    rows = rotation[:, None, :2, :] - u[..., None] * rotation[:, None, 2:3, :]  # (C, J, 2, 3)
-    jac = ((scale * inv_z)[..., None, None] * rows).transpose(1, 0, 2, 3).reshape(n_joints, 2 * n_cams, 3)
-    jac_t = jac.transpose(0, 2, 1)
-    # Two cameras or more at distinct places make H invertible; the others get the identity
-    # here (never singular) and NaN after.
-    hess = np.where(seen[:, None, None], jac_t @ jac, _EYE)
-    inverse = np.where(seen[:, None, None], np.linalg.inv(hess), np.nan)
-    return inverse, (jac_t @ res)[..., 0]
+    res = (scale[:, None] * (u - observed.transpose(0, 2, 1))).reshape(2 * n_cams, 1, n_joints)
+    # (C, 2, 3, J): row r of camera c is scale / z (R[c, r] - u_r R[c, 2])
+    rows = rotation[:, :2, :, None] - u[:, :, None, :] * rotation[:, None, 2, :, None]
+    jac = (rows * (scale * inv_z)[:, None, None, :]).reshape(2 * n_cams, 3, n_joints)
+    hess = (jac[:, :, None, :] * jac[:, None, :, :]).sum(axis=0).reshape(9, n_joints)
+    # Two cameras or more at distinct places make H invertible; the others get NaN.
+    return inverse_spd(hess, seen).reshape(3, 3, n_joints), (jac * res).sum(axis=0)
 
 
 def _length_step(
-    x: FloatArray,
-    parent: FloatArray,
-    length: FloatArray,
-    length_sd: FloatArray,
-    inverse: FloatArray,
-    grad: FloatArray,
-) -> FloatArray:
-    """One Gauss-Newton step from ``x`` (J, 3) with the image terms (``inverse`` of their Hessian,
-    ``grad``) and the length prior added; a joint whose step is not finite (no known length,
-    an unseen parent, fewer than two cameras) keeps its point."""
-    d = x - parent
-    span = np.maximum(np.sqrt((d * d).sum(axis=1)), 1e-9)  # NaN stays NaN
-    j = d / (span * length_sd)[:, None]  # the length residual's gradient
-    rhs = grad + j * ((span - length) / length_sd)[:, None]
+    x: list[float],
+    parent: list[float],
+    length: float,
+    length_sd: float,
+    inverse: list[float],
+    grad: list[float],
+) -> list[float]:
+    """One Gauss-Newton step from joint ``x`` with the image terms (``inverse`` of their Hessian,
+    9 numbers row-major, and ``grad``) and the length prior added; a joint whose step is not
+    finite (no known length, an unseen parent, fewer than two cameras) keeps its point."""
+    d = [x[0] - parent[0], x[1] - parent[1], x[2] - parent[2]]
+    span = max(math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-9)  # NaN stays NaN
+    scale = 1.0 / (span * length_sd)
+    j = [d[0] * scale, d[1] * scale, d[2] * scale]  # the length residual's gradient
+    r = (span - length) / length_sd
+    rhs = [grad[0] + j[0] * r, grad[1] + j[1] * r, grad[2] + j[2] * r]
     # (H + j j')^-1 rhs = A rhs - A j (j' A rhs) / (1 + j' A j), with A = H^-1.
-    a_rhs = (inverse @ rhs[..., None])[..., 0]
-    a_j = (inverse @ j[..., None])[..., 0]
-    step = a_rhs - a_j * ((j * a_rhs).sum(axis=1) / (1.0 + (j * a_j).sum(axis=1)))[:, None]
-    return np.where(np.isfinite(step).all(axis=1)[:, None], x - step, x)
+    a = inverse
+    a_rhs = [a[3 * i] * rhs[0] + a[3 * i + 1] * rhs[1] + a[3 * i + 2] * rhs[2] for i in range(3)]
+    a_j = [a[3 * i] * j[0] + a[3 * i + 1] * j[1] + a[3 * i + 2] * j[2] for i in range(3)]
+    k = (j[0] * a_rhs[0] + j[1] * a_rhs[1] + j[2] * a_rhs[2]) / (
+        1.0 + j[0] * a_j[0] + j[1] * a_j[1] + j[2] * a_j[2]
+    )
+    step = [a_rhs[i] - a_j[i] * k for i in range(3)]
+    if not all(math.isfinite(v) for v in step):
+        return x
+    return [x[0] - step[0], x[1] - step[1], x[2] - step[2]]

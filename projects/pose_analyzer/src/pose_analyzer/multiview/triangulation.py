@@ -14,12 +14,12 @@ Order per group: plain DLT; left/right swap correction when the labels fit poorl
 (``Triangulator._side_swaps``); outlier-camera selection (``Triangulator._choose``);
 raw-image reprojection errors.
 
-All keypoints are solved at once.  The linear least squares are solved through their 4x4
-normal matrices (stacked rows ``A`` (K, 2C, 4), then ``A^T A``) with the homogeneous
-coordinate fixed to 1: one batched 3x3 ``np.linalg.solve``.  The homogeneous SVD of the
-same ``A`` gives the same point for exact data (test_multiview_triangulation compares
-them) but costs ten times as much (0.43 ms against 0.04 ms for 21 keypoints here), and
-this runs for every synchronised group of a live session.
+All keypoints are solved at once, through their normal equations in closed form (``dlt``):
+the homogeneous SVD of the same rows gives the same point for exact data
+(test_multiview_triangulation compares them) but costs ten times as much, and this runs for
+every synchronised group of a live session.  Arrays on the hot path keep the keypoints on
+their last axis (see ``dlt``: numpy's per-call cost, not the arithmetic, is what a group of
+21 keypoints pays for).
 
 Outliers: every keypoint is triangulated from every camera subset missing at most two
 cameras (for four cameras, every set of two or more), in the same batch.  While a keypoint
@@ -42,16 +42,17 @@ import numpy as np
 import numpy.typing as npt
 
 from pose_analyzer.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from pose_analyzer.multiview.dlt import MIN_CAMERAS, dlt_basis, dlt_features, solve_dlt, solve_normal
 from pose_analyzer.multiview.rig import CameraRig
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+__all__ = ["MIN_CAMERAS", "MIRRORED", "Triangulation", "Triangulator", "solve_dlt", "triangulate"]
 
 # Pose2Sim's defaults for triangulation on the same demo rig: reproj_error_threshold_triangulation
 # (px) and likelihood_threshold_triangulation.
 DEFAULT_OUTLIER_PX = 15.0
 DEFAULT_MIN_CONFIDENCE = 0.3
-MIN_CAMERAS = 2
 # Left/right swap detection (Triangulator._side_swaps).
 _SWAP_CLIP_PX = 100.0
 _SWAP_GAIN = 0.7
@@ -63,7 +64,8 @@ MIRRORED = np.array(
     ],
     dtype=np.intp,
 )
-_SIDED = np.arange(NUM_KEYPOINTS) != MIRRORED
+_KEYPOINTS = np.arange(NUM_KEYPOINTS)
+_SIDED = _KEYPOINTS != MIRRORED
 # Outlier rejection drops at most this many cameras per keypoint (all but two of a 4-camera rig).
 _MAX_DROPS = 2
 
@@ -93,30 +95,6 @@ class Triangulation:
     weights: FloatArray | None = None
 
 
-def solve_dlt(extrinsics: FloatArray, xy: FloatArray, weights: FloatArray) -> FloatArray:
-    """Weighted linear triangulation, batched over points.
-
-    ``extrinsics`` (C, 3, 4) ``[R | t]``, ``xy`` (C, N, 2) normalised undistorted coordinates
-    (anything finite where the weight is 0), ``weights`` (C, N).  Returns (N, 3); a point
-    whose system is singular (fewer than two cameras, or all on one ray) is NaN.
-    """
-    x, y = xy[..., 0:1], xy[..., 1:2]
-    p1, p2, p3 = extrinsics[:, None, 0, :], extrinsics[:, None, 1, :], extrinsics[:, None, 2, :]
-    w = weights[..., None]
-    rows = np.concatenate([w * (x * p3 - p1), w * (y * p3 - p2)], axis=0)  # (2C, N, 4)
-    a = rows.transpose(1, 0, 2)
-    m = a.transpose(0, 2, 1) @ a  # (N, 4, 4)
-    lhs, rhs = m[:, :3, :3], -m[:, :3, 3:4]
-    try:
-        return np.asarray(np.linalg.solve(lhs, rhs)[..., 0])
-    except np.linalg.LinAlgError:
-        out = np.full((lhs.shape[0], 3), np.nan)
-        for i in range(lhs.shape[0]):  # rare: one singular system in the batch
-            if np.linalg.matrix_rank(lhs[i]) == 3:
-                out[i] = np.linalg.solve(lhs[i], rhs[i])[:, 0]
-        return out
-
-
 class Triangulator:
     """Triangulation for a fixed list of rig cameras, with their constants prepared once.
 
@@ -139,21 +117,36 @@ class Triangulator:
         self.min_confidence = float(min_confidence)
         self.outlier_px = float(outlier_px)
         self.extrinsics = np.stack([np.hstack([c.rotation, c.translation[:, None]]) for c in self._cams])
-        self._k = np.stack([c.matrix for c in self._cams])  # (C, 3, 3)
+        k = np.stack([c.matrix for c in self._cams])  # (C, 3, 3)
         # Pixels per unit of normalised coordinates (the mean of fx and fy), per camera.
-        self.focal_px = 0.5 * (self._k[:, 0, 0] + self._k[:, 1, 1])
+        self.focal_px = 0.5 * (k[:, 0, 0] + k[:, 1, 1])
         dist = np.stack([c.distortion for c in self._cams])  # (C, 5): k1, k2, p1, p2, k3
-        k = self._k
-        self._model = tuple(v[:, None] for v in (dist[:, 0], dist[:, 1], dist[:, 4], k[:, 0, 0], k[:, 0, 1]))
-        self._model += tuple(v[:, None] for v in (k[:, 0, 2], k[:, 1, 1], k[:, 1, 2]))
-        self._p12 = dist[:, None, [2, 3]]  # (C, 1, 2): p1, p2
-        self._p21 = dist[:, None, [3, 2]]  # (C, 1, 2): p2, p1
+        # The projection's constants, shaped to broadcast over (C, 2, N) and (C, N) (``_pixels``).
+        self._rotations = self.extrinsics[:, :, :3].reshape(-1, 3)  # (C * 3, 3)
+        self._translations = self.extrinsics[:, :, 3].reshape(-1, 1)
+        self._k1, self._k2 = dist[:, 0, None].copy(), dist[:, 1, None].copy()  # (C, 1)
+        # k3 (C, 1); None when every camera's is 0 (most calibrations): two array calls fewer
+        self._k3 = dist[:, 4, None].copy() if dist[:, 4].any() else None
+        self._p1, self._p2 = 2 * dist[:, 2, None], 2 * dist[:, 3, None]  # (C, 1): 2 p1, 2 p2
+        self._p21 = dist[:, [3, 2], None]  # (C, 2, 1): p2, p1
+        self._intrinsics = k[:, :2, :2].copy()  # (C, 2, 2): fx, skew; 0, fy
+        self._centres = k[:, :2, 2:].copy()  # (C, 2, 1)
         self.swap_sides = swap_sides
         self._swapped = np.zeros(len(self.cameras), dtype=bool)
         self._masks, self._child = _camera_subsets(len(self.cameras))
+        self._has_child = (self._child >= 0)[:, :, None]
+        self._child = np.maximum(self._child, 0)
+        # Normal matrices (dlt): of the full set, and of every subset at once, rows (12 * S)
+        # entry-major, so that ``(basis @ features).reshape(12, S * K)``.
+        basis = dlt_basis(self.extrinsics)  # (12, C * 4)
+        self._basis = basis
+        self._subset_basis = (basis[:, None, :] * np.repeat(self._masks, 4, axis=1)[None]).reshape(
+            -1, basis.shape[1]
+        )
+        self._reject = math.isfinite(self.outlier_px) and len(self.cameras) > MIN_CAMERAS
 
     def __call__(self, points2d: npt.ArrayLike, confidence: npt.ArrayLike) -> Triangulation:
-        pts = np.asarray(points2d, dtype=np.float64)
+        pts = np.array(points2d, dtype=np.float64)  # a copy: the result keeps it
         conf = np.asarray(confidence, dtype=np.float64)
         n_cams = len(self.cameras)
         if pts.ndim != 3 or pts.shape[0] != n_cams or pts.shape[2] != 2 or conf.shape != pts.shape[:2]:
@@ -162,41 +155,25 @@ class Triangulator:
                 f"{self.cameras}; got {pts.shape} and {conf.shape}"
             )
         xy, seen = self._undistort(pts)
-        weights = np.where(np.isfinite(conf), conf, 0.0)
-        used = seen & (weights >= self.min_confidence) & (weights > 0)
-        weights = np.where(used, weights, 0.0)
+        # Positive and at least min_confidence; a NaN confidence fails the comparison.
+        used = seen & ((conf >= self.min_confidence) if self.min_confidence > 0 else (conf > 0))
+        weights = np.where(used, conf, 0.0)
         raw = (pts, xy, weights, used)
         check = self.swap_sides and pts.shape[1] == NUM_KEYPOINTS and n_cams > MIN_CAMERAS
         state = self._swapped if check and self._swapped.shape == (n_cams,) else np.zeros(n_cams, dtype=bool)
-        reject = np.isfinite(self.outlier_px) and n_cams > MIN_CAMERAS
-        inputs = [_mirror_cameras(a, state) for a in raw]
-        table = self._table(inputs, every_subset=reject)
+        inputs = _mirror_all(raw, state)
+        table = self._table(inputs, every_subset=self._reject)
         if check:
             # table[1][:, 0] and table[2][0]: the errors and cameras of the plain DLT (all cameras)
             better = self._side_swaps(raw, state, table[1][:, 0], table[2][0])
-            if (better != state).any():
+            if better is not state and (better != state).any():
                 state = better
-                inputs = [_mirror_cameras(a, state) for a in raw]
-                table = self._table(inputs, every_subset=reject)
+                inputs = _mirror_all(raw, state)
+                table = self._table(inputs, every_subset=self._reject)
             self._swapped = state
-        swapped = tuple(name for name, f in zip(self.cameras, state, strict=True) if f)
-        points, used, err = self._choose(*table)
-        n = used.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_err = np.where(n >= MIN_CAMERAS, np.where(used, err, 0.0).sum(axis=0) / n, np.nan)
-        return Triangulation(
-            points, mean_err, used, swapped, np.where(used, err, np.nan), inputs[0], inputs[1], inputs[2]
-        )
-
-    def _linear(
-        self, pts: FloatArray, xy: FloatArray, weights: FloatArray, used: BoolArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """Plain weighted DLT of every keypoint seen twice (NaN otherwise) and its errors (C, K)."""
-        enough = used.sum(axis=0) >= MIN_CAMERAS
-        points = np.full((used.shape[1], 3), np.nan)
-        if enough.any():
-            points[enough] = solve_dlt(self.extrinsics, xy[:, enough], weights[:, enough])
-        return points, self.project_errors(points, pts)
+        swapped = tuple(name for name, f in zip(self.cameras, state.tolist(), strict=True) if f)
+        points, used, err, mean_err = self._choose(*table)
+        return Triangulation(points, mean_err, used, swapped, err, inputs[0], inputs[1], inputs[2])
 
     def _side_swaps(
         self,
@@ -225,10 +202,13 @@ class Triangulator:
         toggled = [v for v in (current ^ t for t in np.eye(n_cams, dtype=bool)) if 2 * v.sum() < n_cams]
         if not toggled:
             return current
-        stacked = [np.concatenate([_mirror_cameras(a, v) for v in toggled], axis=1) for a in raw]
-        _, c_err = self._linear(*stacked)
+        # Every toggled state's inputs side by side (C, T * K): one gather per input.
+        index = _mirror_index(np.array(toggled)[:, :, None])  # (T, C, K)
+        rows = np.arange(n_cams)[:, None]
+        stacked = [a[rows, index].swapaxes(0, 1).reshape(n_cams, -1, *a.shape[2:]) for a in raw]
+        c_err = self._table(stacked, every_subset=False)[1]
         scores = [
-            _sided_score(c_err[:, i * n_kp : (i + 1) * n_kp], stacked[3][:, i * n_kp : (i + 1) * n_kp])
+            _sided_score(c_err[:, 0, i * n_kp : (i + 1) * n_kp], stacked[3][:, i * n_kp : (i + 1) * n_kp])
             for i in range(len(toggled))
         ]
         i = int(np.nanargmin(scores)) if np.isfinite(scores).any() else -1
@@ -243,99 +223,100 @@ class Triangulator:
     def _undistort(self, pts: FloatArray) -> tuple[FloatArray, BoolArray]:
         """Normalised undistorted coordinates (C, K, 2), zero where unseen, and the seen mask."""
         seen = np.isfinite(pts).all(axis=2)
-        filled = np.where(
-            seen[..., None], pts, 0.0
-        )  # OpenCV gets finite points; unseen ones are zeroed after
-        xy = np.stack(
-            [
-                cv2.undistortPoints(filled[c][:, None, :], cam.matrix, cam.distortion)[:, 0]
-                for c, cam in enumerate(self._cams)
-            ]
-        )
+        xy = np.empty_like(pts)
+        for c, cam in enumerate(self._cams):  # OpenCV turns a non-finite point into NaN
+            xy[c] = cv2.undistortPoints(pts[c], cam.matrix, cam.distortion).reshape(-1, 2)
         return np.where(seen[..., None], xy, 0.0), seen
 
     def project(self, points: FloatArray) -> FloatArray:
         """Raw pixel positions (C, N, 2) of world points (N, 3) in every camera (OpenCV's model)."""
-        cam = np.einsum("cij,nj->cni", self.extrinsics[:, :, :3], points) + self.extrinsics[:, None, :, 3]
+        return self._pixels(np.asarray(points, dtype=np.float64).T).transpose(0, 2, 1)
+
+    def camera_coordinates(self, points: FloatArray) -> FloatArray:
+        """World points given as (3, N) in every camera's frame (C, 3, N), metres."""
+        return np.asarray((self._rotations @ points + self._translations).reshape(len(self.cameras), 3, -1))
+
+    def _pixels(self, points: FloatArray) -> FloatArray:
+        """Raw pixel positions (C, 2, N) of world points given as (3, N)."""
+        cam = self.camera_coordinates(points)
         with np.errstate(divide="ignore", invalid="ignore"):
-            xy = cam[..., :2] / cam[..., 2:3]
-        k1, k2, k3, fx, skew, cx, fy, cy = self._model
-        sq = xy * xy
-        r2 = sq[..., 0] + sq[..., 1]
-        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        cross = 2 * xy[..., 0] * xy[..., 1]
-        # tangential terms: x += 2 p1 x y + p2 (r2 + 2 x^2), y += p1 (r2 + 2 y^2) + 2 p2 x y
-        dist = xy * radial[..., None] + cross[..., None] * self._p12 + (r2[..., None] + 2 * sq) * self._p21
-        u = fx * dist[..., 0] + skew * dist[..., 1] + cx
-        v = fy * dist[..., 1] + cy
-        return np.stack([u, v], axis=-1)
+            xy = cam[:, :2] / cam[:, 2:]  # (C, 2, N)
+        x, y = xy[:, 0], xy[:, 1]
+        r2 = x * x + y * y
+        k2 = self._k2 if self._k3 is None else self._k2 + r2 * self._k3
+        radial = 1 + r2 * (self._k1 + r2 * k2)
+        # tangential terms: x += 2 p1 x y + p2 (r2 + 2 x^2) = p2 r2 + 2 x (p1 y + p2 x),
+        # y += p1 (r2 + 2 y^2) + 2 p2 x y = p1 r2 + 2 y (p1 y + p2 x)
+        tangential = x * self._p2 + y * self._p1
+        dist = xy * (radial + tangential)[:, None] + r2[:, None] * self._p21
+        # u = fx x + skew y + cx, v = fy y + cy
+        return np.asarray(self._intrinsics @ dist + self._centres)
 
     def project_errors(self, points: FloatArray, points2d: FloatArray) -> FloatArray:
         """Raw-image reprojection errors (C, N) in pixels; NaN where either side is missing."""
-        diff = self.project(points) - points2d
-        return np.asarray(np.hypot(diff[..., 0], diff[..., 1]))
+        diff = self._pixels(np.asarray(points, dtype=np.float64).T) - points2d.transpose(0, 2, 1)
+        return np.asarray(np.hypot(diff[:, 0], diff[:, 1]))
 
     def _table(
         self, inputs: Sequence[npt.NDArray[Any]], every_subset: bool = True
-    ) -> tuple[FloatArray, FloatArray, BoolArray]:
+    ) -> tuple[FloatArray, FloatArray, BoolArray, npt.NDArray[np.intp]]:
         """Every keypoint triangulated from every camera subset at once (one batched solve).
 
         The subsets are all camera sets missing at most ``_MAX_DROPS`` cameras (for four
         cameras: every set of two or more), the full set first; only the full set when
         ``every_subset`` is false.  ``inputs`` are the raw points, normalised points, weights
-        and seen cameras (all (C, K, ...)).  Returns points (S, K, 3), errors (C, S, K) and the
-        cameras of each subset and keypoint (S, C, K).
+        and seen cameras (all (C, K, ...)).  Returns points (3, S, K), errors (C, S, K), the
+        cameras of each subset and keypoint (S, C, K) and their number (S, K).
         """
         pts, xy, weights, used = inputs
-        masks = self._masks if every_subset else self._masks[:1]
-        n_sets, n_cams = masks.shape
-        n_kp = used.shape[1]
-        eff = used[None] & masks[:, :, None]
-        cols = eff.transpose(1, 0, 2).reshape(n_cams, -1)  # column s * K + k
-        flat_points, flat_err = self._linear(
-            np.tile(pts, (1, n_sets, 1)),
-            np.tile(xy, (1, n_sets, 1)),
-            np.tile(weights, (1, n_sets)) * cols,
-            cols,
-        )
-        return flat_points.reshape(n_sets, n_kp, 3), flat_err.reshape(n_cams, n_sets, n_kp), eff
+        n_cams, n_kp = used.shape
+        n_sets = len(self._masks) if every_subset else 1
+        eff = used[None] & self._masks[:n_sets, :, None]
+        basis = self._subset_basis if every_subset else self._basis
+        normal = (basis @ dlt_features(xy, weights)).reshape(12, n_sets * n_kp)
+        count = eff.sum(axis=1)
+        points = solve_normal(normal, (count >= MIN_CAMERAS).reshape(-1))
+        diff = self._pixels(points).reshape(n_cams, 2, n_sets, n_kp) - pts.transpose(0, 2, 1)[:, :, None]
+        return points.reshape(3, n_sets, n_kp), np.hypot(diff[:, 0], diff[:, 1]), eff, count
 
     def _choose(
-        self, points_all: FloatArray, err_all: FloatArray, eff: BoolArray
-    ) -> tuple[FloatArray, BoolArray, FloatArray]:
+        self, points_all: FloatArray, err_all: FloatArray, eff: BoolArray, count: npt.NDArray[np.intp]
+    ) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray]:
         """Drop outlier cameras keypoint by keypoint, by bookkeeping over the subset table.
 
         Starting from all cameras, a keypoint whose worst camera reprojects beyond
-        ``outlier_px`` moves to the subset without one camera that has the smallest mean
-        reprojection error, while it keeps more than two cameras.  Returns points (K, 3),
-        the cameras used (C, K) and their errors (C, K).
+        ``outlier_px`` (or whose point is singular) moves to the subset without one camera
+        that has the smallest mean reprojection error, while it keeps more than two cameras.
+        The move out of every subset is decided for all of them at once, then followed
+        ``_MAX_DROPS`` times.  Returns points (K, 3), the cameras used (C, K), their errors
+        (C, K, NaN elsewhere) and the mean error (K,), NaN where fewer than two cameras.
         """
-        child = self._child
-        n_kp = eff.shape[2]
-        in_set = eff.transpose(1, 0, 2)
-        count = eff.sum(axis=1)  # (S, K)
-        state = np.zeros(n_kp, dtype=np.intp)  # subset 0: every camera
+        n_sets, _, n_kp = eff.shape
         kps = np.arange(n_kp)
-        worst = np.where(in_set, np.nan_to_num(err_all, nan=np.inf), -1.0).max(axis=0)
-        if eff.shape[0] > 1 and ((count[0] > MIN_CAMERAS) & (worst[0] > self.outlier_px)).any():
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(
-                    count >= MIN_CAMERAS, np.where(in_set, err_all, 0.0).sum(axis=0) / count, np.inf
-                )
-            for _ in range(_MAX_DROPS):
-                bad = np.flatnonzero(
-                    (count[state, kps] > MIN_CAMERAS) & (worst[state, kps] > self.outlier_px)
-                )
-                if bad.size == 0:
-                    break
-                kids = child[state[bad]]  # (B, C): the subset without camera d
-                valid = (kids >= 0) & eff[state[bad], :, bad]
-                score = np.where(valid, mean[np.maximum(kids, 0), bad[:, None]], np.inf)
-                drop = np.argmin(score, axis=1)
-                ok = np.isfinite(score[np.arange(bad.size), drop])
-                state[bad[ok]] = kids[np.arange(bad.size), drop][ok]
-        used = eff[state, :, kps].T & (count[state, kps] >= MIN_CAMERAS)[None, :]
-        return points_all[state, kps], used, err_all[:, state, kps]
+        in_set = eff.transpose(1, 0, 2)
+        errors = np.where(in_set, err_all, 0.0)  # (C, S, K), errors are >= 0
+        # Mean error of every subset's point (S, K), NaN with fewer than two cameras.
+        mean = errors.sum(axis=0) / np.where(count >= MIN_CAMERAS, count, np.nan)
+        if n_sets == 1:
+            state = np.zeros(n_kp, dtype=np.intp)
+        else:
+            worst = errors.max(axis=0)  # NaN: a singular point
+            # np.fmin: a NaN mean (a singular point) scores inf.
+            score = np.where(self._has_child & eff, np.fmin(mean, np.inf)[self._child], np.inf)  # (S, C, K)
+            drop = score.argmin(axis=1)
+            moves = (count > MIN_CAMERAS) & ~(worst <= self.outlier_px) & (score.min(axis=1) < np.inf)
+            sets = np.arange(n_sets)[:, None]
+            after = np.where(moves, self._child[sets, drop], sets)
+            state = after[0]
+            for _ in range(_MAX_DROPS - 1):
+                state = after[state, kps]
+        used = eff[state, :, kps].T & (count[state, kps] >= MIN_CAMERAS)
+        return (
+            points_all[:, state, kps].T,
+            used,
+            np.where(used, err_all[:, state, kps], np.nan),
+            mean[state, kps],
+        )
 
 
 def _camera_subsets(n_cams: int) -> tuple[BoolArray, npt.NDArray[np.intp]]:
@@ -355,18 +336,28 @@ def _camera_subsets(n_cams: int) -> tuple[BoolArray, npt.NDArray[np.intp]]:
 
 def _sided_score(err: FloatArray, used: BoolArray) -> float:
     """Mean over the left/right keypoints of their mean reprojection error, each clipped at _SWAP_CLIP_PX."""
-    counted = used & (used.sum(axis=0) >= MIN_CAMERAS)
-    n = counted.sum(axis=0)[_SIDED]
-    clipped = np.minimum(np.where(counted, err, 0.0), _SWAP_CLIP_PX).sum(axis=0)[_SIDED]
-    seen = n > 0
-    return float((clipped[seen] / n[seen]).mean()) if seen.any() else math.nan
+    n = used.sum(axis=0)
+    clipped = np.minimum(np.where(used, err, 0.0), _SWAP_CLIP_PX).sum(axis=0)
+    counted = _SIDED & (n >= MIN_CAMERAS)  # keypoints seen by fewer cameras have no point
+    return float((clipped[counted] / n[counted]).mean()) if counted.any() else math.nan
 
 
-def _mirror_cameras(values: npt.NDArray[Any], cameras: BoolArray) -> npt.NDArray[Any]:
-    """``values`` (C, NUM_KEYPOINTS, ...) with the left/right keypoints of ``cameras`` exchanged."""
-    out = values.copy()
-    out[cameras] = values[cameras][:, MIRRORED]
-    return out
+def _mirror_index(cameras: BoolArray) -> npt.NDArray[np.intp]:
+    """Keypoint order (..., C, NUM_KEYPOINTS) that exchanges left and right where ``cameras``
+    (..., C, 1) is true."""
+    return np.where(cameras, MIRRORED, _KEYPOINTS)
+
+
+def _mirror_all(
+    raw: tuple[FloatArray, FloatArray, FloatArray, BoolArray], cameras: BoolArray
+) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray]:
+    """``raw`` (each (C, NUM_KEYPOINTS, ...)) with the left/right keypoints of ``cameras``
+    exchanged (itself when none is swapped)."""
+    if not cameras.any():
+        return raw
+    index, rows = _mirror_index(cameras[:, None]), np.arange(len(cameras))[:, None]
+    pts, xy, weights, used = (a[rows, index] for a in raw)
+    return pts, xy, weights, used
 
 
 def triangulate(
