@@ -11,7 +11,6 @@ data-modifying CTEs: there ``repository.record_rep`` adds the rows through the O
 
 from __future__ import annotations
 
-import math
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -31,7 +30,7 @@ from sqlalchemy import (
 )
 
 from pose_analyzer.storage.models import Repetition, RepFault, StreamRecord
-from pose_analyzer.storage.repository import check_rep
+from pose_analyzer.storage.repository import rep_columns
 from pose_analyzer.types import RepRecord
 
 _REPS = cast(Table, Repetition.__table__)
@@ -50,20 +49,9 @@ def reps_statement(
     """
     ctes: list[CTE] = []
     for n, (track_id, rep) in enumerate(reps):
-        check_rep(rep)
         inserted = (
             insert(_REPS)
-            .values(
-                stream_pk=stream_pk,
-                track_id=track_id,
-                exercise=rep.exercise,
-                rep_index=rep.index,
-                start_s=rep.start_time - clock_origin_s,
-                end_s=rep.end_time - clock_origin_s,
-                range_of_motion_deg=rep.range_of_motion_deg,
-                tempo_s=rep.tempo_s,
-                score=None if math.isnan(rep.score) else rep.score,
-            )
+            .values(**rep_columns(stream_pk, track_id, rep, clock_origin_s))
             .returning(_REPS.c.id)
             .cte(f"rep{n}")
         )

@@ -130,6 +130,23 @@ def check_rep(rep: RepRecord) -> None:
             raise ValueError(f"rep {rep.index} of {rep.exercise!r}: bad fault {fault!r}")
 
 
+def rep_columns(stream_pk: int, track_id: int, rep: RepRecord, clock_origin_s: float) -> dict[str, Any]:
+    """The ``repetitions`` row of ``rep`` (checked first, ``check_rep``), times relative to
+    ``clock_origin_s``: one mapping for the ORM path and the one-statement path alike."""
+    check_rep(rep)
+    return {
+        "stream_pk": stream_pk,
+        "track_id": track_id,
+        "exercise": rep.exercise,
+        "rep_index": rep.index,
+        "start_s": rep.start_time - clock_origin_s,
+        "end_s": rep.end_time - clock_origin_s,
+        "range_of_motion_deg": rep.range_of_motion_deg,
+        "tempo_s": rep.tempo_s,
+        "score": None if math.isnan(rep.score) else rep.score,
+    }
+
+
 def record_rep(
     db: Session, stream_pk: int, track_id: int, rep: RepRecord, *, clock_origin_s: float = 0.0
 ) -> None:
@@ -138,18 +155,9 @@ def record_rep(
     Raises:
         ValueError: non-finite numbers in the rep.
     """
-    check_rep(rep)
     db.add(
         Repetition(
-            stream_pk=stream_pk,
-            track_id=track_id,
-            exercise=rep.exercise,
-            rep_index=rep.index,
-            start_s=rep.start_time - clock_origin_s,
-            end_s=rep.end_time - clock_origin_s,
-            range_of_motion_deg=rep.range_of_motion_deg,
-            tempo_s=rep.tempo_s,
-            score=None if math.isnan(rep.score) else rep.score,
+            **rep_columns(stream_pk, track_id, rep, clock_origin_s),
             faults=[RepFault(code=f.code, message=f.message, weight=f.weight) for f in rep.faults],
         )
     )
