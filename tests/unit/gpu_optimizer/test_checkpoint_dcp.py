@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,12 @@ def _worker(rank: int, root: str, store: str) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    # Done and checked: leave without the interpreter's teardown, where gloo's threads once
+    # aborted a rank ("terminate called without an active exception", 1 run in about 30) after
+    # every assertion had passed.  A failed assertion above still raises and fails the spawn.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.mark.slow
