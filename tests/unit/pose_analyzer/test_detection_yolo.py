@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,12 +29,8 @@ def _read(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def detector() -> Iterator[YoloDetector]:
-    # The default cache (./.cache/onnx) is shared with the service: exported once per machine.
-    yolo = YoloDetector()
-    yolo.setup()
-    yield yolo
-    yolo.close()
+def detector(yolo_detector: YoloDetector) -> YoloDetector:
+    return yolo_detector
 
 
 @pytest.mark.parametrize(("name", "count"), [("bus.jpg", 4), ("zidane.jpg", 2)])

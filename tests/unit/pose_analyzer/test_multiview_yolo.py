@@ -13,7 +13,6 @@ triangulation above 15 px by default).  Every 7th of the first 57 frames at 640 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +31,8 @@ CENTRE = CAPTURE_CENTRE[:2]
 
 
 @pytest.fixture(scope="module")
-def detector() -> Iterator[YoloDetector]:
-    yolo = YoloDetector()
-    yolo.setup()
-    yield yolo
-    yolo.close()
+def detector(yolo_detector: YoloDetector) -> YoloDetector:
+    return yolo_detector
 
 
 def test_yolo_gives_one_3d_person_with_one_id(detector: YoloDetector, test_data: Path) -> None:
