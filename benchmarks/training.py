@@ -72,6 +72,19 @@ def scheduler(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRSchedule
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50))
 
 
+def train_config(name: str, root: Path, steps: int, ckpt_every: int, **extra: Any) -> TrainConfig:
+    """The kit's configuration both measurements use: checkpoints and the log under ``root``."""
+    return TrainConfig(
+        run_name=name,
+        max_steps=steps,
+        global_batch_size=BATCH,
+        checkpoint_dir=root / "ckpt",
+        checkpoint_every_steps=ckpt_every,
+        log_path=root / "run.jsonl",
+        **extra,
+    )
+
+
 class PlainLoop:
     """The hand-written loop the kit is compared with, advanced `run(n)` steps at a time."""
 
@@ -107,14 +120,7 @@ class KitLoop:
     """
 
     def __init__(self, dataset: TensorDataset, steps: int, ckpt_every: int, root: Path) -> None:
-        config = TrainConfig(
-            run_name="bench",
-            max_steps=steps,
-            global_batch_size=BATCH,
-            checkpoint_dir=root / "ckpt",
-            checkpoint_every_steps=ckpt_every,
-            log_path=root / "run.jsonl",
-        )
+        config = train_config("bench", root, steps, ckpt_every)
         self.trainer = Trainer(config, model(), optimizer, dataset, loss_fn, scheduler_factory=scheduler)
         assert self.trainer.persist is not None
         self.persist = self.trainer.persist
@@ -200,15 +206,7 @@ def compare(
 
 def child(root: Path, steps: int, ckpt_every: int) -> None:
     """The process the resume measurement kills and restarts."""
-    config = TrainConfig(
-        run_name="resume",
-        max_steps=steps,
-        global_batch_size=BATCH,
-        checkpoint_dir=root / "ckpt",
-        checkpoint_every_steps=ckpt_every,
-        log_path=root / "run.jsonl",
-        log_every_steps=1,
-    )
+    config = train_config("resume", root, steps, ckpt_every, log_every_steps=1)
     Trainer(config, model(), optimizer, data(), loss_fn, scheduler_factory=scheduler).fit()
 
 
