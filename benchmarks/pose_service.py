@@ -38,6 +38,9 @@ clients run on the same cores as the service, as a camera gateway on the same ho
 ``--backend yolo`` runs both loops on YOLO11n-pose (the service's shared, cross-stream batched
 model; the bare loop's workers each their own model, like MediaPipe's).
 
+The parts live in ``benchmarks/_pose_service/`` (frames, bare loop, service process, clients and
+their figures, report); this script parses the options and runs them in order.
+
 The last output line is one JSON object.
 """
 
@@ -49,338 +52,25 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import cv2
-import numpy as np
-import psutil
-from websockets.asyncio.client import ClientConnection, connect
+from _pose_service.bare import bare_fps
+from _pose_service.clients import run_clients, service_figures
+from _pose_service.frames import CAMERAS, DATA, SEND_FPS, encode_clip
+from _pose_service.report import goal_met_n4, per_client_count
+from _pose_service.service import RssSampler, running_service
 
-from pose_analyzer.detection.options import DetectorOptions
-from pose_analyzer.detection.registry import BACKENDS, build_detector, create_tracker
-from pose_analyzer.engine import PoseEngine, detect_and_analyse
-from pose_analyzer.settings import PoseSettings
+from pose_analyzer.detection.registry import BACKENDS
 from pose_analyzer.streaming.decode import decode_frame
-from pose_analyzer.types import Frame
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT / "tests" / "data"
-CAMERAS = tuple(f"multicam/videos/cam0{i}.mp4" for i in range(1, 5))
-SEND_FPS = 30.0
-DRIFT_WINDOW_S = 10.0
-GOAL_RATIO_N4 = 0.9
-GOAL_DRIFT = 1.2
-BARE_WARMUP = 10
-
-
-def encode_clip(path: Path, max_width: int, quality: int = 85) -> list[bytes]:
-    """The clip's frames downscaled to ``max_width`` as JPEG, played forward then backward.
-
-    Raises:
-        ValueError: the clip has no readable frame.
-    """
-    capture = cv2.VideoCapture(str(path))
-    images: list[bytes] = []
-    try:
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                break
-            h, w = image.shape[:2]
-            if w > max_width:
-                image = cv2.resize(image, (max_width, round(h * max_width / w)), interpolation=cv2.INTER_AREA)
-            images.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes())
-    finally:
-        capture.release()
-    if not images:
-        raise ValueError(f"no readable frame in {path}")
-    return images + images[-2:0:-1]
-
-
-def _json_number(value: float, digits: int) -> float | None:
-    """``value`` rounded, or None (JSON null) when it is not finite."""
-    return round(value, digits) if np.isfinite(value) else None
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
-
-
-# --- 1. bare backend loop ------------------------------------------------------------------------
-
-
-def _bare_worker(
-    clip: list[bytes],
-    backend: str,
-    exercise: str | None,
-    seconds: float,
-    start: threading.Barrier,
-    counts: list[int],
-) -> None:
-    """Decode + detect + ``PoseEngine.analyse`` over ``clip`` (cycled): 10 warm-up frames, then timed.
-
-    The timed phase begins when every worker is warm (``start``) and lasts ``seconds``;
-    ``counts`` gets the number of frames done in it.
-    """
-    # The detector options the service builds from the same settings (weights, ONNX cache).
-    detector = build_detector(backend, DetectorOptions.from_settings(PoseSettings(log_dir=None), "cpu"))
-    detector.setup()
-    try:
-        engine = PoseEngine(tracker=create_tracker(backend), exercise=exercise)
-
-        def step(i: int) -> None:
-            detect_and_analyse(detector, engine, Frame(decode_frame(clip[i % len(clip)]), i / SEND_FPS, i))
-
-        for i in range(BARE_WARMUP):
-            step(i)
-    except BaseException:
-        start.abort()  # the other workers stop waiting for this one
-        detector.close()
-        raise
-    try:
-        start.wait(timeout=300)
-        deadline = time.perf_counter() + seconds
-        i = BARE_WARMUP
-        while time.perf_counter() < deadline:
-            step(i)
-            i += 1
-        counts.append(i - BARE_WARMUP)
-    finally:
-        detector.close()
-
-
-def bare_fps(
-    clips: list[list[bytes]], workers: int, backend: str, exercise: str | None, seconds: float
-) -> float:
-    """Frames per second of ``workers`` bare loops in threads, each on its own camera, all together.
-
-    Raises:
-        RuntimeError: a worker failed (its traceback is printed by the thread).
-    """
-    counts: list[int] = []
-    start = threading.Barrier(workers)
-    threads = [
-        threading.Thread(
-            target=_bare_worker, args=(clips[w % len(clips)], backend, exercise, seconds, start, counts)
-        )
-        for w in range(workers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if len(counts) != workers:
-        raise RuntimeError("a bare backend worker failed (see its traceback above)")
-    return sum(counts) / seconds
-
-
-# --- 2. the real service -------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running_service(
-    workdir: Path, backend: str, timeout_s: float = 180.0
-) -> Iterator[tuple[str, psutil.Process]]:
-    """Start ``python -m pose_analyzer`` on a free loopback port; yields (base URL, process).
-
-    The service is stopped (terminate, then kill) when the block ends, by error or Ctrl-C too.
-
-    Raises:
-        RuntimeError: the service exited before it was ready.
-        TimeoutError: it was not ready within ``timeout_s``.
-    """
-    port = _free_port()
-    env = {
-        **os.environ,
-        "POSE_HOST": "127.0.0.1",
-        "POSE_PORT": str(port),
-        "POSE_BACKEND": backend,
-        "POSE_DATABASE_URL": f"sqlite:///{workdir / 'pose.db'}",
-        "POSE_LOG_DIR": str(workdir / "logs"),
-    }
-    log = workdir / "service.out"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pose_analyzer"], cwd=REPO_ROOT, env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the service exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the service was not ready after {timeout_s:g} s")
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
-                    if json.load(resp).get("status") == "ready":
-                        break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        yield url, psutil.Process(proc.pid)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-class RssSampler(threading.Thread):
-    """Samples the resident memory of a process and its children; ``peak_bytes`` is the maximum."""
-
-    def __init__(self, process: psutil.Process, interval_s: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.process, self.interval_s = process, interval_s
-        self.peak_bytes = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                tree = [self.process, *self.process.children(recursive=True)]
-                self.peak_bytes = max(self.peak_bytes, sum(p.memory_info().rss for p in tree))
-            except psutil.Error:  # a child that just ended; the next sample sees the rest
-                pass
-            self._stop_event.wait(self.interval_s)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
-
-
-@dataclass
-class ClientLog:
-    """What one client sent and got: send times by frame id, answers as (send, receive) times."""
-
-    sent: dict[int, float] = field(default_factory=dict)
-    answers: list[tuple[float, float]] = field(default_factory=list)
-    stopped: dict[str, Any] | None = None
-    errors: list[str] = field(default_factory=list)
-    send_blocked_s: float = 0.0
-
-
-async def _sender(ws: ClientConnection, clip: list[bytes], t0: float, seconds: float, log: ClientLog) -> None:
-    period = 1.0 / SEND_FPS
-    k = 0
-    next_at = t0
-    while True:
-        now = time.monotonic()
-        if now >= t0 + seconds:
-            break
-        if next_at > now:
-            await asyncio.sleep(next_at - now)
-        sent_at = time.monotonic()
-        log.sent[k] = sent_at  # before the sends: the answer may come while one still waits
-        await ws.send(json.dumps({"type": "frame", "frame_id": k, "capture_ts": sent_at}))
-        await ws.send(clip[k % len(clip)])
-        # Time spent in send: the client's own slowness, or TCP back-pressure when the
-        # service's event loop reads frames more slowly than they come.
-        log.send_blocked_s += time.monotonic() - sent_at
-        k += 1
-        # A late sender goes on at 30 fps from now rather than sending a burst to catch up.
-        next_at = max(next_at + period, time.monotonic() - period)
-    await ws.send(json.dumps({"type": "stop"}))
-
-
-async def _receiver(ws: ClientConnection, log: ClientLog) -> None:
-    async for message in ws:
-        received_at = time.monotonic()
-        data = json.loads(message)
-        if data.get("type") == "frame":
-            sent_at = log.sent.get(int(data["frame_id"]))
-            if sent_at is not None:
-                log.answers.append((sent_at, received_at))
-        elif data.get("type") == "stopped":
-            log.stopped = data
-            return
-        else:
-            log.errors.append(str(data)[:200])
-
-
-async def _client(
-    url: str, clip: list[bytes], exercise: str | None, ready: asyncio.Barrier, t0: list[float], seconds: float
-) -> ClientLog:
-    log = ClientLog()
-    async with connect(url, open_timeout=60, close_timeout=10, max_size=2**22) as ws:
-        await ws.send(json.dumps({"type": "start", "exercise": exercise}))
-        started = json.loads(await asyncio.wait_for(ws.recv(), 120))
-        if started.get("type") != "started":
-            raise RuntimeError(f"the service refused the stream: {started}")
-        if await ready.wait() == 0:  # one client sets the common start time
-            t0.append(time.monotonic() + 0.2)
-        await ready.wait()
-        receiving = asyncio.ensure_future(_receiver(ws, log))
-        try:
-            await _sender(ws, clip, t0[0], seconds, log)
-            # After ``stop`` the service answers the waiting frame, commits, then ``stopped``.
-            await asyncio.wait_for(asyncio.shield(receiving), 60)
-        finally:
-            receiving.cancel()
-    return log
-
-
-async def _run_clients(
-    base_url: str, clips: list[list[bytes]], n: int, exercise: str | None, seconds: float
-) -> tuple[list[ClientLog], float]:
-    ready = asyncio.Barrier(n)
-    t0: list[float] = []
-    ws_base = base_url.replace("http://", "ws://")
-    tasks = [
-        _client(f"{ws_base}/ws/streams/bench-{n}-{i}", clips[i % len(clips)], exercise, ready, t0, seconds)
-        for i in range(n)
-    ]
-    logs = await asyncio.wait_for(asyncio.gather(*tasks), seconds + 300)
-    return list(logs), t0[0]
-
-
-def service_figures(logs: list[ClientLog], t0: float, seconds: float) -> dict[str, float]:
-    """fps, latency percentiles, drop rate and drift of one run (see the module doc)."""
-    sent = sum(len(log.sent) for log in logs)
-    answers = [a for log in logs for a in log.answers]
-    latencies_ms = [(recv - send) * 1000.0 for send, recv in answers]
-    in_window = sum(1 for _, recv in answers if t0 <= recv <= t0 + seconds)
-    window = min(DRIFT_WINDOW_S, seconds / 2)
-    first = [(r - s) * 1000.0 for s, r in answers if s < t0 + window]
-    last = [(r - s) * 1000.0 for s, r in answers if s >= t0 + seconds - window]
-    drift = statistics.median(last) / statistics.median(first) if first and last else float("nan")
-    return {
-        "fps": in_window / seconds,
-        "p50_ms": _percentile(latencies_ms, 0.5),
-        "p99_ms": _percentile(latencies_ms, 0.99),
-        "drop_rate": 1.0 - len(answers) / sent if sent else float("nan"),
-        "latency_drift": drift,
-        "sent": float(sent),
-        "sent_fps": sent / seconds,
-        "send_ms": 1000.0 * sum(log.send_blocked_s for log in logs) / sent if sent else float("nan"),
-        "answered": float(len(answers)),
-    }
-
-
-# --- main ----------------------------------------------------------------------------------------
+# ``benchmarks/multiview_service.py`` imports these from here.
+__all__ = ["DATA", "encode_clip", "main", "running_service"]
 
 
 def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -439,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 # the load of a shared machine changes within minutes.
                 bare[n] = bare_fps(clips, cores, args.backend, exercise, args.bare_seconds)
                 print(f"bare loop: {bare[n]:.1f} fps on {cores} threads", file=sys.stderr)
-                logs, t0 = asyncio.run(_run_clients(url, clips, n, exercise, args.seconds))
+                logs, t0 = asyncio.run(run_clients(url, clips, n, exercise, args.seconds))
                 errors = [e for log in logs for e in log.errors]
                 if errors:
                     print(f"N={n}: {len(errors)} error answers, first: {errors[0]}", file=sys.stderr)
@@ -450,10 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             sampler.stop()
 
-    print(
-        f"\n{'N':>3} {'sent':>6} {'answered':>8} {'fps':>7} {'bare':>6} {'vs bare':>7} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'drop':>6} {'drift':>6} {'send ms':>7}"
-    )
     result: dict[str, Any] = {
         "benchmark": "pose_service",
         "backend": args.backend,
@@ -467,33 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         "bare_fps": round(statistics.median(bare.values()), 2),
         "bare_fps_serial": round(serial, 2),
     }
-    for n, r in runs.items():
-        ratio = r["fps"] / bare[n] if bare[n] else float("nan")
-        print(
-            f"{n:>3} {int(r['sent']):>6} {int(r['answered']):>8} {r['fps']:>7.1f} {bare[n]:>6.1f} "
-            f"{ratio:>7.2f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['drop_rate']:>6.3f} "
-            f"{r['latency_drift']:>6.2f} {r['send_ms']:>7.1f}"
-        )
-        result.update(
-            {
-                f"fps_{n}": _json_number(r["fps"], 2),
-                # Below 30 * N when the clients themselves lack CPU time on a busy machine.
-                f"sent_fps_{n}": _json_number(r["sent_fps"], 2),
-                f"send_ms_{n}": _json_number(r["send_ms"], 2),
-                f"bare_fps_{n}": round(bare[n], 2),
-                f"service_vs_bare_{n}": _json_number(ratio, 3),
-                f"p50_ms_{n}": _json_number(r["p50_ms"], 1),
-                f"p99_ms_{n}": _json_number(r["p99_ms"], 1),
-                f"drop_rate_{n}": _json_number(r["drop_rate"], 4),
-                f"latency_drift_{n}": _json_number(r["latency_drift"], 3),
-            }
-        )
+    result.update(per_client_count(runs, bare))
     result["peak_rss_mb"] = round(sampler.peak_bytes / 2**20, 1)
     if 4 in runs:
-        ratio4, drift4 = result["service_vs_bare_4"], result["latency_drift_4"]
-        result["goal_met_n4"] = bool(
-            ratio4 is not None and drift4 is not None and ratio4 >= GOAL_RATIO_N4 and drift4 <= GOAL_DRIFT
-        )
+        result["goal_met_n4"] = goal_met_n4(result)
     print(json.dumps(result))
     return 0
 
