@@ -42,6 +42,7 @@ from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.joint3d import Joined3D, join_3d
 from pose_analyzer.streaming.opening import CaptureClock, open_recording, reference_of
 from pose_analyzer.streaming.session import RawFrame, StreamSession
+from pose_analyzer.streaming.watched import WatchedReceive, WatchFiredError
 from pose_analyzer.types import FrameCounts
 from service_kit.errors import InvalidInputError, ServiceError, unexpected_error
 
@@ -81,6 +82,9 @@ class StreamConnection:
         self._interrupt: ServiceRestartError | None = None
         self._interrupted = asyncio.Event()
         self._joined: Joined3D | None = None  # the stream's 3D session, when start named a rig
+        # What ends a wait for the next message: the interrupt, a stalled client, the processor.
+        self._watched = WatchedReceive()
+        self._watches: tuple[asyncio.Future[Any], ...] = ()
 
     async def send(self, text: str) -> None:
         """Send one answer, waiting at most the send timeout for a client that does not read.
@@ -129,8 +133,11 @@ class StreamConnection:
     async def _serve_admitted(self) -> None:
         interrupted = asyncio.ensure_future(self._interrupted.wait())
         stalled = asyncio.ensure_future(self.channel.stalled())
+        self._watches = (interrupted, stalled)
+        for watch in self._watches:
+            self._watched.watch(watch)
         try:
-            await self._loop({interrupted, stalled})
+            await self._loop()
         except ClientGoneError:
             # The connection went while we sent: the client left (nothing to close), or the
             # service stopped under it.  Not the stream's failure.
@@ -205,9 +212,9 @@ class StreamConnection:
             joined, self._joined = self._joined, None
             await joined.leave()
 
-    async def _loop(self, watches: set[asyncio.Future[Any]]) -> None:
+    async def _loop(self) -> None:
         while True:
-            message = await self._receive(watches)
+            message = await self._receive()
             if message is None:
                 return  # the client left; nothing to close
             if isinstance(message, bytes):
@@ -222,30 +229,29 @@ class StreamConnection:
                 self.metrics.websocket_errors.labels(err.code).inc()
                 await self.send(ErrorMessage.of(err).model_dump_json())
 
-    async def _receive(self, watches: set[asyncio.Future[Any]]) -> str | bytes | None:
+    async def _receive(self) -> str | bytes | None:
         """The next message, or the processor's failure if it failed first.
 
         Raises:
             ServiceRestartError: the service is stopping (``interrupt``).
             StreamPolicyError: the client stopped reading (``Channel.stalled``).
         """
-        receiving = asyncio.ensure_future(self.channel.receive())
-        waits: set[asyncio.Future[Any]] = {receiving, *watches}
-        if self._processor is not None:
-            waits.add(self._processor)
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if receiving.done():
-            return receiving.result()
-        receiving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiving
+        self._raise_for_watches()  # one that ended while the last message was handled
+        try:
+            return await self._watched.receive(self.channel.receive)
+        except WatchFiredError:
+            self._raise_for_watches()
+            raise StreamClosedError("a watch of the stream fired without an outcome") from None
+
+    def _raise_for_watches(self) -> None:
+        """Raise what a watch that ended means: the interrupt, a stalled client, the processor's end."""
         if self._interrupt is not None:
             raise self._interrupt
-        if any(watch.done() for watch in watches):  # not interrupted: the client stalled
+        if any(watch.done() for watch in self._watches):  # not interrupted: the client stalled
             raise self._slow_client()
-        assert self._processor is not None  # the one awaitable left that can have ended
-        self._processor.result()  # raises the StreamClosedError that ended it
-        raise StreamClosedError("the stream's processor ended unexpectedly")
+        if self._processor is not None and self._processor.done():
+            self._processor.result()  # raises the StreamClosedError that ended it
+            raise StreamClosedError("the stream's processor ended unexpectedly")
 
     async def _on_text(self, text: str) -> bool:
         """Handle a control message; returns True when the stream ended (``stop``)."""
@@ -335,6 +341,7 @@ class StreamConnection:
             joint=self._joined,
         )
         self._processor = asyncio.ensure_future(self.session.run(self.send))
+        self._watched.watch(self._processor)
         if not announce:
             return
         await self.send(
