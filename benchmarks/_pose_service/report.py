@@ -39,6 +39,7 @@ def per_client_count(runs: dict[int, dict[str, float]], bare: dict[int, float]) 
                 f"service_vs_bare_{n}": json_number(ratio, 3),
                 f"p50_ms_{n}": json_number(r["p50_ms"], 1),
                 f"p99_ms_{n}": json_number(r["p99_ms"], 1),
+                f"p99_ms_steady_{n}": json_number(r["p99_ms_steady"], 1),
                 f"drop_rate_{n}": json_number(r["drop_rate"], 4),
                 f"latency_drift_{n}": json_number(r["latency_drift"], 3),
             }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = (1, 2)
-PER_N = ("fps", "service_vs_bare", "p50_ms", "p99_ms", "drop_rate", "latency_drift")
+PER_N = ("fps", "service_vs_bare", "p50_ms", "p99_ms", "p99_ms_steady", "drop_rate", "latency_drift")
 
 
 def test_short_run_reports_every_figure_with_sane_values(test_data: Path) -> None:
@@ -47,4 +47,5 @@ def test_short_run_reports_every_figure_with_sane_values(test_data: Path) -> Non
         assert math.isclose(figures["service_vs_bare"], figures["fps"] / bare, rel_tol=0.02)
         assert 0 <= figures["drop_rate"] <= 1, figures
         assert 0 < figures["p50_ms"] <= figures["p99_ms"], figures
+        assert 0 < figures["p50_ms"] <= figures["p99_ms_steady"], figures
         assert figures["latency_drift"] > 0, figures
