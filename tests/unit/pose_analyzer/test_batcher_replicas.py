@@ -83,3 +83,55 @@ async def test_a_single_frame_goes_to_one_replica_and_leaves_the_other_free() ->
         await batcher.close()
     assert sorted(i for b in first.batches + second.batches for i in b) == [1, 2, 3]
     assert all(len(b) == 1 for b in first.batches + second.batches)
+
+
+async def test_a_stream_hands_over_its_newest_frame_when_a_replica_takes_its_batch() -> None:
+    # Latest-frame-wins across the shared model: a frame that arrives while every replica is busy
+    # replaces the waiting one, rather than the waiting one being analysed (and answered) late.
+    gate = threading.Event()
+    only = GatedDetector(gate)
+    batcher = DetectionBatcher(only, window_s=0.0, max_batch=8)
+    batcher.start()
+    newest = {"frame": 10}
+    taken: list[int] = []
+
+    def take() -> Job:
+        taken.append(newest["frame"])
+        return Job(newest["frame"])
+
+    try:
+        busy = asyncio.ensure_future(batcher.submit(Job(1)))
+        assert await asyncio.to_thread(only.entered.wait, 10)  # the one replica is busy
+        waiting = asyncio.ensure_future(batcher.run(take))
+        await asyncio.sleep(0.05)
+        assert taken == []  # not taken while no replica is free
+        newest["frame"] = 11  # a newer frame replaced it meanwhile
+        gate.set()
+        first, second = await asyncio.gather(busy, waiting)
+    finally:
+        gate.set()
+        await batcher.close()
+    assert taken == [11]
+    assert only.batches == [[1], [11]]
+    assert (first.people[0].score, second.people[0].score) == (1.0, 11.0)
+
+
+async def test_a_take_that_fails_fails_its_request_alone() -> None:
+    gate = threading.Event()
+    gate.set()
+    only = GatedDetector(gate)
+    batcher = DetectionBatcher(only, window_s=0.05, max_batch=8)
+    batcher.start()
+
+    def broken() -> Job:
+        raise ValueError("no frame")
+
+    try:
+        outcomes = await asyncio.gather(batcher.run(broken), batcher.submit(Job(3)), return_exceptions=True)
+        failed, fine = outcomes
+    finally:
+        await batcher.close()
+    assert isinstance(failed, ValueError)
+    assert isinstance(fine, Detections)
+    assert fine.people[0].score == 3.0
+    assert only.batches == [[3]]

@@ -45,8 +45,9 @@ def run_job(detector: Detector, job: FrameJob[T], observe: Callable[[float], Non
 
 @dataclass(slots=True)
 class _Request:
-    job: FrameJob[Any]
+    take: Callable[[], FrameJob[Any]]
     future: asyncio.Future[Any]
+    job: FrameJob[Any] | None = None  # ``take()``'s, once the request's batch goes to a replica
 
 
 class DetectionBatcher:
@@ -107,10 +108,24 @@ class DetectionBatcher:
             RuntimeError: the batcher was not started or is closed.
             Exception: whatever decoding, the detector or finishing raised for this job.
         """
+        return await self.run(lambda: job)
+
+    async def run(self, take: Callable[[], FrameJob[T]]) -> T:
+        """The result of the job ``take()`` returns, computed in some batch.
+
+        ``take`` is called (in the event loop) only when the request's batch goes to a replica,
+        so a stream hands over its newest frame then, not the one it had when it queued: frames
+        that arrive while every replica is busy replace each other (latest-frame-wins) instead
+        of waiting in line, and their wait is bounded by the batches ahead, not by the queue.
+
+        Raises:
+            RuntimeError: the batcher was not started or is closed.
+            Exception: whatever ``take``, decoding, the detector or finishing raised for this job.
+        """
         if self._task is None or self._task.done():
             raise RuntimeError("the detection batcher is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Request(job, future))
+        await self._queue.put(_Request(take, future))
         return await future
 
     async def _collect(self) -> list[_Request]:
@@ -137,7 +152,7 @@ class DetectionBatcher:
         while True:
             # A free replica first: meanwhile the next batch keeps filling.
             replica = await free.get()
-            batch = [r for r in await self._collect() if not r.future.cancelled()]
+            batch = _taken(await self._collect())
             # The batch is shared among every replica free now, so they run side by side: with
             # latest-frame-wins the streams answered together send their next frames together,
             # and one replica taking them all would leave the others idle (on CPU, where a batch
@@ -159,7 +174,7 @@ class DetectionBatcher:
         loop = asyncio.get_running_loop()
         try:
             outcomes = await loop.run_in_executor(
-                self._executors[replica], self._process, replica, [r.job for r in batch]
+                self._executors[replica], self._process, replica, [_job(r) for r in batch]
             )
         except asyncio.CancelledError:
             for request in batch:
@@ -223,6 +238,26 @@ class DetectionBatcher:
         # A worker may still be inside detect(); wait for it without blocking the event loop.
         for executor in self._executors:
             await asyncio.to_thread(executor.shutdown, True)
+
+
+def _taken(batch: list[_Request]) -> list[_Request]:
+    """The requests still wanted, each with its job taken now (a failed ``take`` fails alone)."""
+    taken: list[_Request] = []
+    for request in batch:
+        if request.future.cancelled():
+            continue
+        try:
+            request.job = request.take()
+        except Exception as exc:
+            _settle(request, exc)
+            continue
+        taken.append(request)
+    return taken
+
+
+def _job(request: _Request) -> FrameJob[Any]:
+    assert request.job is not None  # set by ``_taken`` before dispatch
+    return request.job
 
 
 def _settle(request: _Request, outcome: Any) -> None:

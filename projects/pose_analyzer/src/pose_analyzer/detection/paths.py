@@ -10,7 +10,8 @@ decoded, detected and analysed:
   once it holds a slot.
 - ``SharedBatchPath`` (backends that batch, e.g. YOLO): one model for every stream (or a few
   replicas of it, each in its own thread); frames of several streams that arrive together go to
-  it as one batch (``DetectionBatcher``).
+  it as one batch (``DetectionBatcher``), and a stream takes its newest frame only when its
+  batch goes to a replica.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class _SharedDetector:
         self._batcher = batcher
 
     async def run(self, take: Callable[[], FrameJob[T]]) -> T:
-        return await self._batcher.submit(take())
+        return await self._batcher.run(take)
 
     async def release(self) -> None:
         return None

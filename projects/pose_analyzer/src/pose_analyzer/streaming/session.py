@@ -101,11 +101,11 @@ class StreamSession:
 
     The receive side calls ``offer`` for each frame; ``run`` hands the newest waiting frame to
     the stream's detector handle, where it is decoded, detected and analysed in one worker hop
-    (per-stream backends take the frame only once a compute slot is free, so the wait drops
-    stale frames instead of answering them late), sends the answer, and queues the analysis for
-    the database writer.  A frame that completed a rep is the one exception: its rep is committed
-    before the answer announcing it is sent (a client told of a rep finds it stored); other frames
-    never wait for the database.
+    (the frame is taken only once a compute slot, or a replica of a shared model, is free, so
+    the wait drops stale frames instead of answering them late), sends the answer, and queues
+    the analysis for the database writer.  A frame that completed a rep is the one exception: its
+    rep is committed before the answer announcing it is sent (a client told of a rep finds it
+    stored); other frames never wait for the database.
     """
 
     def __init__(
