@@ -8,7 +8,9 @@ their output: ``Triangulator`` (undistortion, weighted DLT, left/right swap chec
 rejection, reprojection errors) plus the bone-length prior (``BoneLengthPrior``: learn the
 segment lengths, refine the limbs, re-measure their errors) plus ``analyse_pose_3d`` (angles,
 measures, segment lengths, centre of mass) plus the live One Euro smoothing.  The first
-``--warmup`` groups are left out.
+``--warmup`` groups are left out.  ``step_ms_per_group`` gives the median of each of those
+four steps (they run right after MediaPipe, with cold caches: several times what they cost
+replayed alone).
 
 Goal (issue 12): ``triangulation_vs_detection`` = 3D time / detection time, summed over the
 same groups, at most 0.02.
@@ -68,6 +70,8 @@ def measure_triangulation(
     bones = BoneLengthPrior()
     detect_s: list[float] = []
     three_d_s: list[float] = []
+    # Per step of the 3D work: triangulate, bone-length prior, smoothing, analysis.
+    steps_s: list[tuple[float, float, float, float]] = []
     try:
         for index, group in enumerate(groups):
             points2d = np.full((len(videos), NUM_KEYPOINTS, 2), np.nan)
@@ -84,13 +88,18 @@ def measure_triangulation(
                     points2d[c] = kps[:, :2] * np.array(down) * np.array(video.scale)
                     conf[c] = kps[:, 2]
             begin_3d = time.perf_counter()
-            result = bones(tri(points2d, conf), tri)
+            triangulated = tri(points2d, conf)
+            t_tri = time.perf_counter()
+            result = bones(triangulated, tri)
+            t_bones = time.perf_counter()
             smoothed = smoother.update(result.points, group[0].timestamp)
+            t_smooth = time.perf_counter()
             analyse_pose_3d(smoothed)
             done = time.perf_counter()
             if index >= warmup:
                 detect_s.append(detected - start)
                 three_d_s.append(done - begin_3d)
+                steps_s.append((t_tri - begin_3d, t_bones - t_tri, t_smooth - t_bones, done - t_smooth))
     finally:
         for detector in detectors:
             detector.close()
@@ -99,6 +108,10 @@ def measure_triangulation(
         "goal_triangulation_vs_detection": GOAL,
         "detect_ms_per_group": round(1000 * statistics.median(detect_s), 2),
         "triangulate_analyse_ms_per_group": round(1000 * statistics.median(three_d_s), 3),
+        "step_ms_per_group": {
+            name: round(1000 * statistics.median(t[i] for t in steps_s), 3)
+            for i, name in enumerate(("triangulate", "bone_prior", "smooth", "analyse"))
+        },
         "groups": len(detect_s),
     }
 

@@ -103,6 +103,13 @@ def triangulate(
     backend: Annotated[
         str, typer.Option(help="Pose backend: mediapipe (one person) or yolo (every person, associated).")
     ] = "mediapipe",
+    bone_prior: Annotated[
+        bool,
+        typer.Option(
+            help="Refine the limbs with the segment lengths learnt over the clip, as live sessions do "
+            "(single-person backends)."
+        ),
+    ] = True,
 ) -> None:
     """Triangulate people in 3D from synchronised videos of a calibrated rig."""
     console = Console(stderr=True)
@@ -142,6 +149,7 @@ def triangulate(
             overlay_dir=output / "overlays" if overlays else None,
             on_group=lambda _: progress.advance(task),
             max_groups=frames,
+            bone_prior=bone_prior,
         )
     filter_at = filter_hz or None
     written = write_outputs(series, output, name, filter_at)

@@ -9,6 +9,11 @@ A video whose frame size differs from its camera's calibrated image size: when t
 ratio is the same it is a scaled copy and the coordinates are scaled; otherwise its pixels
 are used as they are, as Pose2Sim does (the demo's cam01 and cam02 videos are 1080 px wide
 against a 1088 px calibration), and the result says so.
+
+Each group is triangulated as a live single-person session does it: ``Triangulator``, then the
+person's limbs refined with the segment lengths learnt over the clip so far
+(``bones.BoneLengthPrior``, causal, one group after the other), so that the offline figures
+are those of the live path.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pose_analyzer.multiview.biomechanics3d import (
     butterworth_filter,
     coefficient_of_variation,
 )
+from pose_analyzer.multiview.bones import BoneLengthPrior
 from pose_analyzer.multiview.export import draw_reprojection, plot_reprojection, write_series_csv, write_trc
 from pose_analyzer.multiview.rig import Camera, CameraRig, RigError
 from pose_analyzer.multiview.triangulation import DEFAULT_MIN_CONFIDENCE, DEFAULT_OUTLIER_PX, Triangulator
@@ -128,8 +134,12 @@ def run_multiview(
     overlay_dir: Path | None = None,
     on_group: Callable[[int], None] | None = None,
     max_groups: int | None = None,
+    bone_prior: bool = True,
 ) -> MultiviewSeries:
     """Detect, triangulate and time every synchronised group of ``videos``.
+
+    With ``bone_prior`` (the default, as live sessions) each group's limbs are refined by a
+    ``BoneLengthPrior`` learning over the clip; without it the points are the triangulation's.
 
     With ``overlay_dir``, each camera's frames are written there with the detected points
     (green) and the reprojected 3D skeleton (red).  ``on_group`` is called after each group;
@@ -137,6 +147,7 @@ def run_multiview(
     """
     rig = CameraRig(tuple(v.camera for v in videos))
     tri = Triangulator(rig, rig.names, min_confidence=min_confidence, outlier_px=outlier_px)
+    prior = BoneLengthPrior() if bone_prior else None
     fps = videos[0].info.fps
     notes = [f"{v.camera.name}: {v.note}" for v in videos if v.note]
     if len({round(v.info.fps, 3) for v in videos}) > 1:
@@ -179,6 +190,8 @@ def run_multiview(
                     group_conf[c] = kps[:, 2]
             mid = time.perf_counter()
             result = tri(group_2d, group_conf)
+            if prior is not None:
+                result = prior(result, tri)
             triangulated = time.perf_counter()
             analyse_pose_3d(result.points)  # timed as a live session runs it; summarise() recomputes
             timings["detect_s"] += mid - start
