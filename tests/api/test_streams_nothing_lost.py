@@ -102,6 +102,44 @@ def test_every_announced_rep_is_already_committed(tmp_path: Path, squats: list[t
     assert rows(db_file, "SELECT COUNT(*), COUNT(DISTINCT rep_index) FROM reps") == [(len(reps), len(reps))]
 
 
+def test_a_rep_whose_commit_fails_is_never_announced_and_the_stream_fails(
+    tmp_path: Path, squats: list[tuple[float, bytes]]
+) -> None:
+    db_file = tmp_path / "pose.db"
+    reps: list[dict[str, Any]] = []
+    with (
+        make_client(db_file, stream_commit_attempts=2, stream_commit_backoff_s=0.05) as client,
+        client.websocket_connect("/ws/streams/locked") as ws,
+    ):
+        ws.send_text(json.dumps({"type": "start", "exercise": "squat"}))
+        assert ws.receive_json()["type"] == "started"
+        frames = iter(squats)
+        for capture_ts, data in frames:  # until the first rep is announced
+            assert send_frame(ws, capture_ts, data, reps)["type"] == "frame"
+            if reps:
+                break
+        before = len(reps)
+        # Another connection holds the database: the next rep's commit fails (the 10 s flush is
+        # far off); its frame and the next ones are still answered, without it.
+        other = sqlite3.connect(db_file, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            for capture_ts, data in frames:
+                answer = send_frame(ws, capture_ts, data, reps)
+                if answer["type"] != "frame":
+                    break
+                assert answer["rep_count"] == before
+            with pytest.raises(WebSocketDisconnect) as closed:
+                next_answer(ws, reps)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    assert answer["type"] == "error", answer
+    assert answer["error"]["code"] == "storage_failed"
+    assert (closed.value.code, "could not be saved" in closed.value.reason) == (1011, True)
+    assert len(reps) == before == 1  # the rep whose commit failed was never announced
+
+
 def test_a_locked_database_at_stop_gets_an_error_and_the_stream_recorded_failed(
     tmp_path: Path, frames: list[bytes]
 ) -> None:
