@@ -13,9 +13,9 @@ without stream recording (no background writer, no commits), reached directly, n
    ``--seconds`` each, so that both meet the same load of the shared machine.
    ``p99_writer_vs_none`` = p99 of the per-frame latency (client send -> answer) with the writer
    / the same without it (goal <= 1.05); ``p99_writer_vs_none_no_rep_frames`` the same over the
-   frames that completed no rep (nothing waits for a commit there).  PostgreSQL's own CPU is
-   spent on the same cores as both groups' replicas; the writer's thread, event-loop work and
-   commit waits only in r1.
+   frames that completed no rep.  No answer waits for a commit (a rep frame is answered at once,
+   its rep announced by a ``rep`` message after the commit).  PostgreSQL's own CPU is spent on
+   the same cores as both groups' replicas; the writer's thread and event-loop work only in r1.
 3. Failover: one session of 2 cameras streams through HAProxy; ``--kills`` times the replica
    serving it is SIGKILLed and started again once the cameras answer on a survivor.
    ``failover_s_p50``/``failover_s_max``: per camera and kill, the time from the kill's lost
@@ -23,18 +23,19 @@ without stream recording (no background writer, no commits), reached directly, n
    ``lost_reps``: reps any client was told about that PostgreSQL does not hold (goal 0).
 4. ``rep_commit_ms_p99``: the issue's "time from the rep's last frame to its commit", measured
    at the service: from the arrival of the frame that completed the rep to the rep's commit
-   returning.  The service commits a rep before it builds the answer that announces it, so the
-   answer's ``latency_ms`` (arrival -> answer built, the service's own clock) is that time plus
-   the microseconds of building the answer; network, HAProxy and the client are not in it.
+   returning.  The service answers that frame at once and announces the rep in a ``rep``
+   message built once the commit returned, so that message's ``latency_ms`` (arrival ->
+   announcement, the service's own clock) is that time plus the microseconds of building it;
+   network, HAProxy and the client are not in it.
    Pooled over every rep frame of the recorded streams (phases 1, 2 and 3); ``rep_commit_n``
    says how many.  It includes the frame's wait for a core, its decoding and detection (the rep
    is known only once the frame is analysed).
    ``rep_commit_wait_ms_p50``/``_p99``: the part of it spent waiting for the commit (the
-   answers' ``timings_ms.commit``: writer queue, thread hop, transaction).
+   ``rep`` messages' ``commit_ms``: writer queue, thread hop, transaction).
    ``rep_commit_ms_p99_metrics``: cross-check from R's ``pose_stream_rep_commit_seconds``
    histogram after phase 1 (the upper bound of the bucket holding its p99).
-   ``rep_answer_ms_p99``: the client's send -> answer of the same frames (what was reported as
-   rep_commit_ms_p99 before: network and the client's queueing included), for comparison, and
+   ``rep_answer_ms_p99``: the client's send of the rep's frame -> the rep's announcement
+   (network and the client's queueing included), for comparison, and
    ``frame_latency_ms_p99`` the same for every frame of the failover session.
 
 The machine's cores are shared by the replicas, HAProxy, PostgreSQL and the clients.
@@ -99,8 +100,8 @@ class Run:
 
     fps: float
     latencies_ms: list[float]  # client send -> answer, every frame
-    rep_service_ms: list[float]  # the service's arrival -> answer of the frames that announced a rep
-    rep_answer_ms: list[float]  # client send -> answer of those frames
+    rep_service_ms: list[float]  # the service's arrival of a rep's frame -> the rep's announcement
+    rep_answer_ms: list[float]  # client send of a rep's frame -> the rep's announcement
     rep_commit_wait_ms: list[float]  # the part of rep_service_ms spent waiting for the commit
 
 
@@ -221,7 +222,7 @@ async def writer_cost(
         for turn in range(2 * (1 + max(1, round(seconds / turn_s)))):
             name = ("writer", "none")[turn % 2]
             stats = list(sessions[name].stats.values())
-            marks = [(len(s.latencies_ms), len(s.rep_latencies_ms)) for s in stats]
+            marks = [(len(s.latencies_ms), len(s.rep_frame_latencies_ms)) for s in stats]
             gates[name].set()
             await asyncio.sleep(turn_s)
             gates[name].clear()
@@ -229,7 +230,7 @@ async def writer_cost(
             if turn >= 2:
                 for s, (frames, reps) in zip(stats, marks, strict=True):
                     latencies[name] += list(s.latencies_ms)[frames:]
-                    rep_frames[name] += s.rep_latencies_ms[reps:]
+                    rep_frames[name] += s.rep_frame_latencies_ms[reps:]
     finally:
         for gate in gates.values():
             gate.set()

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from pose_analyzer.app import create_app
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.storage import Database, start_session
+from tests.api.stream_messages import next_answer
 from tests.clips import encoded_frames
 
 WIDTH = 360  # downscaled for speed; MediaPipe still finds the person
@@ -40,15 +41,17 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, test_data: Path) -> Itera
         with client.websocket_connect("/ws/streams/curl") as ws:
             ws.send_text(json.dumps({"type": "start", "exercise": "biceps_curl"}))
             started = ws.receive_json()
+            reps: list[dict[str, Any]] = []
             for frame_id, (capture_ts, data) in enumerate(frames):
                 ws.send_text(json.dumps({"type": "frame", "frame_id": frame_id, "capture_ts": capture_ts}))
                 ws.send_bytes(data)
-                assert ws.receive_json()["type"] == "frame"
+                assert next_answer(ws, reps)["type"] == "frame"
             ws.send_text(json.dumps({"type": "stop"}))
-            stopped = ws.receive_json()
+            stopped = next_answer(ws, reps)
         assert started["type"] == "started"
         assert started["session_id"]
         assert stopped["type"] == "stopped"
+        assert [m["rep"] for m in reps] == stopped["reps"]  # each rep announced once, as stored
         yield {"client": client, "session_id": started["session_id"], "stopped": stopped}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from pose_analyzer.app import create_app
 from pose_analyzer.exercises.reference import PHASES
 from pose_analyzer.settings import PoseSettings
+from tests.api.stream_messages import next_answer
 from tests.api.test_sessions_api import clip_frames
 
 ELBOWS = 165.0 - 120.0 * np.sin(np.linspace(0.0, np.pi, 40))  # 165 -> 45 -> 165
@@ -26,13 +28,14 @@ def test_stream_reps_are_compared_with_the_reference(tmp_path: Path, test_data: 
         start = {"type": "start", "exercise": "biceps_curl", "reference_rep": REFERENCE}
         ws.send_text(json.dumps(start))
         assert ws.receive_json()["type"] == "started"
-        reps = []
+        announced: list[dict[str, Any]] = []
         for frame_id, (capture_ts, data) in enumerate(frames):
             ws.send_text(json.dumps({"type": "frame", "frame_id": frame_id, "capture_ts": capture_ts}))
             ws.send_bytes(data)
-            reps += [p["rep"] for p in ws.receive_json()["people"] if p["rep"] is not None]
+            assert next_answer(ws, announced)["type"] == "frame"
         ws.send_text(json.dumps({"type": "stop"}))
-        stopped = ws.receive_json()
+        stopped = next_answer(ws, announced)
+    reps = [m["rep"] for m in announced]
     assert len(reps) == stopped["rep_count"] == 3
     for rep in reps:
         assert 0 <= rep["reference"]["score"] <= 100

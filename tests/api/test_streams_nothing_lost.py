@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from pose_analyzer.app import create_app
 from pose_analyzer.settings import PoseSettings
 from pose_analyzer.shutdown import ShutdownNotice
+from tests.api.stream_messages import next_answer
 from tests.api.test_streams import camera_frames, metric
 from tests.clips import encoded_frames
 
@@ -51,38 +52,92 @@ def rows(db_file: Path, sql: str) -> list[tuple[Any, ...]]:
         return connection.execute(sql).fetchall()
 
 
-def send_frame(ws: WebSocketTestSession, capture_ts: float, data: bytes) -> dict[str, Any]:
+def send_frame(
+    ws: WebSocketTestSession, capture_ts: float, data: bytes, reps: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Send a frame; its answer (the ``rep`` messages received before it go to ``reps``)."""
     ws.send_text(json.dumps({"type": "frame", "capture_ts": capture_ts}))
     ws.send_bytes(data)
-    answer: dict[str, Any] = ws.receive_json()
-    return answer
+    return next_answer(ws, [] if reps is None else reps)
 
 
 def test_every_announced_rep_is_already_committed(tmp_path: Path, squats: list[tuple[float, bytes]]) -> None:
     db_file = tmp_path / "pose.db"
-    announced = 0
+    reps: list[dict[str, Any]] = []
+    answered: set[int] = set()
+
+    def check_announced(seen: int) -> None:
+        """Each ``rep`` message read since ``seen``: committed when it was read, after its frame."""
+        for count, message in enumerate(reps[seen:], seen + 1):
+            # The flush interval (10 s) has not passed: only commit-before-announce puts it there.
+            (stored,) = rows(db_file, "SELECT COUNT(*) FROM reps")[0]
+            assert stored >= message["rep_count"] == count
+            assert message["frame_id"] in answered  # the frame's answer went out first
+            assert 0 < message["commit_ms"] <= message["latency_ms"]
+
     with make_client(db_file) as client, client.websocket_connect("/ws/streams/squats") as ws:
         ws.send_text(json.dumps({"type": "start", "exercise": "squat"}))
         assert ws.receive_json()["type"] == "started"
-        for capture_ts, data in squats:
-            answer = send_frame(ws, capture_ts, data)
+        for frame_id, (capture_ts, data) in enumerate(squats, 1):
+            seen = len(reps)
+            answer = send_frame(ws, capture_ts, data, reps)
+            check_announced(seen)
             assert answer["type"] == "frame", answer
-            if answer["rep_count"] > announced:
-                announced = answer["rep_count"]
-                # The flush interval (10 s) has not passed: only commit-before-announce puts it there.
-                (stored,) = rows(db_file, "SELECT COUNT(*) FROM reps")[0]
-                assert stored == announced
-                # The wait for the commit is part of the frame's arrival -> answer time.
-                assert 0 < answer["timings_ms"]["commit"] <= answer["latency_ms"]
-            else:
-                assert "commit" not in answer["timings_ms"]  # other frames never wait for the database
-        assert announced >= 3  # the clip has 8 squats; enough of them are counted at this size
-        # One observation per announced rep of arrival -> commit, each within that frame's answer time.
-        text = client.get("/metrics").text
-        assert metric(text, "pose_stream_rep_commit_seconds_count") == announced
+            answered.add(frame_id)
+            # No answer waits for the database, nor counts or carries a rep not yet announced.
+            assert "commit" not in answer["timings_ms"]
+            assert answer["rep_count"] == len(reps)
+            assert all(p["rep"] is None and p["rep_count"] <= len(reps) for p in answer["people"])
+        seen = len(reps)
         ws.send_text(json.dumps({"type": "stop"}))
-        assert ws.receive_json()["type"] == "stopped"
-    assert rows(db_file, "SELECT COUNT(*), COUNT(DISTINCT rep_index) FROM reps") == [(announced, announced)]
+        stopped = next_answer(ws, reps)  # the last reps are announced before ``stopped``
+        check_announced(seen)
+        assert stopped["type"] == "stopped"
+        assert stopped["rep_count"] == len(reps)
+        # One observation per announced rep of arrival -> commit.
+        text = client.get("/metrics").text
+        assert metric(text, "pose_stream_rep_commit_seconds_count") == len(reps)
+    assert len(reps) >= 3  # the clip has 8 squats; enough of them are counted at this size
+    assert [m["rep"]["index"] for m in reps] == list(range(1, len(reps) + 1))  # each exactly once
+    assert rows(db_file, "SELECT COUNT(*), COUNT(DISTINCT rep_index) FROM reps") == [(len(reps), len(reps))]
+
+
+def test_a_rep_whose_commit_fails_is_never_announced_and_the_stream_fails(
+    tmp_path: Path, squats: list[tuple[float, bytes]]
+) -> None:
+    db_file = tmp_path / "pose.db"
+    reps: list[dict[str, Any]] = []
+    with (
+        make_client(db_file, stream_commit_attempts=2, stream_commit_backoff_s=0.05) as client,
+        client.websocket_connect("/ws/streams/locked") as ws,
+    ):
+        ws.send_text(json.dumps({"type": "start", "exercise": "squat"}))
+        assert ws.receive_json()["type"] == "started"
+        frames = iter(squats)
+        for capture_ts, data in frames:  # until the first rep is announced
+            assert send_frame(ws, capture_ts, data, reps)["type"] == "frame"
+            if reps:
+                break
+        before = len(reps)
+        # Another connection holds the database: the next rep's commit fails (the 10 s flush is
+        # far off); its frame and the next ones are still answered, without it.
+        other = sqlite3.connect(db_file, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            for capture_ts, data in frames:
+                answer = send_frame(ws, capture_ts, data, reps)
+                if answer["type"] != "frame":
+                    break
+                assert answer["rep_count"] == before
+            with pytest.raises(WebSocketDisconnect) as closed:
+                next_answer(ws, reps)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    assert answer["type"] == "error", answer
+    assert answer["error"]["code"] == "storage_failed"
+    assert (closed.value.code, "could not be saved" in closed.value.reason) == (1011, True)
+    assert len(reps) == before == 1  # the rep whose commit failed was never announced
 
 
 def test_a_locked_database_at_stop_gets_an_error_and_the_stream_recorded_failed(

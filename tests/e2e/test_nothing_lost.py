@@ -57,16 +57,28 @@ def start_squats(ws: ClientConnection) -> str:
     return session_id
 
 
-def send_frame(ws: ClientConnection, capture_ts: float, data: bytes) -> dict[str, Any]:
+def receive(ws: ClientConnection, session_id: str, announced: Announced) -> dict[str, Any]:
+    """The next message that is not a ``rep``; the reps announced before it go to ``announced``
+    (each exactly once)."""
+    while True:
+        message: dict[str, Any] = json.loads(ws.recv(timeout=60))
+        if message["type"] != "rep":
+            return message
+        told = (session_id, message["track_id"], message["rep"]["index"])
+        assert told not in announced, f"{told} announced twice"
+        announced.add(told)
+
+
+def send_frame(
+    ws: ClientConnection, capture_ts: float, data: bytes, session_id: str, announced: Announced
+) -> dict[str, Any]:
+    """Send a frame; its answer (the reps announced meanwhile go to ``announced``)."""
     ws.send(json.dumps({"type": "frame", "capture_ts": capture_ts}))
     ws.send(data)
-    answer: dict[str, Any] = json.loads(ws.recv(timeout=60))
+    answer = receive(ws, session_id, announced)
     assert answer["type"] == "frame", answer
+    assert answer["rep_count"] == len({a for a in announced if a[0] == session_id}), answer
     return answer
-
-
-def announced_reps(session_id: str, answer: dict[str, Any]) -> Announced:
-    return {(session_id, p["track_id"], p["rep"]["index"]) for p in answer["people"] if p["rep"] is not None}
 
 
 def close_of(ws: ClientConnection) -> Close:
@@ -106,7 +118,7 @@ def test_reps_announced_before_a_sigkill_are_stored_after_the_restart(
     with connect_to(service, "killed") as ws:
         session_id = start_squats(ws)
         for capture_ts, data in squats:
-            announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+            send_frame(ws, capture_ts, data, session_id, announced)
             if len(announced) >= 2:
                 break
         kill(service)  # at once, with the flush interval (10 s) far from over
@@ -152,7 +164,7 @@ def test_sigterm_drains_a_running_stream_until_its_stop_and_refuses_new_ones(
     with connect_to(service, "draining") as ws:
         session_id = start_squats(ws)
         for capture_ts, data in frames:
-            announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+            send_frame(ws, capture_ts, data, session_id, announced)
             if announced:
                 break
         service.process.send_signal(signal.SIGTERM)
@@ -161,12 +173,12 @@ def test_sigterm_drains_a_running_stream_until_its_stop_and_refuses_new_ones(
             refused = close_of(late)
         before = len(announced)
         for capture_ts, data in frames:  # still served: on to the next rep
-            announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+            send_frame(ws, capture_ts, data, session_id, announced)
             if len(announced) > before:
                 break
         assert service.process.poll() is None  # a stream runs: the service waits for it
         ws.send(json.dumps({"type": "stop"}))
-        stopped = json.loads(ws.recv(timeout=60))
+        stopped = receive(ws, session_id, announced)
     service.process.wait(timeout=grace_s / 3)  # exits once drained, long before the grace ends
     assert (refused.code, "no new streams" in refused.reason) == (1013, True)
     assert len(announced) > before >= 1
@@ -188,7 +200,7 @@ def test_sigterm_closes_a_stream_still_open_after_the_grace_with_1012_as_interru
     with connect_to(service, "stopped") as ws:
         session_id = start_squats(ws)
         for capture_ts, data in squats:
-            announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+            send_frame(ws, capture_ts, data, session_id, announced)
             if announced:
                 break
         service.process.send_signal(signal.SIGTERM)
@@ -229,10 +241,10 @@ def test_chaos_three_sigkills_at_random_moments_lose_no_announced_rep(
                 killer.start()
             try:
                 for capture_ts, data in itertools.islice(frames, 400 if killer else 40):
-                    announced |= announced_reps(session_id, send_frame(ws, capture_ts, data))
+                    send_frame(ws, capture_ts, data, session_id, announced)
                 assert killer is None, f"still streaming after the kill (seed {seed})"
                 ws.send(json.dumps({"type": "stop"}))
-                assert json.loads(ws.recv(timeout=60))["type"] == "stopped"
+                assert receive(ws, session_id, announced)["type"] == "stopped"
             except (ConnectionClosed, OSError):
                 assert killer is not None, f"the service went away unasked (seed {seed})"
         if killer is not None:

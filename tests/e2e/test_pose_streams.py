@@ -26,8 +26,16 @@ def encoded_frames(video: Path, step: int, limit: int | None = None) -> list[tup
 def stream_and_wait(
     url: str, frames: list[tuple[float, bytes]], start: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Send each frame after the previous answer; returns the answers and the ``stopped`` totals."""
+    """Send each frame after the previous answer; returns the answers, the ``rep`` messages
+    (announcements of committed reps, between any two answers) and the ``stopped`` totals."""
     answers: list[dict[str, Any]] = []
+    reps: list[dict[str, Any]] = []
+
+    def receive() -> dict[str, Any]:
+        while (message := json.loads(ws.recv(timeout=60)))["type"] == "rep":
+            reps.append(message)
+        return dict(message)
+
     with connect(url, open_timeout=30, close_timeout=10) as ws:
         if start is not None:
             ws.send(json.dumps(start))
@@ -36,14 +44,14 @@ def stream_and_wait(
         for frame_id, (capture_ts, data) in enumerate(frames, start=1):
             ws.send(json.dumps({"type": "frame", "frame_id": frame_id, "capture_ts": capture_ts}))
             ws.send(data)
-            answers.append(json.loads(ws.recv(timeout=60)))
+            answers.append(receive())
         ws.send(json.dumps({"type": "stop"}))
-        stopped = json.loads(ws.recv(timeout=60))
+        stopped = receive()
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=30)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1000
-    return {"answers": answers, "stopped": stopped}
+    return {"answers": answers, "reps": reps, "stopped": stopped}
 
 
 def close_after_sending(url: str, data: bytes) -> tuple[int, str]:
@@ -102,7 +110,13 @@ def test_four_cameras_and_an_exercise_clip_at_once(
     assert all(0 <= r["score"] <= 100 for r in curl_stopped["reps"])
     counts = [a["rep_count"] for a in curl_answers]
     assert counts == sorted(counts)
-    assert counts[-1] == 3
+    # Each rep announced once, once committed, after its frame's answer; answers count only those.
+    reps = results["curl"]["reps"]
+    assert [(m["rep_count"], m["rep"]) for m in reps] == list(enumerate(curl_stopped["reps"], 1))
+    assert all(0 < m["commit_ms"] <= m["latency_ms"] for m in reps)
+    assert counts[-1] <= 3
+    assert all(not a["people"] or a["people"][0]["rep"] is None for a in curl_answers)
+    assert all(not results[name]["reps"] for name in cameras)  # no exercise: no reps
 
     with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as resp:
         text = resp.read().decode()

@@ -98,27 +98,32 @@ def test_stats_count_answers_reps_and_the_outage_they_end() -> None:
     stats.on_sent(1)
     stats.on_sent(2)
     rep = {"index": 1, "start_s": 1.0, "end_s": 2.0, "score": 90.0, "faults": [{"code": "shallow"}]}
+    # The rep frame's answer does not announce the rep: its count leaves it out.
     stats.on_answer(
+        {"frame_id": 2, "dropped": 1, "rep_count": 0, "latency_ms": 12.5, "people": [{"track_id": 1}]},
+        "s",
+    )
+    assert (stats.answered, stats.dropped, stats.rep_count, stats.reps) == (1, 1, 0, [])
+    stats.on_rep(
         {
+            "type": "rep",
             "frame_id": 2,
-            "dropped": 1,
+            "track_id": 1,
+            "rep": rep,
+            "person_rep_count": 1,
             "rep_count": 1,
             "latency_ms": 42.5,
-            "timings_ms": {"detect": 20.0, "commit": 7.5},
-            "people": [{"track_id": 1, "rep": rep}],
+            "commit_ms": 7.5,
         },
         "s",
     )
-    assert (stats.answered, stats.dropped, stats.rep_count, stats.last_score, stats.faults) == (
-        1,
-        1,
-        1,
-        90.0,
-        1,
-    )
+    assert (stats.answered, stats.rep_count, stats.last_score, stats.faults) == (1, 1, 90.0, 1)
     assert stats.reps[0].session_id == "s"
-    assert len(stats.rep_latencies_ms) == 1
-    assert stats.rep_service_ms == [42.5]  # the service's own arrival -> answer of the rep frame
+    assert stats.reps[0].track_id == 1
+    assert len(stats.rep_latencies_ms) == len(stats.rep_frame_latencies_ms) == 1
+    # send -> announcement covers send -> the frame's answer
+    assert stats.rep_latencies_ms[0] >= stats.rep_frame_latencies_ms[0]
+    assert stats.rep_service_ms == [42.5]  # the service's own arrival -> announcement of the rep
     assert stats.rep_commit_wait_ms == [7.5]
     stats.on_lost("connection lost (1006)")
     stats.on_lost("ConnectionRefusedError")
@@ -127,6 +132,19 @@ def test_stats_count_answers_reps_and_the_outage_they_end() -> None:
     stats.on_answer({"frame_id": 3, "rep_count": 1, "people": []}, "s")
     assert (stats.reconnects, stats.failed_attempts, len(stats.outages_s)) == (1, 2, 1)
     assert stats.replicas == ["r1", "r2"]
+
+
+def test_stats_count_each_rep_of_a_frame_once_and_its_frame_once() -> None:
+    stats = StreamStats("front")
+    stats.on_connected(0)
+    stats.on_sent(1)
+    stats.on_answer({"frame_id": 1, "rep_count": 0, "people": []}, None)
+    rep = {"index": 1, "start_s": 0.0, "end_s": 1.0, "score": None, "faults": []}
+    for track in (1, 2):
+        stats.on_rep({"frame_id": 1, "track_id": track, "rep": rep, "rep_count": 1, "latency_ms": 5.0}, None)
+    assert [r.track_id for r in stats.reps] == [1, 2]
+    assert (len(stats.rep_latencies_ms), len(stats.rep_frame_latencies_ms)) == (2, 1)
+    assert stats.rep_commit_wait_ms == []  # not recorded: no commit
 
 
 def test_stream_ids_are_file_stems_or_camera_numbers_and_unique(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ the ``of`` constructors, so every transport uses the same names:
 - ``angles``: degrees (docs/biomechanics.md), ``angular_velocity``: degrees per second,
   ``measures``: dimensionless ratios, ``center_of_mass``: pixels; each null when not seen;
 - ``rep``: the repetition completed on THIS frame (sent once, never repeated on later frames);
+  live streams leave it null in frame answers and send it in a ``rep`` message once committed
+  (``schemas.RepMessage``), their counts including announced reps only;
 - ``rejected``: the person's LATEST candidate rep that did not count (repeated on every frame
   until a newer one replaces it), with its reason code and message (``RejectedOut``);
 - ``count_by_side``: counted reps per body side for ``side: each`` exercises (punches), else null;

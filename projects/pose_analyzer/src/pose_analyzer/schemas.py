@@ -15,8 +15,14 @@ Protocol (one camera per connection):
 3. The server answers each PROCESSED frame with a ``frame`` result.  Frames that arrive
    while the previous one is still being analysed replace each other (latest-frame-wins):
    the replaced ones are never answered and ``dropped`` counts them.
-4. ``stop`` ends the stream: the server answers the frame still waiting, then ``stopped``
-   (totals; by then the stream's recording is committed), then closes with 1000.
+4. A completed rep is announced by a ``rep`` message once it is committed to the database,
+   after the answer of the frame that completed it (that answer is not held back by the commit
+   and does not announce the rep: its ``rep_count`` and people's ``rep`` leave it out).  Every
+   count the server sends includes only announced reps, so a rep a client was told about is
+   stored, whatever happens to the service afterwards.  Each rep is announced exactly once.
+5. ``stop`` ends the stream: the server answers the frame still waiting, announces its reps,
+   then sends ``stopped`` (totals; by then the stream's recording is committed), then closes
+   with 1000.
 
 Persistence: each stream is recorded (per-second joint angles, reps with scores and faults,
 frame counters) in the session named by ``start.session_id``, or in a new session of its
@@ -151,6 +157,29 @@ class StartedMessage(_Message):
     )
 
 
+class RepMessage(_Message):
+    """Server -> client: a rep, announced once it is committed (one message per rep).
+
+    The answer of the frame that completed it (``frame_id``) went out before, without it: answers
+    never wait for the database, and their counts (``rep_count``, the people's ``rep_count`` and
+    ``count_by_side``) include a rep only once this message announced it.  ``rep_count`` is the
+    stream's count with this rep, ``person_rep_count``/``count_by_side`` the person's;
+    ``latency_ms`` is from the frame's arrival to this announcement (its commit included),
+    ``commit_ms`` the part of it spent waiting for the commit (null when streams are not recorded).
+    """
+
+    type: Literal["rep"] = "rep"
+    stream_id: str
+    frame_id: int
+    track_id: int
+    rep: RepOut
+    person_rep_count: int
+    count_by_side: dict[str, int] | None = None
+    rep_count: int
+    latency_ms: float
+    commit_ms: float | None = None
+
+
 class StoppedMessage(_Message):
     """Server -> client: the stream's totals after ``stop``."""
 
@@ -183,8 +212,8 @@ class ErrorMessage(_Message):
 
 
 ServerMessage = Annotated[
-    FrameResult | StartedMessage | StoppedMessage | ErrorMessage, Field(discriminator="type")
+    FrameResult | RepMessage | StartedMessage | StoppedMessage | ErrorMessage, Field(discriminator="type")
 ]
-SERVER_MESSAGE: TypeAdapter[FrameResult | StartedMessage | StoppedMessage | ErrorMessage] = TypeAdapter(
-    ServerMessage
+SERVER_MESSAGE: TypeAdapter[FrameResult | RepMessage | StartedMessage | StoppedMessage | ErrorMessage] = (
+    TypeAdapter(ServerMessage)
 )

@@ -1,9 +1,11 @@
 """``pose-analyzer stream SOURCE... --url ws://HOST:PORT``: the camera client on the command line.
 
 Each SOURCE (a webcam index, an RTSP/HTTP URL or a video file) is one camera of one session.
-A live table per stream goes to stderr; ``--json`` writes every message of the service as one
-JSON line on stdout.  Ctrl-C sends ``stop`` on every stream and waits for ``stopped`` (a second
-Ctrl-C quits at once).  Exit codes: 0 every stream ended well, 1 a stream failed, 2 bad options.
+A live table per stream goes to stderr (its reps: those the service announced, each in a ``rep``
+message once committed); ``--json`` writes every message of the service (``frame`` answers,
+``rep`` announcements, ...) as one JSON line on stdout.  Ctrl-C sends ``stop`` on every stream
+and waits for ``stopped`` (a second Ctrl-C quits at once).  Exit codes: 0 every stream ended
+well, 1 a stream failed, 2 bad options.
 """
 
 from __future__ import annotations

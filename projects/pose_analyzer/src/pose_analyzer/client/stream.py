@@ -1,7 +1,8 @@
 """One camera's connection to the service, kept alive: start, frames, stop, and reconnection.
 
 Protocol (``pose_analyzer.schemas``): ``start`` (exercise, session id) -> ``started``; then per
-frame a ``frame`` header (id, capture time) and the JPEG; ``frame`` answers; ``stop`` ->
+frame a ``frame`` header (id, capture time) and the JPEG; ``frame`` answers, and a ``rep``
+message for each rep once the service committed it; ``stop`` ->
 ``stopped`` -> close 1000.  A connection lost for a reason that may pass (the network, a replica
 killed, restarting or draining: close codes 1001/1006/1011/1012/1013/1014, a refused or reset
 TCP connection, a proxy's 502/503/504) is opened again after a capped exponential backoff with
@@ -322,6 +323,8 @@ class StreamClient:
             if kind == "frame":
                 self.stats.on_answer(message, self.session_id)
                 self._answered.set()
+            elif kind == "rep":
+                self.stats.on_rep(message, self.session_id)
             elif kind == "stopped":
                 self.stopped = message
                 return

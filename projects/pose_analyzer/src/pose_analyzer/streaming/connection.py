@@ -173,9 +173,9 @@ class StreamConnection:
             await self._close_for(exc)
 
     async def _finish_frames(self) -> None:
-        """Answer the frame in analysis and the one waiting (with any rep they complete, committed
-        first) before the stream is cut, so that every rep the service stored was announced too;
-        bounded by the send timeout."""
+        """Answer the frame in analysis and the one waiting, and announce the reps they complete
+        once committed, before the stream is cut, so that every rep the service stored was
+        announced too; bounded by the send timeout."""
         if self.session is None or self._processor is None or self._processor.done():
             return
         self.session.slot.close()

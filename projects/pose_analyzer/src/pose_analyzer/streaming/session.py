@@ -19,6 +19,7 @@ from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.output import Pose3DOut, RepOut, people_out
 from pose_analyzer.schemas import FrameResult, StoppedMessage
 from pose_analyzer.storage import StorageError
+from pose_analyzer.streaming.announce import HeldReps, RepLedger
 from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import ServerFailureError, StorageFailedError, StreamClosedError
 from pose_analyzer.streaming.image_header import DecodeLimits
@@ -103,9 +104,9 @@ class StreamSession:
     the stream's detector handle, where it is decoded, detected and analysed in one worker hop
     (the frame is taken only once a compute slot, or a replica of a shared model, is free, so
     the wait drops stale frames instead of answering them late), sends the answer, and queues
-    the analysis for the database writer.  A frame that completed a rep is the one exception: its
-    rep is committed before the answer announcing it is sent (a client told of a rep finds it
-    stored); other frames never wait for the database.
+    the analysis for the database writer.  No answer waits for the database: a frame that completed a rep is
+    answered at once without announcing it, and the rep is announced by a ``rep`` message once
+    its commit returned (``streaming.announce``: a client told of a rep finds it stored).
     """
 
     def __init__(
@@ -134,6 +135,9 @@ class StreamSession:
         self.writer = writer
         self.counts = counts if counts is not None else FrameCounts()
         self.slot: LatestSlot[RawFrame] = LatestSlot()
+        self.ledger = RepLedger(stream_id, rep_offset)
+        # Reps waiting for their commit, in the order of their frames; None: no more.
+        self._held: asyncio.Queue[HeldReps | None] = asyncio.Queue()
         self._offered_ts = 0.0  # the capture time of the frame offered last
         self._closed = False
         self._released = False
@@ -162,13 +166,29 @@ class StreamSession:
         return _FrameJob(raw, dropped, self.engine, self.decode_limits)
 
     async def run(self, send: SendFn) -> None:
-        """Answer frames until the slot is closed and empty.
+        """Answer frames until the slot is closed and empty, then announce the reps still held.
 
         Raises:
             UnsupportedFrameError: a frame that is not a whole JPEG/PNG image.
             ServerFailureError: the detector or the analysis failed.
+            StorageFailedError: a rep's commit failed after the writer's retries.
             StreamClosedError: whatever ``send`` raises to end the stream.
         """
+        frames = asyncio.ensure_future(self._answer_frames(send))
+        announcer = asyncio.ensure_future(self._announce(send))
+        try:
+            await asyncio.wait({frames, announcer}, return_when=asyncio.FIRST_COMPLETED)
+            if announcer.done():  # before its end mark: it failed
+                frames.cancel()
+                announcer.result()
+            frames.result()
+            self._held.put_nowait(None)
+            await announcer
+        finally:
+            frames.cancel()
+            announcer.cancel()
+
+    async def _answer_frames(self, send: SendFn) -> None:
         # 3D sessions: a frame's answer waits for its synchronised group; meanwhile the stream
         # analyses its next frames (at most MAX_AWAITING_GROUPS answers wait, in order).
         awaiting: deque[asyncio.Future[None]] = deque()
@@ -212,38 +232,39 @@ class StreamSession:
     async def _deliver(
         self, job: _FrameJob, analysis: FrameAnalysis, pose3d: Pose3DOut | None, send: SendFn
     ) -> None:
-        """Send the answer; a frame with a rep is committed first, others go to the writer after."""
-        if self.writer is None:
+        """Send the answer at once; a frame's reps are held for their commit (queued first, so
+        the commit runs while the answer goes out), other frames go to the writer after."""
+        if not any(p.new_rep is not None for p in analysis.people):
             await send(self._answer(job, analysis, pose3d).model_dump_json())
-        elif any(p.new_rep is not None for p in analysis.people):
-            asked = time.perf_counter()
-            await self._commit(self.writer, analysis)
-            committed = time.perf_counter()
-            # The issue's rep commit latency: the rep's last frame arrived -> its commit returned.
-            self.metrics.rep_commit_seconds.observe(committed - job.raw.received_perf)
-            answer = self._answer(job, analysis, pose3d)
-            answer.timings_ms["commit"] = round((committed - asked) * 1000.0, 3)
-            await send(answer.model_dump_json())
+            if self.writer is not None:
+                await self.writer.add(analysis)
         else:
+            committed = None if self.writer is None else await self.writer.add(analysis, commit=True)
+            count = self.rep_offset + self.engine.rep_count()
+            held = self.ledger.hold(job.raw.frame_id, job.raw.received_perf, analysis, count, committed)
             await send(self._answer(job, analysis, pose3d).model_dump_json())
-            await self.writer.add(analysis)
+            self._held.put_nowait(held)
         self._latency.observe(time.perf_counter() - job.raw.received_perf)
 
-    async def _commit(self, writer: RecordingWriter, analysis: FrameAnalysis) -> None:
-        """Commit ``analysis`` (a frame with a new rep) before it is announced.
+    async def _announce(self, send: SendFn) -> None:
+        """Announce each frame's held reps, in order, once their commit returned.
 
         Raises:
-            StorageFailedError: the commit failed after the writer's retries.
+            StorageFailedError: a commit failed after the writer's retries.
         """
-        committed = await writer.add(analysis, commit=True)
-        assert committed is not None  # asked for
-        try:
-            await committed
-        except StorageError as exc:
-            request_id, _ = unexpected_error(exc, f"stream {self.stream_id}: commit of a rep")
-            raise StorageFailedError(
-                f"the stream's rep could not be saved (request id {request_id})"
-            ) from exc
+        while (held := await self._held.get()) is not None:
+            if held.committed is not None:
+                try:
+                    await held.committed
+                except StorageError as exc:
+                    request_id, _ = unexpected_error(exc, f"stream {self.stream_id}: commit of a rep")
+                    raise StorageFailedError(
+                        f"the stream's rep could not be saved (request id {request_id})"
+                    ) from exc
+                # The issue's rep commit latency: the rep's last frame arrived -> its commit returned.
+                self.metrics.rep_commit_seconds.observe(time.perf_counter() - held.received_perf)
+            for message in self.ledger.release(held):
+                await send(message.model_dump_json())
 
     def _answer(
         self, job: _FrameJob, analysis: FrameAnalysis, pose3d: Pose3DOut | None = None
@@ -268,8 +289,8 @@ class StreamSession:
             dropped=job.dropped,
             width=analysis.width,
             height=analysis.height,
-            people=people_out(analysis.people),
-            rep_count=self.rep_offset + self.engine.rep_count(),
+            people=self.ledger.mask(people_out(analysis.people)),
+            rep_count=self.ledger.count(self.rep_offset + self.engine.rep_count()),
             timings_ms={k: round(v, 3) for k, v in timings.items()},
             pose3d=pose3d,
         )

@@ -216,6 +216,8 @@ class CameraStream {
       this.answeredId = Math.max(this.answeredId, message.frame_id);
       this.onFrame(message);
       this.pump();
+    } else if (message.type === "rep") {
+      this.onRep(message);
     } else if (message.type === "started") {
       if (this.onStarted) this.onStarted(message);
       this.setStatus("streaming", `streaming · ${message.backend}${message.exercise ? ` · ${pretty(message.exercise)}` : ""}`);
@@ -228,29 +230,33 @@ class CameraStream {
     }
   }
 
+  // A rep comes in a message of its own once the service committed it (after the answer of
+  // the frame that completed it); the page keeps the latest.
+  onRep(message) {
+    const lastRep = message.rep;
+    this.lastRep = lastRep;
+    this.field("reps").textContent = String(message.rep_count);
+    this.field("score").textContent = lastRep.score === null ? "–" : `${Math.round(lastRep.score)} / 100`;
+    const list = this.field("feedback");
+    list.replaceChildren(...lastRep.faults.map((fault) => {
+      const item = document.createElement("li");
+      item.textContent = fault.message;
+      return item;
+    }));
+  }
+
   onFrame(result) {
     const now = performance.now();
     this.answerTimes.push(now);
     while (this.answerTimes.length > 1 && now - this.answerTimes[0] > 2000) this.answerTimes.shift();
     const span = (now - this.answerTimes[0]) / 1000;
     const fps = span > 0 ? (this.answerTimes.length - 1) / span : 0;
-    const person = result.people[0];
     this.field("fps").textContent = fps.toFixed(1);
     this.field("latency").textContent = `${Math.round(result.latency_ms)} ms`;
     this.field("dropped").textContent = String(Number(this.field("dropped").textContent) + result.dropped);
     this.field("people").textContent = String(result.people.length);
     this.field("reps").textContent = String(result.rep_count);
-    // A rep is sent once, on the frame that completed it; the page keeps the latest.
-    if (person && person.rep) this.lastRep = person.rep;
-    const lastRep = this.lastRep;
-    result.lastRep = lastRep;
-    this.field("score").textContent = lastRep ? `${Math.round(lastRep.score)} / 100` : "–";
-    const list = this.field("feedback");
-    list.replaceChildren(...(lastRep ? lastRep.faults : []).map((fault) => {
-      const item = document.createElement("li");
-      item.textContent = fault.message;
-      return item;
-    }));
+    result.lastRep = this.lastRep;
     if (result.pose3d && window.view3d) window.view3d.update(result.pose3d);
     const drawn = drawResult(this.overlay, result);
     const stats = window.poseStats;
