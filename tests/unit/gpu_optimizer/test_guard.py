@@ -189,3 +189,43 @@ def test_total_norm_agrees_with_torch_and_sees_nan_and_inf() -> None:
         broken = [t.clone() for t in tensors]
         broken[1][3] = bad
         assert not math.isfinite(total_norm(broken))
+
+
+def test_parameters_checked_every_k_steps_are_still_reported_at_the_next_nonfinite_loss() -> None:
+    """With `param_check_every` > 1 a NaN weight that reaches the loss is named for what it is
+    (the NaN loss it causes makes the guard look at the weights first), at the very next step."""
+    model, opt, x, y = make_problem()
+    restored: list[int] = []
+    config = GuardConfig(param_check_every=100, on_nonfinite_parameter=GuardAction.ROLLBACK)
+    guard = TrainingGuard(model, opt, config, batch_size=64, rollback=lambda: restored.append(1))
+    train(guard, x, y, 3, {})
+    assert guard.unchecked_steps == 3  # no pass over the weights yet
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    train(guard, x, y, 1, {})
+    assert [(e.kind, e.step, e.action) for e in guard.events] == [
+        ("nonfinite_parameter", 3, GuardAction.ROLLBACK)
+    ]
+    assert restored == [1]
+
+
+def test_a_dormant_nonfinite_parameter_is_found_on_the_kth_step_or_when_verified() -> None:
+    """A parameter that does not reach the loss cannot show in it: the periodic check (or an
+    explicit `verify_parameters`, as before a checkpoint) finds it."""
+    model, opt, x, y = make_problem()
+    model.register_parameter("dormant", torch.nn.Parameter(torch.zeros(3)))
+    guard = TrainingGuard(model, opt, GuardConfig(param_check_every=4), batch_size=64)
+    train(guard, x, y, 1, {})
+    with torch.no_grad():
+        model.dormant[1] = float("inf")
+    train(guard, x, y, 2, {})
+    assert guard.events == []
+    with pytest.raises(TrainingAborted, match="nonfinite_parameter"):
+        train(guard, x, y, 1, {})  # the 4th optimizer step checks
+    assert guard.events[-1].step == 3
+
+    guard = TrainingGuard(model, opt, GuardConfig(param_check_every=4), batch_size=64)
+    train(guard, x, y, 1, {})
+    assert guard.events == []
+    with pytest.raises(TrainingAborted, match="nonfinite_parameter"), guard.step() as step:
+        step.verify_parameters()

@@ -244,3 +244,42 @@ def test_steps_yields_every_step_and_a_run_closed_early_resumes_from_its_last_ch
     rest = Trainer(cfg, make_model(seed=99), adam, make_data(), ce_loss).fit()
     assert rest.resumed_from == 5
     assert rest.steps == cfg.max_steps
+
+
+def test_a_nonfinite_parameter_is_caught_before_the_checkpoint_and_never_saved(tmp_path: Path) -> None:
+    """Parameters checked only every 100 steps: a NaN in one the loss never sees (so no NaN loss
+    reveals it) is still found by the check before the save of step 10 and rolled back to step 5."""
+    cfg = config(
+        tmp_path,
+        checkpoint_every_steps=5,
+        param_check_every_steps=100,
+        on_nonfinite_parameter=GuardAction.ROLLBACK,
+        keep_last=10,
+    )
+    model = make_model()
+    model.register_parameter("dormant", torch.nn.Parameter(torch.zeros(2)))
+    poisoned: list[int] = []
+
+    def loss_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        if trainer.step == 7 and not poisoned:
+            poisoned.append(7)
+            with torch.no_grad():
+                model.dormant[0] = float("nan")
+        return ce_loss(m, batch)
+
+    trainer = Trainer(cfg, model, adam, make_data(), loss_fn)
+    result = trainer.fit()
+
+    assert result.steps == 24
+    assert result.rollbacks == 1
+    events = read_log(tmp_path / "run.jsonl")
+    guard = [(e["kind"], e["step"], e["action"]) for e in events if e["event"] == "guard"]
+    assert guard == [("nonfinite_parameter", 9, "rollback")]
+    rollback = next(e for e in events if e["event"] == "rollback")
+    assert (rollback["from_step"], rollback["to_step"]) == (9, 5)
+    manager = CheckpointManager(tmp_path / "ckpt", "tiny")
+    assert [i.step for i in manager.list()] == [0, 5, 10, 15, 20, 24]
+    for info in manager.list():
+        stored = manager.read_component(info, "model")
+        assert all(bool(torch.isfinite(t).all()) for t in stored.values()), info.name
+    assert bool(torch.isfinite(model.dormant).all())

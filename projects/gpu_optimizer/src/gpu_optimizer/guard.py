@@ -61,14 +61,18 @@ class GuardConfig:
     clip_grad_norm: float | None = None
     max_consecutive_ooms: int = 2
     min_batch_size: int = 1
+    # Parameters are checked after every `param_check_every`-th optimizer step, whenever a loss or
+    # gradient norm comes out non-finite (so NaN weights are reported as such, not as a NaN loss)
+    # and on `GuardedStep.verify_parameters()` (the training kit calls it before every save).
+    param_check_every: int = 1
 
     def __post_init__(self) -> None:
         if not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive, got {self.max_grad_norm}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm must be positive, got {self.clip_grad_norm}")
-        if self.max_consecutive_ooms < 1 or self.min_batch_size < 1:
-            raise ValueError("max_consecutive_ooms and min_batch_size must be >= 1")
+        if self.max_consecutive_ooms < 1 or self.min_batch_size < 1 or self.param_check_every < 1:
+            raise ValueError("max_consecutive_ooms, min_batch_size and param_check_every must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class GuardedStep:
         """Check that `loss` is finite, then run its backward."""
         value = float(loss.detach().float().sum())
         if not math.isfinite(value):
+            self._guard._check_unverified_parameters()
             self._guard._answer(
                 "nonfinite_loss",
                 self._guard.config.on_nonfinite,
@@ -123,13 +128,14 @@ class GuardedStep:
 
     def optimizer_step(self, grad_norm: float | None = None) -> None:
         """Check gradients (finite, norm under the limit), clip them if configured, step the
-        optimizer, check parameters. `grad_norm`: the gradients' total norm when the caller
-        has just taken it (it is not taken again)."""
+        optimizer, check parameters (after every `param_check_every`-th step). `grad_norm`: the
+        gradients' total norm when the caller has just taken it (it is not taken again)."""
         guard = self._guard
         grads = [p.grad for p in guard.params if p.grad is not None]
         norm = total_norm(grads) if grad_norm is None else grad_norm
         self.grad_norm = norm
         if not math.isfinite(norm):
+            guard._check_unverified_parameters()
             guard._answer(
                 "nonfinite_gradient",
                 guard.config.on_nonfinite,
@@ -137,6 +143,7 @@ class GuardedStep:
                 {"grad_norm": _json_float(norm)},
             )
         if norm > guard.config.max_grad_norm:
+            guard._check_unverified_parameters()
             guard._answer(
                 "exploding_gradient",
                 guard.config.on_exploding_gradient,
@@ -150,14 +157,14 @@ class GuardedStep:
                 for g in grads:
                     g.mul_(coef)
         guard.optimizer.step()
-        bad = _nonfinite_tensors(guard.params)
-        if bad:
-            guard._answer(
-                "nonfinite_parameter",
-                guard.config.on_nonfinite_parameter,
-                f"{len(bad)} parameter tensors hold NaN/Inf after the step",
-                {},
-            )
+        guard.unchecked_steps += 1
+        if guard.unchecked_steps >= guard.config.param_check_every:
+            guard._check_parameters()
+
+    def verify_parameters(self) -> None:
+        """Check the parameters unless no optimizer step changed them since they were last found
+        finite (call it before saving a state a rollback may return to)."""
+        self._guard._check_unverified_parameters()
 
 
 class TrainingGuard:
@@ -194,6 +201,9 @@ class TrainingGuard:
         self.rollback = rollback
         self.step_index = 0
         self.consecutive_ooms = 0
+        # Optimizer steps since the parameters were last found finite; whoever restores checked
+        # parameters (a rollback, a resume) sets it back to 0.
+        self.unchecked_steps = 0
         self.events: list[GuardEvent] = []
         self._current: GuardedStep | None = None
 
@@ -213,6 +223,23 @@ class TrainingGuard:
         finally:
             self._current = None
             self.step_index += 1
+
+    def _check_parameters(self) -> None:
+        """One fused pass over the parameters; answers "nonfinite_parameter" when any is NaN/Inf."""
+        bad = _nonfinite_tensors(self.params)
+        if not bad:
+            self.unchecked_steps = 0
+            return
+        self._answer(
+            "nonfinite_parameter",
+            self.config.on_nonfinite_parameter,
+            f"{len(bad)} parameter tensors hold NaN/Inf after the step",
+            {},
+        )
+
+    def _check_unverified_parameters(self) -> None:
+        if self.unchecked_steps:
+            self._check_parameters()
 
     def _on_oom(self, exc: BaseException) -> None:
         self.optimizer.zero_grad(set_to_none=True)

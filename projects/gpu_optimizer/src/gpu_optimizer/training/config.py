@@ -50,6 +50,9 @@ class TrainConfig:
     on_nonfinite_parameter: GuardAction = GuardAction.ABORT
     on_loss_spike: GuardAction = GuardAction.SKIP_STEP
     max_grad_norm: float = 1e4
+    # Parameters are checked after every K-th step, before every checkpoint and on any non-finite
+    # loss or gradient norm (see docs/training.md, "The guard on every step").
+    param_check_every_steps: int = 10
     spike_factor: float = 5.0
     spike_window: int = 20
     spike_warmup: int = 5
@@ -66,6 +69,8 @@ class TrainConfig:
             raise ValueError("micro_batch_size must be >= 1")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
             raise ValueError("memory_budget_bytes must be positive")
+        if self.param_check_every_steps < 1:
+            raise ValueError("param_check_every_steps must be >= 1")
         for name in ("checkpoint_every_steps", "eval_every_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:

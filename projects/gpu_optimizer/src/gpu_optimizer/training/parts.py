@@ -114,6 +114,7 @@ def make_guard(
             max_grad_norm=config.max_grad_norm,
             clip_grad_norm=config.grad_clip_norm,
             max_consecutive_ooms=1,
+            param_check_every=config.param_check_every_steps,
         ),
         batch_size=batch_size,
         rollback=rollback,
