@@ -205,8 +205,8 @@ class PoseEngine:
             return False
         if image.size == 0:
             return False
-        # The 64x64 sample taken at decode when there is one (see cuts.py for its cost).
-        return self._cut_detector.update(image, frame.thumbnail)
+        # The sample taken at decode when there is one (see cuts.py for its cost).
+        return self._cut_detector.update(image, frame.cut_sample)
 
     def _cut_track(self, state: _TrackState, t: float) -> None:
         if state.counter is not None:
