@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pose_analyzer.cuts import HIST_THRESHOLD, FrameCutDetector, box_jump, thumbnail
+from pose_analyzer.cuts import HIST_THRESHOLD, CutSample, FrameCutDetector, box_jump, cut_sample, thumbnail
 from pose_analyzer.exercises import RepCounter, load_exercise
 
 Image = npt.NDArray[np.uint8]
@@ -73,7 +73,11 @@ def test_a_different_image_size_after_a_cut_is_handled(clips: dict[str, list[Ima
 def test_the_histogram_distance_is_that_of_normalised_histograms(clips: dict[str, list[Image]]) -> None:
     """The detector compares raw hue-saturation counts; the distance is the one of the L1-normalised
     histograms (Bhattacharyya divides by the sums itself).  Normalising scales every term by
-    2^-12 exactly, so only a different summation order could tell them apart: a few eps."""
+    2^-12 exactly and the detector computes OpenCV's terms (exact products, correctly rounded
+    roots), so only the summation order (numpy's, not OpenCV's) tells them apart: two orders of a
+    sum of n = 128 nonnegative terms differ by at most (n - 1) eps of the sum, here of the
+    coefficient c <= 1, and the distance sqrt(1 - c) turns an error e of c into at most e / (2 d)
+    (plus an eps for the root's own rounding)."""
 
     def histogram(image: Image) -> npt.NDArray[np.float32]:
         thumb = cv2.resize(image, (64, 64), interpolation=cv2.INTER_NEAREST)
@@ -87,8 +91,24 @@ def test_the_histogram_distance_is_that_of_normalised_histograms(clips: dict[str
     for previous, image in itertools.pairwise(frames):
         expected = cv2.compareHist(histogram(previous), histogram(image), cv2.HISTCMP_BHATTACHARYYA)
         distances.append(detector.score(image).histogram)
-        assert distances[-1] == pytest.approx(expected, rel=0, abs=8 * np.finfo(np.float64).eps)
+        eps = np.finfo(np.float64).eps
+        tolerance = 127 * eps / (2 * expected) + eps
+        assert distances[-1] == pytest.approx(expected, rel=0, abs=tolerance)
     assert max(distances) > HIST_THRESHOLD > min(distances)  # the join, and motion within a clip
+
+
+def test_the_grey_difference_is_opencvs_l1_norm(clips: dict[str, list[Image]]) -> None:
+    """Integers all the way (sums of grey levels and of minima): equal to the norm, to the bit."""
+
+    def grey(image: Image) -> Image:
+        return cv2.cvtColor(thumbnail(image), cv2.COLOR_BGR2GRAY)
+
+    frames = clips["squat"][:6] + clips["people"][:6]
+    detector = FrameCutDetector()
+    detector.score(frames[0])
+    for previous, image in itertools.pairwise(frames):
+        expected = cv2.norm(grey(previous), grey(image), cv2.NORM_L1) / (64 * 64 * 255.0)
+        assert detector.score(image).pixels == expected
 
 
 @pytest.mark.parametrize("size", [1, 7, 63, 64, 65, 100, 360, 480, 640, 1129, 1138, 1920])
@@ -100,15 +120,18 @@ def test_the_thumbnail_is_opencvs_nearest_neighbour_sample(size: int) -> None:
         np.testing.assert_array_equal(thumbnail(image), expected)
 
 
-def test_a_thumbnail_taken_at_decode_gives_the_same_cuts(clips: dict[str, list[Image]]) -> None:
+def test_a_sample_taken_at_decode_gives_the_same_cuts(clips: dict[str, list[Image]]) -> None:
     frames = clips["squat"][:5] + clips["curl"][:5]
-    own, given = FrameCutDetector(), FrameCutDetector()
+    own, given, fast = FrameCutDetector(), FrameCutDetector(), FrameCutDetector()
     for image in frames:
-        assert own.score(image) == given.score(image, thumbnail(image))
-    # The given thumbnail is the one compared: another clip's reads as a cut.
-    assert given.score(frames[-1], thumbnail(clips["pushup"][0])).cut
+        score = own.score(image)
+        assert score == given.score(image, cut_sample(image))
+        assert fast.update(image, cut_sample(image)) == score.cut
+    # The given sample is the one compared: another clip's reads as a cut.
+    assert given.score(frames[-1], cut_sample(clips["pushup"][0])).cut
+    assert fast.update(frames[-1], cut_sample(clips["pushup"][0]))
     with pytest.raises(ValueError, match="thumbnail"):
-        given.score(frames[0], thumbnail(frames[0])[:32])
+        CutSample.of_thumbnail(thumbnail(frames[0])[:32])
 
 
 def test_bad_input_is_refused() -> None:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from pose_analyzer.biomechanics.angles import joint_angles
+from pose_analyzer.exercises import RepCounter, load_exercise
 from pose_analyzer.keypoints import Keypoint as K
 from pose_analyzer.keypoints import empty_keypoints
-from pose_analyzer.posture import posture_measures
+from pose_analyzer.posture import POSTURE_NAMES, posture_columns, posture_measures
 
 # Float32 keypoints of a few hundred pixels carry about 3e-5 relative error; the ratios
 # and angles below are a few operations deep.
@@ -81,3 +82,31 @@ def test_body_line_is_180_in_a_straight_plank_and_smaller_when_the_hips_sag() ->
     for k in (K.LEFT_HIP, K.RIGHT_HIP):
         kps[k] = (300.0, 300.0 + sag, 0.9)
     assert posture_measures(kps)["body_line"] == pytest.approx(160.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("exercise", "names"),
+    [("squat", {"hips_below_shoulders"}), ("push_up", {"body_line"}), ("lunge", set())],
+)
+def test_the_engine_measures_only_what_the_counter_reads(exercise: str, names: set[str]) -> None:
+    """The engine asks ``posture_columns`` for the counter's ``posture_names``: the same values as
+    all measures, each one that is read, and nothing else (hidden points masked as before)."""
+    counter = RepCounter(load_exercise(exercise))
+    assert counter.posture_names == names
+    assert counter.needs_posture == bool(names)
+    kps = person((200.0, 100.0), (230.0, 300.0))
+    for k, xy in (
+        (K.LEFT_ANKLE, (260.0, 480.0)),
+        (K.LEFT_ELBOW, (260.0, 120.0)),
+        (K.LEFT_WRIST, (320.0, 90.0)),
+    ):
+        kps[k] = (*xy, 0.9)
+    kps[K.RIGHT_ANKLE, 2] = 0.0  # unseen: masked
+    x, y, confidence = kps.T.tolist()
+    full = posture_columns(x, y, confidence)
+    assert full.keys() == set(POSTURE_NAMES)
+    assert full == posture_measures(kps)
+    for subset in (names, {"left_wrist_reach"}, set(POSTURE_NAMES)):
+        some = posture_columns(x, y, confidence, names=frozenset(subset))
+        assert some.keys() >= subset
+        assert all(some[n] == full[n] or math.isnan(full[n]) for n in some)

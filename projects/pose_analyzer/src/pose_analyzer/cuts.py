@@ -7,14 +7,17 @@ Two cheap tests, both standalone (no FastAPI, no models):
   changed) or the mean absolute grey-level difference (the picture changed).  Either
   above its threshold is a cut.  The thumbnail is a nearest-neighbour sample of the
   frame: it reads 64 rows of it (the 128x128 sample averaged 2x2 that came before read
-  twice the rows and cost 0.2-0.3 ms).  Between two inferences of the pose model, which
-  evict the CPU's caches, each OpenCV call costs its code read back more than its
-  arithmetic: the test makes the fewest calls that compute it (no separate normalisation,
-  see ``score``).  On the shared clips (every video under tests/data, at 640 wide
-  and at full size), the largest values between frames of one clip, consecutive or
-  every second one, are 0.31 (histogram) and 0.11 (grey level); between the first,
-  middle or last frame of one clip and those of another, every pair is over at least
-  one threshold.  The defaults sit between.
+  twice the rows and cost 0.2-0.3 ms).  On the shared clips (every video under tests/data,
+  at 640 wide and at full size), the largest values between frames of one clip, consecutive
+  or every second one, are 0.31 (histogram) and 0.11 (grey level); between the first,
+  middle or last frame of one clip and those of another, every pair is over at least one
+  threshold.  The defaults sit between.
+- ``CutSample``: what the test keeps of one frame (the thumbnail's hue-saturation counts and
+  grey levels), taken where the frame is decoded (``Frame.cut_sample``): the image is still in
+  the CPU's caches there and OpenCV has just run (the decode), whereas right after a pose
+  model's inference the first OpenCV call alone cost about 0.035 ms, all four 0.08 ms (2 shared
+  cores).  The comparison with the previous frame, the stream's state, stays in the engine, in
+  five small numpy calls.
 - ``box_jump``: a tracked person's box moving or changing size more than a body can in
   one frame (a camera switch that keeps the same colours, a re-framed shot).
 
@@ -26,7 +29,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -36,6 +38,7 @@ Box = tuple[float, float, float, float]
 
 THUMB_SIZE = 64
 _THUMB_SHAPE = (THUMB_SIZE, THUMB_SIZE, 3)
+THUMB_PIXELS = THUMB_SIZE * THUMB_SIZE
 HIST_THRESHOLD = 0.4
 PIXEL_THRESHOLD = 0.15
 
@@ -48,6 +51,36 @@ class CutScore:
     histogram: float
     pixels: float
     cut: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CutSample:
+    """What the cut test keeps of one frame: the hue-saturation histogram of its thumbnail as
+    counts (HS_BINS float64; every one of the THUMB_PIXELS pixels falls in one bin), its grey
+    levels (THUMB_PIXELS int32, so that the comparison casts nothing) and their sum."""
+
+    hist: npt.NDArray[np.float64]
+    grey: npt.NDArray[np.int32]
+    grey_sum: int
+
+    @classmethod
+    def of_thumbnail(cls, thumb: npt.NDArray[np.uint8]) -> CutSample:
+        """The sample of a ``thumbnail``.
+
+        Raises:
+            ValueError: ``thumb`` is not a (64, 64, 3) uint8 thumbnail.
+        """
+        if thumb.dtype != np.uint8 or thumb.shape != _THUMB_SHAPE:
+            raise ValueError(f"expected a {_THUMB_SHAPE} uint8 thumbnail, got {thumb.dtype} {thumb.shape}")
+        hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)
+        hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+        grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY).ravel().astype(np.int32)
+        return cls(hist.ravel().astype(np.float64), grey, int(grey.sum()))
+
+
+def cut_sample(image: npt.NDArray[np.uint8]) -> CutSample:
+    """The cut test's sample of an (H, W, 3) BGR uint8 image: ``CutSample.of_thumbnail(thumbnail(image))``."""
+    return CutSample.of_thumbnail(thumbnail(image))
 
 
 class FrameCutDetector:
@@ -65,43 +98,57 @@ class FrameCutDetector:
                 raise ValueError(f"{label} must be in (0, 1], got {value}")
         self.hist_threshold = hist_threshold
         self.pixel_threshold = pixel_threshold
-        self._previous: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None = None
+        self._previous: CutSample | None = None
 
     def reset(self) -> None:
         """Forget the previous frame (the next frame starts a new stream)."""
         self._previous = None
 
-    def score(self, image: npt.NDArray[np.uint8], thumb: npt.NDArray[np.uint8] | None = None) -> CutScore:
+    def score(self, image: npt.NDArray[np.uint8], sample: CutSample | None = None) -> CutScore:
         """Compare ``image`` with the previous frame; the first frame is never a cut.
 
-        ``thumb`` is ``thumbnail(image)`` when the caller took it already (``Frame.thumbnail``).
+        ``sample`` is ``cut_sample(image)`` when the caller took it already (``Frame.cut_sample``).
 
         Raises:
-            ValueError: not an (H, W, 3) uint8 image, or a ``thumb`` not (64, 64, 3) uint8.
+            ValueError: not an (H, W, 3) uint8 image.
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
-        if thumb is None:
-            thumb = thumbnail(image)
-        elif thumb.dtype != np.uint8 or thumb.shape != _THUMB_SHAPE:
-            raise ValueError(f"expected a {_THUMB_SHAPE} uint8 thumbnail, got {thumb.dtype} {thumb.shape}")
-        hist = cv2.calcHist([cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
-        previous, self._previous = self._previous, (hist, grey)
+        if sample is None:
+            sample = cut_sample(image)
+        previous, self._previous = self._previous, sample
         if previous is None:
             return CutScore(0.0, 0.0, False)
-        # The histograms hold counts (every pixel falls in a bin: hue < 180, saturation < 256), not
-        # shares: the Bhattacharyya distance divides by the histograms' sums itself, and the sum is
-        # the pixel count 64 * 64 = 2^12, so dividing first (``cv2.normalize``, L1) would only scale
-        # every term by an exact power of two and give the same distance, to the last bit.
-        h = float(cv2.compareHist(previous[0], hist, cv2.HISTCMP_BHATTACHARYYA))
-        # Mean absolute grey-level difference in [0, 1]: the L1 norm of the uint8 difference.
-        p = float(cv2.norm(previous[1], grey, cv2.NORM_L1)) / (grey.size * 255.0)
+        h, p = _distances(previous, sample)
         return CutScore(h, p, h > self.hist_threshold or p > self.pixel_threshold)
 
-    def update(self, image: npt.NDArray[np.uint8], thumb: npt.NDArray[np.uint8] | None = None) -> bool:
-        """True when a cut happened between the previous frame and ``image`` (``thumb`` as in ``score``)."""
-        return self.score(image, thumb).cut
+    def update(self, image: npt.NDArray[np.uint8], sample: CutSample | None = None) -> bool:
+        """True when a cut happened between the previous frame and ``image``: ``score(image, sample).cut``,
+        the engine's path, per frame; given a ``sample``, ``image`` is not looked at (nor checked).
+
+        Raises:
+            ValueError: no ``sample`` and not an (H, W, 3) uint8 image.
+        """
+        if sample is None:
+            return self.score(image).cut
+        previous, self._previous = self._previous, sample
+        if previous is None:
+            return False
+        h, p = _distances(previous, sample)
+        return h > self.hist_threshold or p > self.pixel_threshold
+
+
+def _distances(previous: CutSample, current: CutSample) -> tuple[float, float]:
+    """The histogram distance and the grey-level difference of two frames' samples, each in [0, 1]."""
+    # OpenCV's Bhattacharyya distance (``compareHist``): sqrt(1 - sum(sqrt(a * b)) / sqrt(sum(a) *
+    # sum(b))), where both sums are the pixel count 64 * 64 = 2^12: dividing by it is exact, as
+    # normalising the histograms first would be.  The terms are OpenCV's (each product of two
+    # counts is exact, its root correctly rounded); only the order of the sum differs.
+    coefficient = float(np.sqrt(previous.hist * current.hist).sum()) / THUMB_PIXELS
+    # Mean absolute grey-level difference: sum |a - b| = sum a + sum b - 2 sum min(a, b), in integers
+    # (the L1 norm of the difference, exactly; one numpy call fewer than |a - b|).
+    l1 = previous.grey_sum + current.grey_sum - 2 * int(np.minimum(previous.grey, current.grey).sum())
+    return math.sqrt(max(1.0 - coefficient, 0.0)), l1 / (THUMB_PIXELS * 255.0)
 
 
 def thumbnail(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -110,8 +157,8 @@ def thumbnail(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
     Two ``take`` calls on cached row and column indices (about 0.07 ms after an inference has
     evicted the CPU's caches, where ``cv2.resize`` took about 0.1 ms for the same 64 rows).
-    Taken where a frame is decoded (``Frame.thumbnail``), it reads the image while it is still
-    in the caches.
+    Taken where a frame is decoded (``cut_sample``), it reads the image while it is still in the
+    caches.
     """
     rows, columns = _sample_indices(image.shape[0], image.shape[1])
     return image.take(rows, axis=0).take(columns, axis=1)

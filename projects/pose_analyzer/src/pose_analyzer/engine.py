@@ -123,6 +123,7 @@ class PoseEngine:
             self._history_s = self.exercise.max_rep_s * steps + 1.0
         self._driver_sides, self._driver_keypoints = self._driver_triples()
         self._each_side = self.exercise is not None and self.exercise.driver.side is Side.EACH
+        self._best_side = self.exercise is not None and self.exercise.driver.side is Side.BEST
 
     def _driver_triples(self) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
         """The sides of the driver angle and their keypoints (one triple per side), whose confidence
@@ -205,8 +206,8 @@ class PoseEngine:
             return False
         if image.size == 0:
             return False
-        # The 64x64 sample taken at decode when there is one (see cuts.py for its cost).
-        return self._cut_detector.update(image, frame.thumbnail)
+        # The sample taken at decode when there is one (see cuts.py for its cost).
+        return self._cut_detector.update(image, frame.cut_sample)
 
     def _cut_track(self, state: _TrackState, t: float) -> None:
         if state.counter is not None:
@@ -278,15 +279,19 @@ class PoseEngine:
         )
         counter = state.counter
         if counter is not None:
-            # Mean confidence of each side's three keypoints (the smoother keeps the detector's).
+            # Mean confidence of each side's three keypoints (the smoother keeps the detector's), which
+            # the counter reads only to follow the best-seen side.
             visibility = {}
-            for side, (a, b, c) in zip(self._driver_sides, self._driver_keypoints, strict=True):
-                visibility[side] = (confidence[a] + confidence[b] + confidence[c]) / 3
+            if self._best_side:
+                for side, (a, b, c) in zip(self._driver_sides, self._driver_keypoints, strict=True):
+                    visibility[side] = (confidence[a] + confidence[b] + confidence[c]) / 3
             if self.reference is not None:
                 state.history.append((t, np.array(values)[self._reference_columns]))
                 while state.history and t - state.history[0][0] > self._history_s:
                     state.history.popleft()
-            posture = posture_columns(x, y, confidence) if counter.needs_posture else None
+            posture = None
+            if counter.needs_posture:
+                posture = posture_columns(x, y, confidence, names=counter.posture_names)
             rep = counter.update(t, angles, measures, visibility, posture=posture)
             if rep is not None:
                 self._compare_with_reference(state, rep)

@@ -55,6 +55,8 @@ _ARMS = (
     ("left_wrist_reach", int(K.LEFT_SHOULDER), int(K.LEFT_ELBOW), int(K.LEFT_WRIST)),
     ("right_wrist_reach", int(K.RIGHT_SHOULDER), int(K.RIGHT_ELBOW), int(K.RIGHT_WRIST)),
 )
+# Every keypoint a measure reads (a confidence gate looks at these only).
+_USED = tuple(sorted({_LS, _RS, _LH, _RH, _LA, _RA, *(i for arm in _ARMS for i in arm[1:])}))
 
 
 def _mid(x: list[float], y: list[float], a: int, b: int) -> tuple[float, float]:
@@ -80,34 +82,51 @@ def posture_measures(keypoints: FloatArray, min_confidence: float = 0.0) -> dict
 
 
 def posture_columns(
-    x: list[float], y: list[float], confidence: list[float] | None = None, min_confidence: float = 0.0
+    x: list[float],
+    y: list[float],
+    confidence: list[float] | None = None,
+    min_confidence: float = 0.0,
+    names: frozenset[str] | None = None,
 ) -> dict[str, float]:
-    """``posture_measures`` of one person's keypoint columns as plain lists (the engine's path)."""
+    """``posture_measures`` of one person's keypoint columns as plain lists (the engine's path).
+
+    ``names``: only these measures (the ones a rep counter reads, ``RepCounter.posture_names``);
+    None: all of ``POSTURE_NAMES``.
+    """
     if confidence is not None:
-        x, y = list(x), list(y)
-        for i, c in enumerate(confidence):
-            if c <= min_confidence:  # a NaN confidence is kept, as before
+        # Only the points measured here are masked (copies made only when one is unseen).
+        masked = False
+        for i in _USED:
+            if confidence[i] <= min_confidence:  # a NaN confidence is kept, as before
+                if not masked:
+                    x, y, masked = list(x), list(y), True
                 x[i] = y[i] = math.nan
-    sx, sy = _mid(x, y, _LS, _RS)
-    hx, hy = _mid(x, y, _LH, _RH)
-    trunk = math.hypot(sx - hx, sy - hy)
-    if trunk > 1e-6:
-        incline = math.degrees(math.atan2(abs(hy - sy), abs(hx - sx)))
-        below = (hy - sy) / trunk
-    else:
-        incline = below = math.nan
-    ax, ay = _mid(x, y, _LA, _RA)
-    ux, uy = sx - hx, sy - hy
-    vx, vy = ax - hx, ay - hy
-    norms = math.hypot(ux, uy) * math.hypot(vx, vy)
-    line = (
-        math.degrees(math.acos(max(-1.0, min(1.0, (ux * vx + uy * vy) / norms))))
-        if norms > 1e-6
-        else math.nan
-    )
-    out = {"trunk_incline": incline, "hips_below_shoulders": below, "body_line": line}
+    out = {}
+    trunk_names = names is None or "trunk_incline" in names or "hips_below_shoulders" in names
+    line = names is None or "body_line" in names
+    if trunk_names or line:
+        sx, sy = _mid(x, y, _LS, _RS)
+        hx, hy = _mid(x, y, _LH, _RH)
+    if trunk_names:
+        trunk = math.hypot(sx - hx, sy - hy)
+        if trunk > 1e-6:
+            out["trunk_incline"] = math.degrees(math.atan2(abs(hy - sy), abs(hx - sx)))
+            out["hips_below_shoulders"] = (hy - sy) / trunk
+        else:
+            out["trunk_incline"] = out["hips_below_shoulders"] = math.nan
+    if line:
+        ax, ay = _mid(x, y, _LA, _RA)
+        ux, uy = sx - hx, sy - hy
+        vx, vy = ax - hx, ay - hy
+        norms = math.hypot(ux, uy) * math.hypot(vx, vy)
+        out["body_line"] = (
+            math.degrees(math.acos(max(-1.0, min(1.0, (ux * vx + uy * vy) / norms))))
+            if norms > 1e-6
+            else math.nan
+        )
     for name, s, e, w in _ARMS:
-        arm = math.hypot(x[s] - x[e], y[s] - y[e]) + math.hypot(x[e] - x[w], y[e] - y[w])
-        reach = math.hypot(x[s] - x[w], y[s] - y[w])
-        out[name] = reach / arm if arm > 1e-6 else math.nan
+        if names is None or name in names:
+            arm = math.hypot(x[s] - x[e], y[s] - y[e]) + math.hypot(x[e] - x[w], y[e] - y[w])
+            reach = math.hypot(x[s] - x[w], y[s] - y[w])
+            out[name] = reach / arm if arm > 1e-6 else math.nan
     return out

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from pose_analyzer.cuts import CutSample
     from pose_analyzer.exercises.reference import ReferenceComparison
 
 
@@ -34,14 +35,14 @@ class Person:
 class Frame:
     """A decoded frame (BGR uint8, as OpenCV reads it) and when it was captured, in seconds.
 
-    ``thumbnail`` is the cut test's sample of ``image`` (``cuts.thumbnail``), taken where the
+    ``cut_sample`` is the cut test's sample of ``image`` (``cuts.cut_sample``), taken where the
     frame is decoded, while the image is still in the CPU's caches; None: the engine takes it.
     """
 
     image: npt.NDArray[np.uint8]
     timestamp: float
     index: int = 0
-    thumbnail: npt.NDArray[np.uint8] | None = None
+    cut_sample: CutSample | None = None
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pose_analyzer.cuts import thumbnail
+from pose_analyzer.cuts import cut_sample
 from pose_analyzer.types import Frame
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -166,7 +166,7 @@ def iter_frames(info: MediaInfo, max_width: int | None = None, every: int = 1) -
     size = analysed_size(info.width, info.height, max_width)
     if info.kind is MediaKind.IMAGE:
         still = _fit(read_image(info.path), size)
-        yield Frame(image=still, timestamp=0.0, index=0, thumbnail=thumbnail(still))
+        yield Frame(image=still, timestamp=0.0, index=0, cut_sample=cut_sample(still))
         return
     capture = cv2.VideoCapture(str(info.path))
     if not capture.isOpened():
@@ -183,7 +183,7 @@ def iter_frames(info: MediaInfo, max_width: int | None = None, every: int = 1) -
                     return
                 fitted = _fit(np.asarray(image, dtype=np.uint8), size)
                 # The cut test's sample now, while the decoded image is in the CPU's caches.
-                yield Frame(fitted, index / info.fps, index, thumbnail(fitted))
+                yield Frame(fitted, index / info.fps, index, cut_sample(fitted))
             index += 1
     finally:
         capture.release()

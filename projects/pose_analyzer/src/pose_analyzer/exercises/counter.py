@@ -74,7 +74,11 @@ class RepCounter:
         self._plans: dict[str, _Plan] = {}
         self._pending: list[RepRecord] = []
         named = {*self._sample_names, *(p.metric for p in exercise.preconditions)}
-        self._needs_posture = bool(named & {*POSTURE_NAMES, *SIDED_POSTURE})
+        self._posture_names = frozenset(
+            {n for n in named if n in POSTURE_NAMES}
+            | {f"{side}_{n}" for n in named if n in SIDED_POSTURE for side in ("left", "right")}
+        )
+        self._needs_posture = bool(self._posture_names)
         self.last_rep_series: FloatArray = np.empty(0)
 
     @property
@@ -135,6 +139,11 @@ class RepCounter:
     def needs_posture(self) -> bool:
         """Whether a precondition or a ``rising`` metric names a posture measure (``posture.py``)."""
         return self._needs_posture
+
+    @property
+    def posture_names(self) -> frozenset[str]:
+        """The posture measures (``posture.POSTURE_NAMES``) a precondition or a ``rising`` metric reads."""
+        return self._posture_names
 
     def update(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from pose_analyzer.cuts import thumbnail
+from pose_analyzer.cuts import cut_sample
 from pose_analyzer.detection.paths import StreamDetector
 from pose_analyzer.engine import PoseEngine
 from pose_analyzer.metrics import StreamMetrics
@@ -74,7 +74,7 @@ class _FrameJob:
         self.started = time.perf_counter()
         image = decode_frame(self.raw.data, self.limits)
         # The cut test's sample now, while the decoded image is in the CPU's caches.
-        frame = Frame(image, self.raw.capture_ts, self.raw.frame_id, thumbnail(image))
+        frame = Frame(image, self.raw.capture_ts, self.raw.frame_id, cut_sample(image))
         self.decoded = time.perf_counter()
         return frame
 
