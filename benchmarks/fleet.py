@@ -10,7 +10,8 @@ without stream recording (no background writer, no commits), reached directly, n
 2. Writer cost: 4 such streams straight to r1, which records them (background writer, each rep
    committed before it is announced), and 4 straight to the bare replica, taking turns of 3 s
    (one group sends while the other waits; the first turn of each is a warm-up) for about
-   ``--seconds`` each, so that both meet the same load of the shared machine.
+   ``--writer-seconds`` each (about 3000 frames a side, so that the p99 rests on some 30 frames,
+   not 8), so that both meet the same load of the shared machine.
    ``p99_writer_vs_none`` = p99 of the per-frame latency (client send -> answer) with the writer
    / the same without it (goal <= 1.05); ``p99_writer_vs_none_no_rep_frames`` the same over the
    frames that completed no rep.  No answer waits for a commit (a rep frame is answered at once,
@@ -40,14 +41,13 @@ without stream recording (no background writer, no commits), reached directly, n
 
 The machine's cores are shared by the replicas, HAProxy, PostgreSQL and the clients.
 
-    python benchmarks/fleet.py [--seconds 12] [--kills 10] [--width 256]
+    python benchmarks/fleet.py [--seconds 12] [--writer-seconds 45] [--kills 10] [--width 256]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import shutil
@@ -57,16 +57,14 @@ import statistics
 import tempfile
 import time
 import urllib.request
-from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+from _fleet_writer import p99, writer_cost
 from sqlalchemy import select
 
 from pose_analyzer.client import CameraSession, ClientConfig, FrameSource, StreamStats
-from pose_analyzer.client.sources import EncodedFrame
 from pose_analyzer.storage import create_database
 from pose_analyzer.storage.models import Repetition, StreamRecord
 
@@ -174,92 +172,6 @@ async def throughput(fleet: Any, seconds: float, width: int, every: int) -> tupl
     return result, runs["direct"] + runs["via"]
 
 
-class GatedSource(FrameSource):
-    """The looped clip, handed out only while ``gate`` is set: two groups of streams take turns."""
-
-    def __init__(self, gate: asyncio.Event, width: int, every: int) -> None:
-        super().__init__(str(CLIP), max_width=width, as_fast_as_possible=True, every=every, loop=True)
-        self.gate = gate
-
-    async def frames(self) -> AsyncIterator[EncodedFrame]:
-        inner = cast(AsyncGenerator[EncodedFrame, None], super().frames())  # an async generator
-        async with contextlib.aclosing(inner) as frames:
-            async for frame in frames:
-                await self.gate.wait()
-                yield frame
-
-
-async def drained(stats: list[StreamStats], timeout: float = 5.0) -> None:
-    """Until every frame sent to ``stats``' streams is answered (lockstep: one per stream)."""
-    deadline = time.monotonic() + timeout
-    while sum(s.answered for s in stats) < sum(s.sent + s.resent for s in stats):
-        if time.monotonic() > deadline:
-            return
-        await asyncio.sleep(0.01)
-
-
-async def writer_cost(
-    writer_url: str, bare_url: str, seconds: float, width: int, every: int, turn_s: float = 3.0
-) -> tuple[dict[str, Any], list[StreamStats]]:
-    """Phase 2: 4 streams to a recording replica and 4 to the bare one, taking turns of ``turn_s``
-    (one group sends while the other waits, the first turn of each a warm-up) for about ``seconds``
-    each, so both see the same load of the shared machine.  Returns the figures and the recorded
-    side's streams."""
-    gates = {"writer": asyncio.Event(), "none": asyncio.Event()}
-    urls = {"writer": writer_url, "none": bare_url}
-    sessions = {
-        name: CameraSession(
-            ClientConfig(urls[name], exercise="squat"),
-            {f"w{i}": GatedSource(gates[name], width, every) for i in range(4)},
-        )
-        for name in gates
-    }
-    latencies: dict[str, list[float]] = {name: [] for name in gates}
-    rep_frames: dict[str, list[float]] = {name: [] for name in gates}  # of them, rep frames'
-    stop = asyncio.Event()
-    running = [asyncio.ensure_future(session.run(stop)) for session in sessions.values()]
-    try:
-        for turn in range(2 * (1 + max(1, round(seconds / turn_s)))):
-            name = ("writer", "none")[turn % 2]
-            stats = list(sessions[name].stats.values())
-            marks = [(len(s.latencies_ms), len(s.rep_frame_latencies_ms)) for s in stats]
-            gates[name].set()
-            await asyncio.sleep(turn_s)
-            gates[name].clear()
-            await drained(stats)
-            if turn >= 2:
-                for s, (frames, reps) in zip(stats, marks, strict=True):
-                    latencies[name] += list(s.latencies_ms)[frames:]
-                    rep_frames[name] += s.rep_frame_latencies_ms[reps:]
-    finally:
-        for gate in gates.values():
-            gate.set()
-        stop.set()
-        await asyncio.gather(*running)
-    for session in sessions.values():
-        if session.failures:
-            raise RuntimeError(f"writer-cost streams failed: {session.failures}")
-    p99_writer, p99_none = p99(latencies["writer"]), p99(latencies["none"])
-    # The frames that completed no rep: what the writer costs where nothing waits for a commit.
-    plain = {name: list((Counter(latencies[name]) - Counter(rep_frames[name])).elements()) for name in gates}
-    plain_writer, plain_none = p99(plain["writer"]), p99(plain["none"])
-    print(f"p99 with the writer {p99_writer} ms, without {p99_none} ms", flush=True)
-    recorded = list(sessions["writer"].stats.values())
-    return (
-        {
-            "frame_latency_ms_p99_writer": p99_writer,
-            "frame_latency_ms_p99_no_writer": p99_none,
-            "p99_writer_vs_none": round(p99_writer / p99_none, 3) if p99_writer and p99_none else None,
-            "frames_writer_vs_none": [len(latencies["writer"]), len(latencies["none"])],
-            "rep_frames_writer_vs_none": [len(rep_frames["writer"]), len(rep_frames["none"])],
-            "p99_writer_vs_none_no_rep_frames": round(plain_writer / plain_none, 3)
-            if plain_writer and plain_none
-            else None,
-        },
-        recorded,
-    )
-
-
 async def failovers(fleet: Any, kills: int, width: int, every: int) -> tuple[CameraSession, list[float]]:
     config = ClientConfig(fleet.url, exercise="squat", max_backoff_s=0.5)
     session = CameraSession(config, {f"cam{i}": source(width, every) for i in (1, 2)})
@@ -323,20 +235,13 @@ def lost_reps(url: str, sessions: list[CameraSession]) -> tuple[int, int]:
     return len(told - stored), len(stored)
 
 
-def p99(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1)
-
-
 async def main_async(args: argparse.Namespace, fleet: Any, bare_url: str) -> dict[str, Any]:
     result, runs = await throughput(fleet, args.seconds, args.width, args.every)
     rep_service_ms = [ms for r in runs for ms in r.rep_service_ms]
     rep_commit_wait_ms = [ms for r in runs for ms in r.rep_commit_wait_ms]
     rep_answer_ms = [ms for r in runs for ms in r.rep_answer_ms]
     writer_url = f"ws://127.0.0.1:{fleet.replicas['r1']}"
-    costs, recorded = await writer_cost(writer_url, bare_url, args.seconds, args.width, args.every)
+    costs, recorded = await writer_cost(writer_url, bare_url, args.writer_seconds, args.width, args.every)
     result.update(costs)
     session, outages = await failovers(fleet, args.kills, args.width, args.every)
     lost, stored = lost_reps(fleet.database_url, [session])
@@ -379,6 +284,9 @@ def start(fleet: Any) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=12.0, help="timed streaming per throughput run")
+    parser.add_argument(
+        "--writer-seconds", type=float, default=45.0, help="timed streaming per side, phase 2"
+    )
     parser.add_argument(
         "--kills", type=int, default=10, help="replicas SIGKILLed in turn (>= 10 for the goal)"
     )
