@@ -5,8 +5,9 @@ instead of through ``safetensors.torch.save_file`` avoids its full in-memory cop
 lets the hash (BLAKE3, or SHA-256 for format-1 checkpoints; see ``hashing``) run in a second thread
 while the bytes go to the disk (both release the GIL), so the checkpoint hash costs no extra pass
 over the data; a file of one chunk is hashed in the writing thread after its write. Reading goes
-the other way: one preallocated buffer that the returned tensors are views of (no copy after the read), filled by a few concurrent positional reads, each chunk hashed
-in file order as soon as it is in.
+the other way: one preallocated buffer that the returned tensors are views of (no copy after the
+read), filled by a few concurrent positional reads, each chunk hashed in file order as soon as it
+is in.
 
 Chunks are 8 MiB: large enough that system-call and thread hand-off costs vanish, small enough that
 the pipeline fills and drains fast (the hasher idles until the first chunk is in, and the last chunk
