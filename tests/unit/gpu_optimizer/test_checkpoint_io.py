@@ -72,6 +72,22 @@ def test_round_trip_across_chunks_is_exact_and_standard(tmp_path: Path, algorith
             assert torch.equal(got, tensor), key
 
 
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
+def test_file_of_one_chunk_hashed_in_the_writing_thread_is_exact(tmp_path: Path, algorithm: str) -> None:
+    # Header and tensors below one chunk: written piece by piece, hashed without a hashing thread.
+    tensors = {"a": torch.arange(100, dtype=torch.int64), "b": torch.randn(7, 3), "m": torch.rand(9) > 0.5}
+    path = tmp_path / "small.safetensors"
+    digest = write_tensors(path, tensors, {"skeleton": "{}"}, algorithm=algorithm)
+
+    whole = path.read_bytes()
+    assert digest.size == len(whole) <= tensorio.CHUNK_BYTES
+    reference = blake3.blake3(whole) if algorithm == "blake3" else hashlib.sha256(whole)
+    assert digest == FileDigest(reference.hexdigest(), len(whole), algorithm) == hash_file(path, algorithm)
+    loaded, _ = read_tensors(path, digest)
+    for key, tensor in tensors.items():
+        assert torch.equal(loaded[key], tensor)
+
+
 def test_loaded_tensors_are_fresh_memory(tmp_path: Path) -> None:
     tensors = mixed_tensors()
     path = tmp_path / "state.safetensors"
