@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from pose_analyzer.multiview import CameraRig, read_rig
+from pose_analyzer.multiview.moment3d import view_of
 from pose_analyzer.multiview.session3d import (
     STORE_BATCH,
     CameraTakenError,
     Live3DSession,
     Live3DSessions,
-    view_of,
 )
 from pose_analyzer.multiview.sync import ClockWentBackwardsError
 from pose_analyzer.output import Pose3DOut

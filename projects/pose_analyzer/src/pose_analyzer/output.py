@@ -47,8 +47,8 @@ from pose_analyzer.exercises.reference import ReferenceComparison
 from pose_analyzer.types import FrameAnalysis, Person, PersonAnalysis, RejectedRep, RepRecord
 
 if TYPE_CHECKING:
+    from pose_analyzer.multiview.moment3d import Moment3D
     from pose_analyzer.multiview.people3d import PersonMoment
-    from pose_analyzer.multiview.session3d import Moment3D
 
 
 def finite(value: float) -> float | None:

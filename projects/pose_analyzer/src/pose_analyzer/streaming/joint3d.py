@@ -18,8 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pose_analyzer.metrics import StreamMetrics
 from pose_analyzer.multiview.calibration_io import rig_from_dict
+from pose_analyzer.multiview.moment3d import view_of
 from pose_analyzer.multiview.rig import CameraRig, RigError
-from pose_analyzer.multiview.session3d import CameraTakenError, Live3DSession, Live3DSessions, view_of
+from pose_analyzer.multiview.session3d import CameraTakenError, Live3DSession, Live3DSessions
 from pose_analyzer.multiview.sync import ClockWentBackwardsError
 from pose_analyzer.output import Pose3DOut
 from pose_analyzer.storage import Database, StorageError
