@@ -22,7 +22,17 @@ def test_digits_reach_95_percent_and_report_live(start_service: StartService, tm
         database_url=f"sqlite:///{tmp_path}/gpu.db",
         checkpoint_root=str(tmp_path / "ckpt"),
     )
-    cmd = [sys.executable, str(EXAMPLE), "--run-name", "digits-e2e", "--service-url", service.url]
+    # 400 steps last a second or two here: long enough to be seen running by a 20 Hz poll.
+    cmd = [
+        sys.executable,
+        str(EXAMPLE),
+        "--run-name",
+        "digits-e2e",
+        "--steps",
+        "400",
+        "--service-url",
+        service.url,
+    ]
     cmd += ["--checkpoint-dir", str(tmp_path / "ckpt"), "--log", str(tmp_path / "digits.jsonl")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -36,7 +46,7 @@ def test_digits_reach_95_percent_and_report_live(start_service: StartService, tm
             for run in runs:
                 if run["name"] == "digits-e2e" and run["status"] == "running" and run["step"] > 0:
                     live = run
-            time.sleep(0.5)
+            time.sleep(0.05)
         out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
