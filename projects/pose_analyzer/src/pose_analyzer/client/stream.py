@@ -136,8 +136,11 @@ class StreamClient:
         self._frame_id = 0
         self._frames: AsyncIterator[EncodedFrame] | None = None
         self._next: asyncio.Future[EncodedFrame] | None = None  # kept across reconnections
-        self._unanswered: EncodedFrame | None = None  # lockstep: the frame awaiting its answer
-        self._answered = asyncio.Event()
+        # Lockstep: the frame in flight, set before its send (a close racing the send cannot lose
+        # it) and cleared only once answered, and its frame id on the current connection.
+        self._unanswered: EncodedFrame | None = None
+        self._unanswered_id: int | None = None
+        self._answered = asyncio.Event()  # set by the receiver on the answer of ``_unanswered_id``
         self._connected = False  # the current connection got ``started``
 
     async def run(self, stop: asyncio.Event) -> StreamStats:
@@ -283,20 +286,28 @@ class StreamClient:
                     except StopAsyncIteration:
                         return
                 self._frame_id += 1
-                self._answered.clear()
+                resent = frame is self._unanswered
+                if lockstep:  # in flight before its send: a close racing the send cannot lose it
+                    self._unanswered, self._unanswered_id = frame, self._frame_id
+                    self._answered.clear()
+                self.stats.on_sent(self._frame_id, resent=resent)
                 await ws.send(
                     json.dumps({"type": "frame", "frame_id": self._frame_id, "capture_ts": frame.capture_ts})
                 )
                 await ws.send(frame.jpeg)
-                self.stats.on_sent(self._frame_id, resent=frame is self._unanswered)
-                if lockstep:
-                    self._unanswered = frame
-                    await self._wait_answer(stopping, receiver)
-                    self._unanswered = None
+                if lockstep and await self._wait_answer(stopping, receiver):
+                    self._unanswered = self._unanswered_id = None
         finally:
             stopping.cancel()
 
-    async def _wait_answer(self, stopping: asyncio.Future[Any], receiver: asyncio.Future[None]) -> None:
+    async def _wait_answer(self, stopping: asyncio.Future[Any], receiver: asyncio.Future[None]) -> bool:
+        """Wait for the answer of the frame in flight: True once it came, False on ``stop``.
+
+        The answer is checked before the connection's end: the receiver hands over every message
+        that arrived before a close (an answer and a 1012 in one TCP write), so when it has ended,
+        the event says whether the answer was among them; only a frame still unanswered then is
+        sent again (``receiver.result()`` raises how the connection ended).
+        """
         answered = asyncio.ensure_future(self._answered.wait())
         try:
             done, _ = await asyncio.wait(
@@ -306,10 +317,13 @@ class StreamClient:
             )
         finally:
             answered.cancel()
-        if not done:
-            raise TimeoutError(f"no answer within {self.config.answer_timeout_s:g} s")
+        if self._answered.is_set():
+            return True
         if receiver.done():
             receiver.result()
+        if not done:
+            raise TimeoutError(f"no answer within {self.config.answer_timeout_s:g} s")
+        return False
 
     async def _receive(self, ws: ClientConnection) -> None:
         """Handle the service's messages until ``stopped``; raises ConnectionClosed if it ends first."""
@@ -322,7 +336,8 @@ class StreamClient:
             kind = message.get("type")
             if kind == "frame":
                 self.stats.on_answer(message, self.session_id)
-                self._answered.set()
+                if message.get("frame_id") == self._unanswered_id:
+                    self._answered.set()
             elif kind == "rep":
                 self.stats.on_rep(message, self.session_id)
             elif kind == "stopped":
