@@ -46,6 +46,11 @@ def test_put_list_get_and_metrics(gpu_client: TestClient) -> None:
     assert run["loss"] is None
     assert run["eval"] == {"accuracy": 0.93}
     assert run["created_at"] <= run["updated_at"]
+    # Seen running twice since its first report (step 120); "other" was never reported running.
+    assert (run["first_step"], run["running_reports"]) == (120, 2)
+    assert run["created_at"] == run["started_at"]
+    other = gpu_client.get("/api/runs/other").json()
+    assert (other["started_at"], other["first_step"], other["running_reports"]) == (None, None, 0)
     assert [r["name"] for r in gpu_client.get("/api/runs", params={"status": "finished"}).json()] == ["other"]
 
     samples = _samples(gpu_client)

@@ -3,6 +3,12 @@
 Trainers PUT their progress (`reporting.RunReporter`); rows live in the same database as the jobs
 (SQLite file by default, SQLAlchemy 2.0), so the list survives a service restart. Prometheus sees
 the `max_runs` most recently updated runs only, which bounds the `run` label's cardinality.
+
+Besides the latest report, a row keeps when the service first heard the run running
+(`started_at`, `first_step`) and how many `running` reports it got (`running_reports`): proof
+that a run was seen while it trained, which a reader polling the latest report can miss when the
+run is short.  A `running` report after a final status (a run resumed under its name) starts
+that record again.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Annotated, Any, Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, DateTime, Float, Integer, String, select
+from sqlalchemy import JSON, DateTime, Float, Integer, String, inspect, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from gpu_optimizer.jobs.store import make_engine
@@ -55,6 +62,10 @@ class RunOut(RunReport):
     name: str
     created_at: datetime
     updated_at: datetime
+    # The attempt's first `running` report (None: never reported running) and their count.
+    started_at: datetime | None = None
+    first_step: int | None = None
+    running_reports: int = 0
 
 
 class _Base(DeclarativeBase):
@@ -79,6 +90,24 @@ class RunRow(_Base):
     eval: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    first_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    running_reports: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# Columns added after the table's first release, with what completes their type in ADD COLUMN.
+_ADDED_COLUMNS = {"started_at": "", "first_step": "", "running_reports": " NOT NULL DEFAULT 0"}
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the columns a database made before them lacks (``create_all`` skips existing tables)."""
+    table, columns = RunRow.__tablename__, RunRow.__table__.c
+    present = {column["name"] for column in inspect(engine).get_columns(table)}
+    with engine.begin() as conn:
+        for name, rest in _ADDED_COLUMNS.items():
+            if name not in present:
+                kind = columns[name].type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{rest}"))
 
 
 def _out(row: RunRow) -> RunOut:
@@ -91,18 +120,24 @@ class RunStore:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         _Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
         self.engine.dispose()
 
     def report(self, name: str, report: RunReport) -> RunOut:
+        """Store ``report`` as the run's latest; a `running` one also counts in the running record."""
         now = datetime.now(UTC)
         with self._session.begin() as s:
-            row = s.get(RunRow, name)
+            row = s.get(RunRow, name, with_for_update=True)
             if row is None:
-                row = RunRow(name=name, created_at=now)
+                row = RunRow(name=name, created_at=now, running_reports=0)
                 s.add(row)
+            if report.status == "running":
+                if row.started_at is None or row.status != "running":  # this attempt's first
+                    row.started_at, row.first_step, row.running_reports = now, report.step, 0
+                row.running_reports += 1
             for key, value in report.model_dump().items():
                 setattr(row, key, value)
             row.updated_at = now

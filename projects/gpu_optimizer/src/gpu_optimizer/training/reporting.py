@@ -2,6 +2,8 @@
 
 A background thread sends the newest report only (older unsent ones are superseded), so a slow
 or absent service never slows training; failures are logged once and retried with the next one.
+A report is superseded only by one of the same status, so the service hears every change of
+status: a run that finishes while its `running` report waits is still reported running first.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class RunReporter:
         self._headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
         self._url = f"{base_url.rstrip('/')}/api/runs/{run}"
         self._timeout = timeout_s
-        self._pending: dict[str, Any] | None = None
+        self._pending: list[dict[str, Any]] = []  # unsent, one per change of status
         self._cond = threading.Condition()
         self._closing = False
         self._warned = False
@@ -33,15 +35,18 @@ class RunReporter:
 
     def report(self, payload: dict[str, Any]) -> None:
         with self._cond:
-            self._pending = payload
+            if self._pending and self._pending[-1].get("status") == payload.get("status"):
+                self._pending[-1] = payload
+            else:
+                self._pending.append(payload)
             self._cond.notify()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._closing:
+                while not self._pending and not self._closing:
                     self._cond.wait()
-                payload, self._pending = self._pending, None
+                payload = self._pending.pop(0) if self._pending else None
                 closing = self._closing
             if payload is not None:
                 self._send(payload)
