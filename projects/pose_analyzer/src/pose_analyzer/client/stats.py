@@ -83,7 +83,9 @@ class StreamStats:
     _rep_frame: tuple[int, float] | None = field(default=None, repr=False)  # the last rep's frame, send
 
     def on_sent(self, frame_id: int, resent: bool = False) -> None:
-        """A frame went out; ``resent``: again, after its connection was lost unanswered."""
+        """A frame goes out (counted before its send); ``resent``: again, after its connection was
+        lost unanswered.  ``sent`` counts each frame once: in lockstep, ``answered == sent`` once
+        every answer came."""
         now = time.perf_counter()
         if resent:
             self.resent += 1
