@@ -1,4 +1,4 @@
-"""One camera stream: its latest-frame slot, its pose engine, and the loop that answers frames."""
+"""One camera stream: its frame slot, its pose engine, and the loop that answers frames."""
 
 from __future__ import annotations
 
@@ -102,6 +102,9 @@ def _analysis_failures() -> Iterator[None]:
 
 class StreamSession:
     """Analyses one stream's frames, newest first, and sends one ``FrameResult`` per processed frame.
+
+    A camera of a 3D session analyses the moment its session chose instead of its newest frame
+    (``MomentSlot``, ``FrameGrouper.choose``: the session's cameras drop the same moments).
 
     The receive side calls ``offer`` for each frame; ``run`` hands the newest waiting frame to
     the stream's detector handle, where it is decoded, detected and analysed in one worker hop
