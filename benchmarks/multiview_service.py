@@ -18,11 +18,12 @@ does not, and its window shrinks).  ``fps_2d_4streams``: frame sets per second i
 all streams / 4 / s); ``fps_3d_4cams``: distinct 3D moments (``pose3d.seq``, groups of two
 cameras or more) per second in 3D; ``vs_2d_4streams``: their ratio (medians over rounds; goal
 >= 0.95); ``fps_3d_complete_groups`` and ``vs_2d_complete_groups`` count only moments seen by all
-four cameras: each stream's latest-frame-wins slot drops its own frames, not the same moments as
-the other streams, so a dropped frame leaves its group with three cameras.  Also the 3D
-rounds' ``complete_fraction`` (moments seen by all four cameras), ``reprojection_mean_px`` and
-``reprojection_p95_px``, and
-``lateness_p95_ms`` (a camera's frame arriving after its group's first).  Clients run on the
+four cameras (the cameras of a 3D session drop the same moments, ``FrameGrouper.choose``, so
+under load most groups stay complete; a camera dropping its own frames would leave them with
+three).  Also the 3D rounds' ``complete_fraction`` (moments seen by all four cameras),
+``reprojection_mean_px`` and ``reprojection_p95_px``, ``lateness_p95_ms`` (a camera's frame
+arriving after its group's first) and ``rep_messages`` (``rep`` announcements received: the
+protocol's per-rep message, counted, not taken for an answer).  Clients run on the
 same cores as the service.
 
     python benchmarks/multiview_service.py [--seconds 15] [--rounds 2] [--max-width 480] [--in-flight 2]
@@ -71,6 +72,7 @@ async def _client(
     in_flight: int,
     refill: bool,
     answers: list[dict[str, Any]],
+    reps: list[dict[str, Any]],
 ) -> None:
     async with connect(url, max_size=None, open_timeout=60) as ws:
         await ws.send(json.dumps(start))
@@ -90,6 +92,9 @@ async def _client(
             await send_next()
         while True:
             answer = json.loads(await ws.recv())
+            if answer["type"] == "rep":  # a rep announced once committed: counted, not an answer
+                reps.append(answer)
+                continue
             assert answer["type"] == "frame", answer
             if time.perf_counter() >= until:
                 break  # the rest are drained by stop
@@ -113,6 +118,7 @@ async def _round(
 ) -> dict[str, Any]:
     """One round; returns the answers of each camera and the round's length in seconds."""
     answers: dict[str, list[dict[str, Any]]] = {cam: [] for cam in CAMERAS}
+    reps: list[dict[str, Any]] = []
     starts = {cam: {"type": "start"} for cam in CAMERAS}
     if rig is not None:
         # The first client's session, joined by the others: started before the clock starts.
@@ -135,11 +141,12 @@ async def _round(
                 in_flight,
                 refill,
                 answers[cam],
+                reps,
             )
             for cam in CAMERAS
         )
     )
-    return {"answers": answers, "seconds": seconds}
+    return {"answers": answers, "reps": len(reps), "seconds": seconds}
 
 
 def _p95(values: list[float]) -> float:
@@ -163,6 +170,7 @@ def main() -> None:
     slowest_2d: list[float] = []
     fps_3d_complete: list[float] = []
     moments: dict[tuple[int, int], dict[str, Any]] = {}
+    rep_messages = 0
     with tempfile.TemporaryDirectory() as tmp, running_service(Path(tmp), "mediapipe") as (url, _):
         upload_rig(url)
         base = url.replace("http://", "ws://") + "/ws/streams"
@@ -171,6 +179,7 @@ def main() -> None:
                 _round(base, clips, args.seconds, None, f"r{r}-2d", args.in_flight, not args.no_refill)
             )
             answered = sum(len(a) for a in flat["answers"].values())
+            rep_messages += flat["reps"]
             fps_2d.append(answered / len(CAMERAS) / flat["seconds"])
             slowest_2d.append(min(len(a) for a in flat["answers"].values()) / flat["seconds"])
             deep = asyncio.run(
@@ -186,9 +195,11 @@ def main() -> None:
             whole = [m for m in seen.values() if len(m["cameras"]) == len(CAMERAS)]
             fps_3d_complete.append(len(whole) / deep["seconds"])
             moments.update({(r, seq): m for seq, m in seen.items()})
+            rep_messages += deep["reps"]
             print(
                 f"round {r}: 2D {fps_2d[-1]:.2f} frame sets/s (slowest stream {slowest_2d[-1]:.2f} fps), "
-                f"3D {fps_3d[-1]:.2f} moments/s",
+                f"3D {fps_3d[-1]:.2f} moments/s, {fps_3d_complete[-1]:.2f} with all four cameras "
+                f"({len(whole) / len(seen) if seen else 0:.0%})",
                 flush=True,
             )
     complete = [m for m in moments.values() if len(m["cameras"]) == len(CAMERAS)]
@@ -216,6 +227,7 @@ def main() -> None:
         "reprojection_mean_px": round(statistics.fmean(errors), 3) if errors else None,
         "reprojection_p95_px": round(_p95(errors), 3) if errors else None,
         "lateness_p95_ms": round(_p95(lateness), 3) if lateness else None,
+        "rep_messages": rep_messages,
     }
     print(json.dumps(result))
 

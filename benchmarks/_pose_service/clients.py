@@ -30,6 +30,7 @@ class ClientLog:
     answers: list[tuple[float, float]] = field(default_factory=list)
     stopped: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
+    reps: int = 0  # ``rep`` messages: a rep announced once its commit returned (not an error)
     send_blocked_s: float = 0.0
 
 
@@ -67,6 +68,8 @@ async def _receiver(ws: ClientConnection, log: ClientLog) -> None:
         elif data.get("type") == "stopped":
             log.stopped = data
             return
+        elif data.get("type") == "rep":
+            log.reps += 1
         else:
             log.errors.append(str(data)[:200])
 

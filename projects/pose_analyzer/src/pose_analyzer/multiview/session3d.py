@@ -3,7 +3,9 @@
 Each stream analyses its own frames in 2D as before; then it hands the frame's person (single
 person first: the stream's first confirmed person) to the session's ``Live3DSession`` and waits
 for the frame's group (``sync.FrameGrouper``: all cameras present, a camera known to have dropped
-that moment, or the deadline).  A group seen by two cameras or more is triangulated
+that moment, or the deadline).  The cameras drop the same moments when they cannot keep up: each
+stream keeps a few frames waiting and analyses the one ``choose`` picks (the moment the others
+analyse), so groups stay complete under load.  A group seen by two cameras or more is triangulated
 (``triangulation.Triangulator``), its limbs refined with the person's learnt segment lengths
 (``bones.BoneLengthPrior``), its trajectory smoothed (``TrajectorySmoother3D``), its 3D
 joint angles and measures taken (``biomechanics3d``) and fed to the session's own rep counter
@@ -27,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,6 +137,10 @@ class Live3DSession:
         await self._conclude(groups)
         self._arm()
         return await future
+
+    def choose(self, camera: str, waiting: Sequence[float]) -> int:
+        """Which of ``camera``'s waiting frames to analyse next: see ``FrameGrouper.choose``."""
+        return self._grouper.choose(camera, waiting)
 
     def received(self, camera: str, capture_ts: float) -> None:
         """``camera``'s stream received a frame (before analysing it): see ``FrameGrouper.received``."""

@@ -18,6 +18,14 @@ holds the frames not yet grouped and emits a ``FrameGroup`` as soon as it is dec
   present once its oldest frame has waited ``deadline_s`` (arrival clock), so a lagging or
   silent camera never stalls the others.
 
+Coordinated dropping (``choose``): a camera that keeps several frames waiting
+(``streaming.slot.MomentSlot``) asks which one to analyse next, so the cameras of a session that
+cannot keep up drop the same moments instead of each its own (which leaves most groups partial):
+the oldest waiting frame of a moment another camera already chose whose group is still open;
+else the newest waiting frame that every other live camera has received and not yet dropped
+(within the tolerance); else the newest.  A camera that stops sending is not waited for: its
+cameras fall back to their newest frames and the deadline closes the groups.
+
 ``lateness_s`` says, per camera of a group, how long after the group's first frame that
 camera's frame arrived (server clock).  The grouper keeps no clock of its own: every call
 takes ``now`` (a monotonic arrival time), so it is driven by events and tested without sleeps;
@@ -30,7 +38,7 @@ import contextlib
 import math
 import statistics
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -40,6 +48,8 @@ DEFAULT_PERIOD_S = 1 / 30
 DEFAULT_DEADLINE_S = 0.25
 # Inter-frame intervals kept per camera for the period estimate.
 PERIOD_WINDOW = 32
+# Chosen moments remembered (they are forgotten as their groups go out).
+CHOSEN_WINDOW = 64
 
 
 class ClockWentBackwardsError(ValueError):
@@ -128,6 +138,8 @@ class FrameGrouper(Generic[T]):
         # (in analysis or waiting for it), and the latest capture time received.
         self._in_analysis: dict[str, deque[float]] = {name: deque() for name in names}
         self._received_until: dict[str, float] = dict.fromkeys(names, -math.inf)
+        # Moments cameras chose to analyse (``choose``) whose groups have not gone out yet.
+        self._chosen: deque[float] = deque(maxlen=CHOSEN_WINDOW)
 
     @property
     def period_s(self) -> float:
@@ -192,6 +204,38 @@ class FrameGrouper(Generic[T]):
             self._in_analysis[camera].remove(capture_ts)
         return self._decide(now)
 
+    def choose(self, camera: str, waiting: Sequence[float]) -> int:
+        """Which of ``camera``'s waiting frames (capture times, arrival order) to analyse next:
+        the index of the moment the session chose (module doc).  The frames before it will be
+        dropped (report them with ``dropped``).
+
+        Raises:
+            UnknownCameraError: ``camera`` is not one of the grouper's.
+            ValueError: nothing is waiting.
+        """
+        if camera not in self.sync:
+            raise UnknownCameraError(f"no camera {camera!r}; the session has {', '.join(self.cameras)}")
+        if not waiting:
+            raise ValueError("choose needs at least one waiting frame")
+        tolerance = self.tolerance_s
+        for index, ts in enumerate(waiting):
+            if any(abs(ts - chosen) <= tolerance for chosen in self._chosen):
+                return index
+        others = [name for name in self._active if name != camera]
+        index = len(waiting) - 1
+        for candidate in range(len(waiting) - 1, -1, -1):
+            if all(self._holds(name, waiting[candidate], tolerance) for name in others):
+                index = candidate
+                break
+        self._chosen.append(waiting[index])
+        return index
+
+    def _holds(self, camera: str, capture_ts: float, tolerance: float) -> bool:
+        """``camera`` received a frame of ``capture_ts`` it has neither dropped nor seen grouped."""
+        return any(abs(t - capture_ts) <= tolerance for t in self._in_analysis[camera]) or any(
+            abs(f.capture_ts - capture_ts) <= tolerance for f in self._pending[camera]
+        )
+
     def _settle(self, camera: str, capture_ts: float) -> None:
         """Frames of ``camera`` up to ``capture_ts`` are no longer in analysis (this one was added)."""
         waiting = self._in_analysis[camera]
@@ -234,6 +278,7 @@ class FrameGrouper(Generic[T]):
         groups: list[FrameGroup[T]] = []
         while self.pending:
             groups.append(self._take(timed_out=True))
+        self._chosen.clear()
         return groups
 
     def _decide(self, now: float) -> list[FrameGroup[T]]:
@@ -260,6 +305,8 @@ class FrameGrouper(Generic[T]):
         start = min(q[0].capture_ts for q in self._pending.values() if q)
         end = start + self.tolerance_s
         frames = {name: q.popleft() for name, q in self._pending.items() if q and q[0].capture_ts <= end}
+        if any(chosen <= end for chosen in self._chosen):  # their groups went out: nobody joins them now
+            self._chosen = deque((c for c in self._chosen if c > end), maxlen=CHOSEN_WINDOW)
         first = min(f.arrived for f in frames.values())
         lateness = {name: f.arrived - first for name, f in frames.items()}
         missing = tuple(name for name in self.cameras if name not in frames)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -91,12 +92,17 @@ class Joined3D:
             ) from exc
         return Pose3DOut.of(moment) if moment is not None else None
 
+    def choose(self, waiting: Sequence[float]) -> int:
+        """Which waiting frame (capture times, arrival order) the stream analyses next: the
+        moment the session's cameras analyse together (``FrameGrouper.choose``)."""
+        return self.live.choose(self.camera, waiting)
+
     def received(self, capture_ts: float) -> None:
         """The stream received a frame captured at ``capture_ts`` (not analysed yet)."""
         self.live.received(self.camera, capture_ts)
 
     def dropped(self, capture_ts: float) -> None:
-        """The stream's latest-frame-wins slot replaced its frame of ``capture_ts`` unanalysed."""
+        """The stream dropped its frame of ``capture_ts`` unanalysed (a moment the session skipped)."""
         self.live.dropped(self.camera, capture_ts)
 
     async def leave(self) -> None:

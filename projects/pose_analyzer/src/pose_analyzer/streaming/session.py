@@ -1,4 +1,4 @@
-"""One camera stream: its latest-frame slot, its pose engine, and the loop that answers frames."""
+"""One camera stream: its frame slot, its pose engine, and the loop that answers frames."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +24,7 @@ from pose_analyzer.streaming.decode import decode_frame
 from pose_analyzer.streaming.errors import ServerFailureError, StorageFailedError, StreamClosedError
 from pose_analyzer.streaming.image_header import DecodeLimits
 from pose_analyzer.streaming.memory import release_free_memory
-from pose_analyzer.streaming.slot import LatestSlot, SlotClosedError
+from pose_analyzer.streaming.slot import LatestSlot, MomentSlot, SlotClosedError
 from pose_analyzer.streaming.writer import RecordingWriter
 from pose_analyzer.types import Detections, Frame, FrameAnalysis, FrameCounts
 from service_kit.errors import unexpected_error
@@ -41,11 +41,14 @@ class Joint3D(Protocol):
     def __call__(self, capture_ts: float, analysis: FrameAnalysis) -> Awaitable[Pose3DOut | None]:
         """The frame's moment, if any, once its synchronised group is decided."""
 
+    def choose(self, waiting: Sequence[float]) -> int:
+        """Which waiting frame (capture times, arrival order) to analyse: the session's moment."""
+
     def received(self, capture_ts: float) -> None:
         """A frame arrived (its group knows the camera has moved on to it)."""
 
     def dropped(self, capture_ts: float) -> None:
-        """A frame was replaced unanalysed (its group need not wait for it)."""
+        """A frame was dropped unanalysed (its group need not wait for it)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -100,6 +103,9 @@ def _analysis_failures() -> Iterator[None]:
 class StreamSession:
     """Analyses one stream's frames, newest first, and sends one ``FrameResult`` per processed frame.
 
+    A camera of a 3D session analyses the moment its session chose instead of its newest frame
+    (``MomentSlot``, ``FrameGrouper.choose``: the session's cameras drop the same moments).
+
     The receive side calls ``offer`` for each frame; ``run`` hands the newest waiting frame to
     the stream's detector handle, where it is decoded, detected and analysed in one worker hop
     (the frame is taken only once a compute slot, or a replica of a shared model, is free, so
@@ -134,11 +140,15 @@ class StreamSession:
         self.exercise = exercise
         self.writer = writer
         self.counts = counts if counts is not None else FrameCounts()
-        self.slot: LatestSlot[RawFrame] = LatestSlot()
+        # 2D: latest-frame-wins; 3D: the cameras of the session drop the same moments.
+        self.slot: LatestSlot[RawFrame] | MomentSlot[RawFrame] = (
+            LatestSlot(self._drop)
+            if joint is None
+            else MomentSlot(lambda raw: raw.capture_ts, joint.choose, self._drop)
+        )
         self.ledger = RepLedger(stream_id, rep_offset)
         # Reps waiting for their commit, in the order of their frames; None: no more.
         self._held: asyncio.Queue[HeldReps | None] = asyncio.Queue()
-        self._offered_ts = 0.0  # the capture time of the frame offered last
         self._closed = False
         self._released = False
         label = metrics.stream_label(stream_id)
@@ -148,18 +158,19 @@ class StreamSession:
         self._latency = metrics.end_to_end_seconds.labels(label)
 
     def offer(self, frame: RawFrame) -> None:
-        """Hand a new frame to the stream; a frame still waiting is dropped (and counted)."""
+        """Hand a new frame to the stream; frames the slot drops for it are counted."""
         self.counts.received += 1
         self._received.inc()
-        replaced = self.slot.put(frame)  # True: it replaced the frame offered before, never taken
-        replaced_ts, self._offered_ts = self._offered_ts, frame.capture_ts
         if self.joint is not None:
             self.joint.received(frame.capture_ts)
-        if replaced:
-            self.counts.dropped += 1
-            self._dropped.inc()
-            if self.joint is not None:
-                self.joint.dropped(replaced_ts)
+        self.slot.put(frame)
+
+    def _drop(self, frame: RawFrame) -> None:
+        """The slot dropped ``frame`` unanalysed (on a put, or on a take for a later moment)."""
+        self.counts.dropped += 1
+        self._dropped.inc()
+        if self.joint is not None:
+            self.joint.dropped(frame.capture_ts)
 
     def _take(self) -> _FrameJob:
         raw, dropped = self.slot.take_nowait()
