@@ -141,7 +141,7 @@ class StreamSession:
         self.writer = writer
         self.counts = counts if counts is not None else FrameCounts()
         # 2D: latest-frame-wins; 3D: the cameras of the session drop the same moments.
-        self.slot: LatestSlot[RawFrame] | MomentSlot[RawFrame] = (
+        self.slot: MomentSlot[RawFrame] = (
             LatestSlot(self._drop)
             if joint is None
             else MomentSlot(lambda raw: raw.capture_ts, joint.choose, self._drop)

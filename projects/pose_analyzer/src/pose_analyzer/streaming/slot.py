@@ -11,92 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class SlotClosedError(Exception):
     """The slot was closed and holds nothing more."""
-
-
-class LatestSlot(Generic[T]):
-    """Holds at most one item; ``put`` replaces a waiting item and counts it as dropped.
-
-    So a slow consumer always gets the newest item and never a queue of stale ones: the
-    wait between a frame's arrival and its processing is bounded by one processing time.
-    Use from one event loop only (not thread-safe).
-    """
-
-    def __init__(self, on_drop: Callable[[T], None] | None = None) -> None:
-        """``on_drop`` is called with each item replaced unprocessed."""
-        self._on_drop = on_drop
-        self._item: T | None = None
-        self._has_item = False
-        self._dropped = 0
-        self._closed = False
-        self._event = asyncio.Event()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def put(self, item: T) -> bool:
-        """Store ``item``; returns True when it replaced one not yet taken (that one is dropped).
-
-        Raises:
-            SlotClosedError: after ``close()``.
-        """
-        if self._closed:
-            raise SlotClosedError("the slot is closed")
-        replaced, old = self._has_item, self._item
-        if replaced:
-            self._dropped += 1
-        self._item, self._has_item = item, True
-        self._event.set()
-        if replaced and self._on_drop is not None:
-            self._on_drop(cast(T, old))
-        return replaced
-
-    async def ready(self) -> None:
-        """Wait until an item is waiting (a closed slot may still hold its last one).
-
-        Raises:
-            SlotClosedError: the slot is closed and empty.
-        """
-        while not self._has_item:
-            if self._closed:
-                raise SlotClosedError("the slot is closed")
-            self._event.clear()
-            await self._event.wait()
-
-    def take_nowait(self) -> tuple[T, int]:
-        """The waiting item with the number of items dropped since the last take.
-
-        Raises:
-            SlotClosedError: no item is waiting.
-        """
-        if not self._has_item:
-            raise SlotClosedError("the slot is empty")
-        item, dropped = self._item, self._dropped
-        self._item, self._has_item, self._dropped = None, False, 0
-        return cast(T, item), dropped  # _has_item says it is a T, even when T admits None
-
-    async def take(self) -> tuple[T, int]:
-        """Wait for the newest item; returns it with the number of items dropped since the last take.
-
-        A closed slot still hands out its last item, then raises.
-
-        Raises:
-            SlotClosedError: the slot is closed and empty.
-        """
-        await self.ready()
-        return self.take_nowait()
-
-    def close(self) -> None:
-        """Refuse new items and wake a waiting ``take``; a waiting item may still be taken."""
-        self._closed = True
-        self._event.set()
 
 
 # Frames a camera of a 3D session keeps waiting; beyond it the oldest is dropped.
@@ -111,7 +32,7 @@ class MomentSlot(Generic[T]):
     3D session: the moment its session chose, ``FrameGrouper.choose``).  The items before it are
     dropped, the later ones wait.  An item captured before the one put just before (a clock going
     back) drops every waiting one, so it is taken next and its stream learns of its clock.  Each
-    dropped item goes to ``on_drop``.  Same protocol as ``LatestSlot``; one event loop only.
+    dropped item goes to ``on_drop``.  One event loop only (not thread-safe).
     """
 
     def __init__(
@@ -205,3 +126,24 @@ class MomentSlot(Generic[T]):
         """Refuse new items and wake a waiting ``take``; waiting items may still be taken."""
         self._closed = True
         self._event.set()
+
+
+def _no_moment(_item: object) -> float:
+    return 0.0
+
+
+def _the_only(_moments: Sequence[float]) -> int:
+    return 0
+
+
+class LatestSlot(MomentSlot[T]):
+    """Holds at most one item; ``put`` replaces a waiting item and counts it as dropped.
+
+    So a slow consumer always gets the newest item and never a queue of stale ones: the
+    wait between a frame's arrival and its processing is bounded by one processing time.
+    A ``MomentSlot`` of one item: there is nothing to choose.  One event loop only.
+    """
+
+    def __init__(self, on_drop: Callable[[T], None] | None = None) -> None:
+        """``on_drop`` is called with each item replaced unprocessed."""
+        super().__init__(_no_moment, _the_only, on_drop, limit=1)
