@@ -14,9 +14,10 @@ def json_number(value: float, digits: int) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
 
-def per_client_count(runs: dict[int, dict[str, float]], bare: dict[int, float]) -> dict[str, Any]:
-    """Print the table and return the JSON fields of every client count (``fps_N`` and the rest),
-    with ``goal_met_n4`` when N=4 ran."""
+def per_client_count(
+    runs: dict[int, dict[str, float]], bare: dict[int, float], bare_cores: dict[int, float]
+) -> dict[str, Any]:
+    """Print the table and return the JSON fields of every client count (``fps_N`` and the rest)."""
     print(
         f"\n{'N':>3} {'sent':>6} {'answered':>8} {'fps':>7} {'bare':>6} {'vs bare':>7} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'drop':>6} {'drift':>6} {'send ms':>7}"
@@ -37,6 +38,10 @@ def per_client_count(runs: dict[int, dict[str, float]], bare: dict[int, float]) 
                 f"send_ms_{n}": json_number(r["send_ms"], 2),
                 f"bare_fps_{n}": round(bare[n], 2),
                 f"service_vs_bare_{n}": json_number(ratio, 3),
+                f"bare_fps_cores_{n}": round(bare_cores[n], 2),
+                f"service_vs_cores_{n}": json_number(
+                    r["fps"] / bare_cores[n] if bare_cores[n] else math.nan, 3
+                ),
                 f"p50_ms_{n}": json_number(r["p50_ms"], 1),
                 f"p99_ms_{n}": json_number(r["p99_ms"], 1),
                 f"p99_ms_steady_{n}": json_number(r["p99_ms_steady"], 1),

@@ -45,6 +45,10 @@ def test_short_run_reports_every_figure_with_sane_values(test_data: Path) -> Non
         bare = result[f"bare_fps_{n}"]
         assert bare > 0
         assert math.isclose(figures["service_vs_bare"], figures["fps"] / bare, rel_tol=0.02)
+        # The machine's best case (one stream per core) beside the baseline of the same N streams.
+        cores_fps = result[f"bare_fps_cores_{n}"]
+        assert cores_fps > 0
+        assert math.isclose(result[f"service_vs_cores_{n}"], figures["fps"] / cores_fps, rel_tol=0.02)
         assert 0 <= figures["drop_rate"] <= 1, figures
         assert 0 < figures["p50_ms"] <= figures["p99_ms"], figures
         assert 0 < figures["p50_ms"] <= figures["p99_ms_steady"], figures
