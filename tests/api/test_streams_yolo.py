@@ -109,3 +109,25 @@ def _session_3d(
     series = client.get(f"/api/sessions/{session}/3d")  # stored before each stream's "stopped"
     assert series.status_code == 200, series.text
     return [a["pose3d"] for a in answers["cam01"]], series.json()
+
+
+def test_on_cpu_the_shared_model_takes_one_frame_per_call_by_default(
+    tmp_path: Path, cameras: dict[str, list[bytes]]
+) -> None:
+    """On CPU a batch costs as much per frame as single frames, so the default (``stream_max_batch``
+    0) sends each frame alone even within a wide window that would batch streams in lockstep."""
+    settings = PoseSettings(
+        log_dir=tmp_path / "logs",
+        backend="yolo",
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path}/pose.db",
+        stream_batch_window_ms=50,
+        stream_compute_slots=1,
+    )
+    with TestClient(create_app(settings)) as client:
+        answers = stream_together(client, {k: v[:3] for k, v in cameras.items()}, FRAME_S)
+        text = client.get("/metrics").text
+    assert all(len(got) == 3 for got in answers.values()), answers
+    frames = len(cameras) * 3
+    assert metric(text, "pose_stream_batch_size_frames_sum") == frames
+    assert metric(text, "pose_stream_batch_size_frames_count") == frames

@@ -142,7 +142,7 @@ class StreamHub:
                 self._options,
                 compute=self.compute,
                 batch_window_s=self._settings.stream_batch_window_ms / 1000.0,
-                max_batch=self._settings.stream_max_batch,
+                max_batch=self._max_batch(),
                 observe_inference=inference.observe,
                 observe_batch=observe_batch,
                 batch_replicas=self._batch_replicas(),
@@ -150,6 +150,11 @@ class StreamHub:
             )
             self._paths[name] = path
         return path
+
+    def _max_batch(self) -> int:
+        if self._settings.stream_max_batch:
+            return self._settings.stream_max_batch
+        return 1 if self._options.device == "cpu" else 8
 
     def _batch_replicas(self) -> int:
         if self._settings.stream_batch_replicas:
