@@ -336,7 +336,8 @@ def total_norm(tensors: Sequence[torch.Tensor], *, exact: bool = False) -> float
             if any(not bool(torch.isfinite(t).all()) for t in tensors):
                 return squares
             # Finite elements whose float32 squares overflow: the squares in float64.
-            return math.sqrt(sum(float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2 for t in tensors))
+            wide = (float(torch.linalg.vector_norm(t, dtype=torch.float64)) for t in tensors)
+            return math.sqrt(sum(part * part for part in wide))
         groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         for t in tensors:
             groups.setdefault((t.device, t.dtype), []).append(t)
