@@ -171,11 +171,14 @@ def test_rollback_without_callback_is_refused() -> None:
         GuardConfig(max_grad_norm=0)
 
 
-def test_total_norm_agrees_with_torch_and_sees_nan_and_inf() -> None:
-    """The guard's short-way norm against torch's get_total_norm, across dtype groups.
+@pytest.mark.parametrize("exact", [False, True])
+def test_total_norm_agrees_with_torch_and_sees_nan_and_inf(exact: bool) -> None:
+    """The guard's short-way norm against torch's get_total_norm in float64, across dtype groups.
 
-    Both sum squares of float32 per-tensor norms in a different order; the relative difference
-    is bounded by a few float32 roundings (eps 1.2e-7) per term, so 1e-5 is generous.
+    The exact way sums float32 per-tensor norms in another order than torch: a few float32
+    roundings (eps 1.2e-7) per term, so 1e-5 is generous. The fast way (BLAS dot products)
+    accumulates the n squares of a float32 tensor in float32: at most n - 1 roundings of
+    2**-24 each on a sum of positive terms, so n * 2**-24 over the largest tensor (2048).
     """
     from gpu_optimizer.guard import total_norm
 
@@ -183,12 +186,38 @@ def test_total_norm_agrees_with_torch_and_sees_nan_and_inf() -> None:
     tensors = [torch.randn(s, generator=gen) for s in ((64, 32), (7,), (3, 3, 3))]
     tensors.append(torch.randn(50, generator=gen, dtype=torch.float64))
     expected = float(torch.nn.utils.get_total_norm([t.double() for t in tensors]))
-    assert total_norm(tensors) == pytest.approx(expected, rel=1e-5)
-    assert total_norm([]) == 0.0
-    for bad in (float("nan"), float("inf")):
+    rel = 1e-5 if exact else 2048 * 2.0**-24
+    assert total_norm(tensors, exact=exact) == pytest.approx(expected, rel=rel)
+    assert total_norm([], exact=exact) == 0.0
+    for bad in (float("nan"), float("inf"), float("-inf")):
         broken = [t.clone() for t in tensors]
         broken[1][3] = bad
-        assert not math.isfinite(total_norm(broken))
+        assert not math.isfinite(total_norm(broken, exact=exact))
+
+
+def test_total_norm_of_finite_tensors_whose_squares_overflow_float32_is_finite() -> None:
+    """Elements of 1e20 square past float32's 3.4e38: the fast way's sum is Inf, yet nothing is
+    non-finite, so the norm is taken again with float64 squares."""
+    from gpu_optimizer.guard import total_norm
+
+    big = torch.full((1000,), 1e20)
+    small = torch.ones(10)
+    norm = total_norm([big, small])
+    assert math.isfinite(norm)
+    assert norm == pytest.approx(math.sqrt(1000) * 1e20, rel=1e-5)
+
+
+def test_total_norm_takes_non_contiguous_and_half_tensors() -> None:
+    """Tensors the dot products cannot take (a transposed view, bfloat16) still get the norm: the
+    bfloat16 tensor's norm is rounded to bfloat16 (unit roundoff 2**-8), which bounds the error."""
+    from gpu_optimizer.guard import total_norm
+
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(16, 8, generator=gen).t()
+    b = torch.randn(5, generator=gen).to(torch.bfloat16)
+    expected = float(torch.nn.utils.get_total_norm([a.double(), b.double()]))
+    assert total_norm([a, b]) == pytest.approx(expected, rel=2 * 2.0**-8)
+    assert total_norm([a]) == pytest.approx(float(a.double().norm()), rel=1e-5)
 
 
 def test_parameters_checked_every_k_steps_are_still_reported_at_the_next_nonfinite_loss() -> None:

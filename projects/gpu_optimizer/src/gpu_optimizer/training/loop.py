@@ -303,7 +303,8 @@ class Trainer:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
                 # One fused check (the norm the guard then uses), not a host sync per tensor.
-                grad_norm = total_norm([p.grad for p in self.params if p.grad is not None])
+                grads = [p.grad for p in self.params if p.grad is not None]
+                grad_norm = total_norm(grads, exact=self.config.grad_clip_norm is not None)
                 if not math.isfinite(grad_norm):
                     self.scaler.update()  # fp16 overflow: the scaler lowers its scale; not a fault
                     self.optimizer.zero_grad(set_to_none=True)
