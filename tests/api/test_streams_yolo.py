@@ -24,6 +24,21 @@ FRAME_S = 0.1
 CONFIRMED_FROM = 3
 
 
+def _settings(tmp_path: Path, **extra: Any) -> PoseSettings:
+    """YOLO on CPU with a wide window, so that frames of streams in lockstep would land in one
+    batch on a loaded machine."""
+    return PoseSettings(
+        log_dir=tmp_path / "logs",
+        backend="yolo",
+        device="cpu",
+        database_url=f"sqlite:///{tmp_path}/pose.db",
+        stream_batch_window_ms=50,
+        # Compute slots bound per-stream detectors only; here they must not cap the batches.
+        stream_compute_slots=1,
+        **extra,
+    )
+
+
 @pytest.fixture(scope="module")
 def cameras(test_data: Path) -> dict[str, list[bytes]]:
     return {
@@ -34,18 +49,7 @@ def cameras(test_data: Path) -> dict[str, list[bytes]]:
 def test_streams_share_batches_of_one_yolo_model(
     tmp_path: Path, cameras: dict[str, list[bytes]], test_data: Path
 ) -> None:
-    # A wide window, so that frames of streams in lockstep land in one batch on a loaded machine.
-    settings = PoseSettings(
-        log_dir=tmp_path / "logs",
-        backend="yolo",
-        device="cpu",
-        database_url=f"sqlite:///{tmp_path}/pose.db",
-        stream_batch_window_ms=50,
-        stream_max_batch=8,
-        # Compute slots bound per-stream detectors only; here they must not cap the batches.
-        stream_compute_slots=1,
-    )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(_settings(tmp_path, stream_max_batch=8))) as client:
         # The first stream sets up the shared model; the others then start together.
         with client.websocket_connect("/ws/streams/warmup") as ws:
             ws.send_bytes(cameras["cam01"][0])
@@ -116,15 +120,7 @@ def test_on_cpu_the_shared_model_takes_one_frame_per_call_by_default(
 ) -> None:
     """On CPU a batch costs as much per frame as single frames, so the default (``stream_max_batch``
     0) sends each frame alone even within a wide window that would batch streams in lockstep."""
-    settings = PoseSettings(
-        log_dir=tmp_path / "logs",
-        backend="yolo",
-        device="cpu",
-        database_url=f"sqlite:///{tmp_path}/pose.db",
-        stream_batch_window_ms=50,
-        stream_compute_slots=1,
-    )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(_settings(tmp_path))) as client:
         answers = stream_together(client, {k: v[:3] for k, v in cameras.items()}, FRAME_S)
         text = client.get("/metrics").text
     assert all(len(got) == 3 for got in answers.values()), answers

@@ -302,7 +302,7 @@ class Trainer:
             grad_norm = None
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
-                # One fused check (the norm the guard then uses), not a host sync per tensor.
+                # One check (the norm the guard then uses) instead of the scaler's own pass.
                 grads = [p.grad for p in self.params if p.grad is not None]
                 grad_norm = total_norm(grads, exact=self.config.grad_clip_norm is not None)
                 if not math.isfinite(grad_norm):
