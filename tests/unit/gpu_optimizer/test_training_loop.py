@@ -11,9 +11,12 @@ import torch
 
 from gpu_optimizer.checkpoints import CheckpointManager
 from gpu_optimizer.guard import GuardAction, TrainingAborted
-from gpu_optimizer.training import SimulatedDeviceLimit, Trainer, read_log
+from gpu_optimizer.training import SimulatedDeviceLimit, StepSampler, Trainer, read_log
+from gpu_optimizer.training.data import fetch
 from gpu_optimizer.training.memory import choose_micro_batch
 from tests.unit.gpu_optimizer.training_helpers import (
+    CLASSES,
+    FEATURES,
     adam,
     ce_loss,
     config,
@@ -72,6 +75,37 @@ def test_a_stopped_run_resumes_exactly_where_it_stopped(tmp_path: Path, precisio
         assert ref.scaler is not None
         assert second.scaler is not None
         assert second.scaler.state_dict() == ref.scaler.state_dict()
+
+
+def test_the_kit_steps_exactly_as_a_hand_written_loop() -> None:
+    """Same model, data order, optimizer and scheduler: the guard, the spike check and where the
+    kit drops the last step's gradients change nothing a step computes. The same ops in the same
+    order give equal parameters, not merely close ones; a step that kept the previous step's
+    gradients, or dropped the current ones, would not."""
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(FEATURES, 16), torch.nn.ReLU(), torch.nn.Linear(16, CLASSES)]
+        return torch.nn.Sequential(*layers)
+
+    data = make_data()
+    cfg = config(None, micro_batch_size=16)
+    kit = Trainer(cfg, model(), adam, data, ce_loss, scheduler_factory=warmup)
+    result = kit.fit()
+    plain = model()
+    opt = adam(plain.parameters())
+    sched = warmup(opt)
+    sampler = StepSampler(len(data), cfg.global_batch_size, seed=cfg.seed)
+    for step in range(cfg.max_steps):
+        loss = ce_loss(plain, fetch(data, sampler.indices(step)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    assert result.steps == cfg.max_steps
+    assert result.skipped == 0
+    assert all(torch.equal(p, q) for p, q in zip(params_of(kit.model), params_of(plain), strict=True))
 
 
 def test_time_based_checkpoints_are_written_and_pruned(tmp_path: Path) -> None:
