@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -70,7 +71,8 @@ GOAL = 0.95  # kit_vs_plain of the first workload
 
 def conv_data() -> TensorDataset:
     """2048 random 3x32x32 images; labels a function of their mean colour, 40% of them replaced by
-    random ones, so the loss stays well above zero (no loss spikes off a near-zero median)."""
+    random ones, so the loss stays well above zero (off a near-zero median every wobble would be a
+    loss spike for the kit to skip)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2048, 3, 32, 32, generator=gen)
     y = (x.mean(dim=(2, 3)) @ torch.randn(3, CLASSES, generator=gen)).argmax(dim=1)
@@ -174,6 +176,7 @@ class PlainLoop:
         self.sched = scheduler(self.opt)
         self.sampler = StepSampler(len(dataset), work.batch, seed=0)
         self.read_grads = read_grads
+        self.grad_norm = math.nan  # the last step's, when it reads the gradients
         self.step = 0
 
     def run(self, n: int) -> float:
@@ -189,6 +192,7 @@ class PlainLoop:
                 for p in self.params:
                     g = p.grad.view(-1)
                     squares += float(torch.dot(g, g))
+                self.grad_norm = math.sqrt(squares)
             self.opt.step()
             self.sched.step()
             self.step += 1
