@@ -239,11 +239,6 @@ class KitLoop:
         self.steps.close()
 
 
-def _quartiles(ratios: list[float]) -> tuple[float, float, float]:
-    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
-    return q1, median, q3
-
-
 def compare(
     work: Workload, dataset: TensorDataset, windows: int, round_steps: int, ckpt_every: int, root: Path
 ) -> dict[str, Any]:
@@ -285,7 +280,7 @@ def compare(
         kit_rates.append(steps / sum(s for _, s in kit_rounds[w : w + per_window]))
         plain_rates.append(per_window * round_steps / sum(plain_s[w : w + per_window]))
         ratios.append(kit_rates[-1] / plain_rates[-1])
-    q1, median, q3 = _quartiles(ratios)
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
     kit_all = sum(n for n, _ in kit_rounds) / sum(s for _, s in kit_rounds)
     return {
         "kit_steps_per_s": round(statistics.median(kit_rates), 2),
