@@ -14,16 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 PER_MODEL = ("kit_vs_plain", "kit_vs_plain_q1", "kit_vs_plain_q3", "kit_steps_per_s", "plain_steps_per_s")
 
 
-def test_short_run_reports_both_workloads_and_the_resume() -> None:
-    args = ["--windows", "2", "--cadence-scale", "0.2"]
-    done = subprocess.run(
+def _bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "benchmarks/training.py", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
+
+
+def test_short_run_reports_both_workloads_and_the_resume() -> None:
+    done = _bench("--windows", "2", "--cadence-scale", "0.2", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -47,13 +50,6 @@ def test_short_run_reports_both_workloads_and_the_resume() -> None:
 
 
 def test_an_unknown_workload_is_refused_with_the_choices() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/training.py", "--models", "conv,resnet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _bench("--models", "conv,resnet", timeout=120)
     assert done.returncode == 2
     assert "choose from conv, mlp" in done.stderr
